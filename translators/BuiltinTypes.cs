@@ -1,0 +1,14 @@
+using Brickfs.Translators.Core;
+using Brickfs.Translators.Debug;
+using Brickfs.Translators.Storage;
+
+namespace Brickfs.Translators;
+
+/// <summary>Every translator type Brickfs ships, registered under its type string.</summary>
+internal static class BuiltinTypes
+{
+    public static TranslatorRegistry Register(TranslatorRegistry r) => r
+        .Register(MemoryStorageTranslator.Type)
+        .Register(ErrorGenTranslator.Type)
+        .Register(DelayGenTranslator.Type);
+}
