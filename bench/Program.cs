@@ -1,0 +1,189 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Brickfs.Bench;
+
+/// <summary>
+/// Runs the same workloads on several directories in one run and prints each figure with its
+/// ratio to the first (local Btrfs). Usage:
+///   brickfs-bench [--quick] NAME=DIR NAME=DIR ...      (the first is the baseline)
+/// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
+/// </summary>
+public static class Program
+{
+    private sealed record Target(string Name, string Dir);
+    private sealed record Figure(string Workload, string Unit, Dictionary<string, double> Values);
+
+    public static int Main(string[] args)
+    {
+        bool quick = args.Contains("--quick");
+        var targets = args.Where(a => a.Contains('=')).Select(a => a.Split('=', 2)).Select(p => new Target(p[0], p[1])).ToList();
+        if (targets.Count < 2 || args.Contains("--help"))
+        {
+            Console.Error.WriteLine("usage: brickfs-bench [--quick] BASELINE=DIR NAME=DIR ...");
+            return args.Contains("--help") ? 0 : 1;
+        }
+        foreach (var t in targets)
+        {
+            if (!Directory.Exists(t.Dir)) { Console.Error.WriteLine($"brickfs-bench: {t.Dir} is not a directory"); return 1; }
+        }
+        string seqSize = quick ? "256M" : "1G";
+        int smallFiles = quick ? 1000 : 5000;
+        int sqliteTx = quick ? 200 : 1000;
+        int randSeconds = quick ? 5 : 15;
+
+        var figures = new List<Figure>();
+        void Measure(string workload, string unit, Func<Target, double> run)
+        {
+            var values = new Dictionary<string, double>();
+            foreach (var t in targets)
+            {
+                values[t.Name] = run(t);
+                Console.Error.WriteLine($"  {workload} on {t.Name}: {values[t.Name]:0.##} {unit}");
+            }
+            figures.Add(new Figure(workload, unit, values));
+        }
+
+        Measure($"sequential write {seqSize} (1 MiB blocks)", "MiB/s", t =>
+            Fio(t, "seqwrite", "write", "1M", seqSize, extra: ["--end_fsync=1"]).WriteMiBps);
+        Measure($"sequential read {seqSize} (1 MiB blocks)", "MiB/s", t =>
+        {
+            DropCaches();
+            return Fio(t, "seqwrite", "read", "1M", seqSize).ReadMiBps;
+        });
+        Measure("4 KiB random read (4 jobs, O_DIRECT)", "IOPS", t =>
+            Fio(t, "rand", "randread", "4k", "256M", jobs: 4, seconds: randSeconds, extra: ["--direct=1"]).ReadIops);
+        Measure("4 KiB random write (4 jobs, O_DIRECT)", "IOPS", t =>
+            Fio(t, "rand", "randwrite", "4k", "256M", jobs: 4, seconds: randSeconds, extra: ["--direct=1"]).WriteIops);
+
+        var small = new Dictionary<string, (double Create, double Stat, double Read, double Delete)>();
+        foreach (var t in targets) small[t.Name] = SmallFiles(t, smallFiles);
+        figures.Add(new Figure($"small files: create {smallFiles} (4 KiB)", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Create)));
+        figures.Add(new Figure($"small files: stat {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Stat)));
+        figures.Add(new Figure($"small files: read {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Read)));
+        figures.Add(new Figure($"small files: delete {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Delete)));
+        Measure($"sqlite3 insert transactions ({sqliteTx}, DELETE journal, synchronous=FULL)", "tx/s", t => Sqlite(t, sqliteTx));
+
+        Print(figures, targets);
+        return 0;
+    }
+
+    private static void Print(List<Figure> figures, List<Target> targets)
+    {
+        var baseline = targets[0].Name;
+        var sb = new StringBuilder();
+        int w = figures.Max(f => f.Workload.Length + f.Unit.Length + 3);
+        sb.Append("workload".PadRight(w));
+        foreach (var t in targets) sb.Append(t.Name.PadLeft(16));
+        foreach (var t in targets.Skip(1)) sb.Append($"{t.Name}/{baseline}".PadLeft(Math.Max(14, t.Name.Length + baseline.Length + 3)));
+        sb.AppendLine();
+        foreach (var f in figures)
+        {
+            sb.Append($"{f.Workload} ({f.Unit})".PadRight(w));
+            foreach (var t in targets) sb.Append(f.Values[t.Name].ToString("0.0", CultureInfo.InvariantCulture).PadLeft(16));
+            foreach (var t in targets.Skip(1))
+            {
+                double ratio = f.Values[baseline] > 0 ? f.Values[t.Name] / f.Values[baseline] : double.NaN;
+                sb.Append($"{ratio * 100:0.0}%".PadLeft(Math.Max(14, t.Name.Length + baseline.Length + 3)));
+            }
+            sb.AppendLine();
+        }
+        Console.Write(sb.ToString());
+    }
+
+    private sealed record FioResult(double ReadMiBps, double WriteMiBps, double ReadIops, double WriteIops);
+
+    private static FioResult Fio(Target t, string file, string rw, string bs, string size, int jobs = 1, int seconds = 0, string[]? extra = null)
+    {
+        var dir = Path.Combine(t.Dir, "bench-fio");
+        Directory.CreateDirectory(dir);
+        var args = new List<string>
+        {
+            "--name=" + file, "--directory=" + dir, "--rw=" + rw, "--bs=" + bs, "--size=" + size, "--numjobs=" + jobs,
+            "--ioengine=psync", "--group_reporting", "--output-format=json",
+        };
+        if (seconds > 0) args.AddRange(["--time_based", "--runtime=" + seconds]);
+        if (extra is not null) args.AddRange(extra);
+        var (code, stdout, stderr) = Run("fio", args, TimeSpan.FromMinutes(10));
+        if (code != 0) throw new InvalidOperationException($"fio failed on {t.Name}: {stderr}");
+        using var doc = JsonDocument.Parse(stdout[stdout.IndexOf('{')..]);
+        var job = doc.RootElement.GetProperty("jobs")[0];
+        double Bw(string k) => job.GetProperty(k).GetProperty("bw").GetDouble() / 1024.0; // KiB/s -> MiB/s
+        double Iops(string k) => job.GetProperty(k).GetProperty("iops").GetDouble();
+        return new FioResult(Bw("read"), Bw("write"), Iops("read"), Iops("write"));
+    }
+
+    private static (double, double, double, double) SmallFiles(Target t, int count)
+    {
+        var dir = Path.Combine(t.Dir, "bench-small");
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        Directory.CreateDirectory(dir);
+        var data = new byte[4096];
+        Random.Shared.NextBytes(data);
+        var buf = new byte[4096];
+        double Rate(Action<int> op)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < count; i++) op(i);
+            return count / sw.Elapsed.TotalSeconds;
+        }
+        string P(int i) => Path.Combine(dir, $"f{i:D6}");
+        double create = Rate(i => File.WriteAllBytes(P(i), data));
+        DropCaches();
+        double stat = Rate(i => _ = new FileInfo(P(i)).Length);
+        double read = Rate(i =>
+        {
+            using var fs = new FileStream(P(i), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
+            _ = fs.Read(buf, 0, buf.Length);
+        });
+        double delete = Rate(i => File.Delete(P(i)));
+        Directory.Delete(dir);
+        Console.Error.WriteLine($"  small files on {t.Name}: create {create:0} stat {stat:0} read {read:0} delete {delete:0} /s");
+        return (create, stat, read, delete);
+    }
+
+    private static double Sqlite(Target t, int transactions)
+    {
+        var db = Path.Combine(t.Dir, "bench.db");
+        foreach (var f in new[] { db, db + "-journal" }) if (File.Exists(f)) File.Delete(f);
+        var sql = new StringBuilder("PRAGMA journal_mode=DELETE;\nPRAGMA synchronous=FULL;\nCREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\n");
+        for (int i = 0; i < transactions; i++) sql.Append($"INSERT INTO t(v) VALUES('row {i} {new string('x', 100)}');\n");
+        var sw = Stopwatch.StartNew();
+        var (code, _, stderr) = Run("sqlite3", [db], TimeSpan.FromMinutes(10), sql.ToString());
+        sw.Stop();
+        if (code != 0) throw new InvalidOperationException($"sqlite3 failed on {t.Name}: {stderr}");
+        var (_, count, _) = Run("sqlite3", [db, "SELECT count(*) FROM t;"], TimeSpan.FromMinutes(1));
+        if (count.Trim() != transactions.ToString(CultureInfo.InvariantCulture))
+            throw new InvalidOperationException($"sqlite3 on {t.Name}: {count.Trim()} rows, expected {transactions}");
+        File.Delete(db);
+        return transactions / sw.Elapsed.TotalSeconds;
+    }
+
+    private static void DropCaches()
+    {
+        Run("sync", [], TimeSpan.FromMinutes(2));
+        File.WriteAllText("/proc/sys/vm/drop_caches", "3");
+    }
+
+    private static (int Code, string Stdout, string Stderr) Run(string file, IEnumerable<string> args, TimeSpan timeout, string? stdin = null)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = stdin is not null };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        if (stdin is not null)
+        {
+            p.StandardInput.Write(stdin);
+            p.StandardInput.Close();
+        }
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(true);
+            throw new TimeoutException($"{file} ran past {timeout}");
+        }
+        return (p.ExitCode, o.Result, e.Result);
+    }
+}

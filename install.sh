@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what Brickfs needs on a Debian 12 machine and installs the Brickfs programs.
+# Idempotent: safe to run again; rebuilds and reinstalls the programs every time.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -ne 0 ]; then echo "install.sh: must run as root" >&2; exit 1; fi
+
+PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install.sh: installing ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+if ! command -v dotnet >/dev/null; then echo "install.sh: the .NET 10 SDK (dotnet) is required" >&2; exit 1; fi
+
+# Kernel pieces: FUSE device and Btrfs (both built in or as modules).
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+[ -e /dev/fuse ] || { echo "install.sh: /dev/fuse is missing (no FUSE in this kernel)" >&2; exit 1; }
+grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null || true
+
+PREFIX=/opt/brickfs
+mkdir -p "$PREFIX/lib" /var/log/brickfs /var/lib/brickfs
+for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj; do
+  dotnet publish "$proj" -c Release -o "$PREFIX/lib" --nologo -v q >/dev/null
+done
+
+ln -sf "$PREFIX/lib/brickd" /usr/local/bin/brickd
+ln -sf "$PREFIX/lib/mount.brickfs" /usr/local/bin/mount.brickfs
+# mount(8) looks for /sbin/mount.TYPE; on merged-/usr Debian /sbin is /usr/sbin.
+ln -sf "$PREFIX/lib/mount.brickfs" /sbin/mount.brickfs
+echo "install.sh: installed brickd and mount.brickfs from $PREFIX/lib"
