@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Brickfs.Tests.Support;
+
+namespace Brickfs.Tests.Integration;
+
+/// <summary>A real <c>brickd</c> process serving one brick directory, started from a generated volfile.</summary>
+public sealed class BrickProcess : IDisposable
+{
+    private Process? _process;
+
+    public string Name { get; }
+    public string Directory { get; }
+    public string Volfile { get; }
+    public string LogFile { get; }
+    public int Port { get; }
+
+    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1")
+    {
+        Name = name;
+        Directory = directory;
+        Port = port ?? FreePort();
+        Volfile = Path.Combine(workDir, $"{name}.vol");
+        LogFile = Path.Combine(workDir, $"{name}.log");
+        File.WriteAllText(Volfile, $"""
+            volume {name}-posix
+                type storage/posix
+                option directory {directory}
+            end-volume
+            volume {name}
+                type features/locks
+                subvolumes {name}-posix
+            end-volume
+            volume {name}-server
+                type protocol/server
+                option listen-host {host}
+                option listen-port {Port}
+                subvolumes {name}
+            end-volume
+            """);
+        Start();
+    }
+
+    public int? Pid => _process is { HasExited: false } p ? p.Id : null;
+
+    /// <summary>Starts brickd and waits until its port accepts connections.</summary>
+    public void Start()
+    {
+        var psi = new ProcessStartInfo(Programs.Brickd) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--volfile", Volfile, "--log-file", LogFile }) psi.ArgumentList.Add(a);
+        _process = Process.Start(psi)!;
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!Accepts())
+        {
+            if (_process.HasExited) Assert.Fail($"brickd {Name} exited with {_process.ExitCode}; log:\n{Tail()}");
+            if (DateTime.UtcNow > deadline) Assert.Fail($"brickd {Name} does not listen on {Port} after 30 s; log:\n{Tail()}");
+            Thread.Sleep(50);
+        }
+    }
+
+    private bool Accepts()
+    {
+        try
+        {
+            using var s = new TcpClient();
+            return s.ConnectAsync(IPAddress.Loopback, Port).Wait(500) && s.Connected;
+        }
+        catch (AggregateException)
+        {
+            return false;
+        }
+    }
+
+    public void Kill()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            p.Kill();
+            p.WaitForExit(10_000);
+        }
+    }
+
+    public string Tail() => File.Exists(LogFile) ? string.Join('\n', File.ReadLines(LogFile).TakeLast(30)) : "(no log)";
+
+    public static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    public void Dispose()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            p.Kill();
+            p.WaitForExit(10_000);
+        }
+        _process?.Dispose();
+    }
+}
+
+/// <summary>A network volume: one brickd on a Btrfs loop brick, mounted over loopback TCP.</summary>
+public sealed class NetworkVolume : MountedVolume
+{
+    public BrickProcess Brick { get; }
+
+    public NetworkVolume(int pingTimeoutSeconds = 10) : base("net")
+    {
+        var image = Own(new BtrfsImage("net-brick", 8L << 30));
+        Brick = Own(new BrickProcess(WorkDir, "b1", image.Subvolume("b1")));
+        Mount($"""
+            volume net-client-0
+                type protocol/client
+                option remote-host 127.0.0.1
+                option remote-port {Brick.Port}
+                option remote-subvolume b1
+                option ping-timeout {pingTimeoutSeconds}
+            end-volume
+            """);
+    }
+}
