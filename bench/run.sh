@@ -10,7 +10,8 @@ dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=/var/tmp/brickfs-bench
 cleanup() {
-  for m in "$W/mnt-local-volume" "$W/local" "$W/brick-local"; do
+  [ -f "$W/brickd.pid" ] && kill "$(cat "$W/brickd.pid")" 2>/dev/null || true
+  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/local" "$W/brick-local" "$W/brick-net"; do
     if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
   done
 }
@@ -23,11 +24,43 @@ img() { # name -> mounted btrfs dir
 }
 img local
 img brick-local
+img brick-net
 
 # Local volume: the graph in the mount process over storage/posix on its own Btrfs image.
 sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
 mkdir -p "$W/mnt-local-volume"
 mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
 
+# Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
+PORT=24199
+cat > "$W/brick-net.vol" <<VOL
+volume bench-posix
+    type storage/posix
+    option directory $W/brick-net
+end-volume
+volume bench-locks
+    type features/locks
+    subvolumes bench-posix
+end-volume
+volume bench-server
+    type protocol/server
+    option listen-host 127.0.0.1
+    option listen-port $PORT
+    subvolumes bench-locks
+end-volume
+VOL
+cat > "$W/net-volume.vol" <<VOL
+volume bench-client
+    type protocol/client
+    option remote-host 127.0.0.1
+    option remote-port $PORT
+    option remote-subvolume bench-locks
+end-volume
+VOL
+brickd --volfile "$W/brick-net.vol" --log-file "$W/brickd.log" --pid-file "$W/brickd.pid" &
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+mkdir -p "$W/mnt-net-volume"
+mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
+
 dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
-  btrfs="$W/local" brickfs-local="$W/mnt-local-volume"
+  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume"
