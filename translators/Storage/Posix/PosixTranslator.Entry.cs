@@ -118,6 +118,7 @@ public sealed partial class PosixTranslator
                 g.WriteBytes(b);
                 e = Sys.FSetXattr(osFd.Fd, GfidIndex.Xattr, b, XattrFlags.Create);
                 if (e == Errno.None) e = AddIndexLink(osFd.Fd, "", Libc.AT_EMPTY_PATH, g);
+                if (e == Errno.None) e = Sys.Stat(osFd.Fd, "", out st);
                 if (e != Errno.None) Sys.UnlinkAt(dir.Fd, name);
             }
             else if (e == Errno.None)

@@ -114,21 +114,37 @@ public sealed partial class PosixTranslator
         Done(List(ctx, fd, offset, sizeHint, plus: true));
 
     /// <summary>
-    /// Cookies are the filesystem's d_off values, so a listing resumes where it stopped even if
-    /// entries were added or removed meanwhile. "." and ".." come first, as getdents gives them.
+    /// "." and ".." come first with cookies 1 and 2 (ext4 returns them in hash order, so they are
+    /// emitted here and skipped in the filesystem's stream); every other cookie is the
+    /// filesystem's d_off, so a listing resumes where it stopped even if entries were added or
+    /// removed meanwhile. Btrfs and tmpfs give the dots d_off 1 and 2 themselves, and no real
+    /// entry of theirs (or of ext4) has those cookies.
     /// </summary>
+    private const long DotCookie = 1, DotDotCookie = 2;
+
     private FopResult<IReadOnlyList<DirEntry>> List(FopContext ctx, FileHandle fd, long offset, int sizeHint, bool plus)
     {
         if (Handle(fd, out var open) is var e && e != Errno.None) return e;
         if (!open.IsDirectory) return Errno.ENOTDIR;
+        if (offset < 0) return Errno.EINVAL;
         var result = new List<DirEntry>();
         int budget = Math.Max(sizeHint, 512);
         bool isRoot = fd.Gfid == Gfid.Root;
         var buf = new byte[Math.Clamp(sizeHint, 4096, 65536)];
+        if (offset == 0)
+        {
+            result.Add(new DirEntry { Name = ".", NextOffset = DotCookie, Type = Dirents.DtDir });
+            budget -= 33;
+        }
+        if (offset <= DotCookie)
+        {
+            result.Add(new DirEntry { Name = "..", NextOffset = DotDotCookie, Type = Dirents.DtDir });
+            budget -= 34;
+        }
         lock (open.DirLock)
         {
             int dirfd = open.Fd.Fd;
-            e = Sys.LSeek(dirfd, offset, SeekWhence.Set, out _);
+            e = Sys.LSeek(dirfd, offset <= DotDotCookie ? 0 : offset, SeekWhence.Set, out _);
             if (e != Errno.None) return e;
             while (budget > 0)
             {
@@ -138,10 +154,10 @@ public sealed partial class PosixTranslator
                 int pos = 0;
                 while (budget > 0 && Dirents.Next(buf.AsSpan(0, len), ref pos, out long next, out byte type, out var raw))
                 {
-                    if (isRoot && raw.SequenceEqual(".brickfs"u8)) continue;
+                    if (Dirents.IsDot(raw) || (isRoot && raw.SequenceEqual(".brickfs"u8))) continue;
                     var name = Encoding.UTF8.GetString(raw);
                     DirEntry entry;
-                    if (Dirents.IsDot(raw) || (!plus && type != Dirents.DtUnknown))
+                    if (!plus && type != Dirents.DtUnknown)
                     {
                         entry = new DirEntry { Name = name, NextOffset = next, Type = type };
                     }
