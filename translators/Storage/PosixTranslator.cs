@@ -208,8 +208,12 @@ public sealed partial class PosixTranslator : Translator
     /// <paramref name="parent"/>), assigning one (and its index entry) if the entry has none, and
     /// repairing a missing or stale index entry. Runs as root.
     /// </summary>
-    private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st)
+    private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st) => EntryGfid(dirfd, name, parent, st, out _);
+
+    /// <param name="changed">The GFID or index entry was (re)made: link counts may have changed.</param>
+    private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st, out bool changed)
     {
+        changed = true;
         var path = EntryPath(dirfd, name);
         bool isDir = ModeBits.IsDirectory(st.Mode);
         var g = ReadGfid(path, follow: false);
@@ -220,13 +224,21 @@ public sealed partial class PosixTranslator : Translator
         {
             var want = GfidIndex.DirTarget(parent, name);
             var e = Sys.ReadLink(IndexFd, rel, out var have);
-            if (e == Errno.None && have == want) return g.Value;
+            if (e == Errno.None && have == want)
+            {
+                changed = false;
+                return g.Value;
+            }
             if (e == Errno.None && ResolvesToOther(g.Value, st)) return AssignGfid(dirfd, name, parent, isDir, path, replace: true);
             SetDirLink(g.Value, parent, name);
             return g.Value;
         }
         var ie = Sys.Stat(IndexFd, rel, out var ist);
-        if (ie == Errno.None && ist.Ino == st.Ino && ist.DevMajor == st.DevMajor && ist.DevMinor == st.DevMinor) return g.Value;
+        if (ie == Errno.None && ist.Ino == st.Ino && ist.DevMajor == st.DevMajor && ist.DevMinor == st.DevMinor)
+        {
+            changed = false;
+            return g.Value;
+        }
         if (ie == Errno.ENOENT)
         {
             AddIndexLink(dirfd, name, 0, g.Value);
@@ -319,24 +331,31 @@ public sealed partial class PosixTranslator : Translator
     {
         lease = default;
         var e = Sys.OpenAt2(RootFd, GfidIndex.IndexFromRoot + GfidIndex.RelPath(g), Libc.O_PATH | Libc.O_DIRECTORY, 0, ResolveIndexDir, out var fd);
-        if (e == Errno.ELOOP) return OpenDirByChain(g, out lease);
-        if (e != Errno.None)
+        if (e == Errno.None && ReadGfid(Sys.ProcPath(fd.Fd), follow: true) == g)
         {
-            if (e == Errno.ENOENT) return Errno.ESTALE;
-            // ENOTDIR: a non-directory GFID, or a chain broken by a file where a directory was.
-            return e == Errno.ENOTDIR && IsNonDirIndex(g) ? Errno.ENOTDIR : e == Errno.ENOTDIR ? Errno.ESTALE : e;
+            lease = _dirs.AddAndLease(g, fd);
+            return Errno.None;
         }
-        if (ReadGfid(Sys.ProcPath(fd.Fd), follow: true) != g)
+        fd?.Dispose();
+        // The walk failed or ended elsewhere (a user's symlink in the index is followed by the
+        // kernel, but never past the export, and the GFID check catches where it lands).
+        return IsDirIndexEntry(g) switch
         {
-            fd.Dispose();
-            return Errno.ESTALE;
-        }
-        lease = _dirs.AddAndLease(g, fd);
-        return Errno.None;
+            null => Errno.ESTALE,
+            false => Errno.ENOTDIR,
+            true => e == Errno.ELOOP ? OpenDirByChain(g, out lease) : Errno.ESTALE,
+        };
     }
 
-    private bool IsNonDirIndex(Gfid g) =>
-        Sys.Stat(IndexFd, GfidIndex.RelPath(g), out var st) == Errno.None && !ModeBits.IsSymlink(st.Mode);
+    /// <summary>True for a directory's index symlink, false for a non-directory's entry, null when there is none.</summary>
+    private bool? IsDirIndexEntry(Gfid g)
+    {
+        var rel = GfidIndex.RelPath(g);
+        var e = Sys.Stat(IndexFd, rel, out var st);
+        if (e != Errno.None) return null;
+        if (!ModeBits.IsSymlink(st.Mode)) return false;
+        return ReadGfid(EntryPath(IndexFd, rel), follow: false) != g; // a user's symlink carries its GFID
+    }
 
     /// <summary>
     /// Resolution of trees deeper than the kernel's 40 nested symlinks: read the chain of index
@@ -408,8 +427,12 @@ public sealed partial class PosixTranslator : Translator
     /// <summary>Attributes of entry <paramref name="name"/> in <paramref name="dirfd"/> with its GFID; caches directories. Call as root.</summary>
     private Iatt EntryIatt(int dirfd, string name, Gfid parent, in Libc.Statx st)
     {
-        var g = EntryGfid(dirfd, name, parent, st);
-        if (!ModeBits.IsDirectory(st.Mode)) return ToIatt(g, st, -1);
+        var g = EntryGfid(dirfd, name, parent, st, out bool changed);
+        if (!ModeBits.IsDirectory(st.Mode))
+        {
+            if (changed && Sys.Stat(dirfd, name, out var fresh) == Errno.None) return ToIatt(g, fresh, -1);
+            return ToIatt(g, st, -1);
+        }
         if (_dirs.TryLease(g, out var cached))
         {
             using (cached) return ToIatt(g, st, cached.Fd);
