@@ -10,6 +10,7 @@ internal static class BuiltinTypes
 {
     public static TranslatorRegistry Register(TranslatorRegistry r) => r
         .Register(MemoryStorageTranslator.Type)
+        .Register(PosixTranslator.Type)
         .Register(ErrorGenTranslator.Type)
         .Register(DelayGenTranslator.Type)
         .Register(LocksTranslator.Type);

@@ -25,7 +25,7 @@ public sealed class MemoryStorageTranslator : Translator
         public uint Uid, Gid;
         public ulong Rdev;
         public uint Links;
-        public byte[] Data = [];
+        public SparseData Data = new();
         public long Size;
         public string? Target;
         public Timespec Atime, Mtime, Ctime;
@@ -60,7 +60,7 @@ public sealed class MemoryStorageTranslator : Translator
         return new Iatt
         {
             Gfid = n.Gfid, Mode = n.Mode, Nlink = nlink, Uid = n.Uid, Gid = n.Gid, Rdev = n.Rdev,
-            Size = n.IsDir ? 4096 : n.Target?.Length ?? n.Size, Blocks = (n.Size + 511) / 512,
+            Size = n.IsDir ? 4096 : n.Target?.Length ?? n.Size, Blocks = n.Data.AllocatedBytes / 512,
             Atime = n.Atime, Mtime = n.Mtime, Ctime = n.Ctime,
         };
     }
@@ -124,6 +124,7 @@ public sealed class MemoryStorageTranslator : Translator
     {
         lock (_lock)
         {
+            if (fd is not null && fd.TryGetContext<Node>(this, out var held)) return Done(FopResult<Iatt>.Success(AttrOf(held)));
             return Done(_nodes.TryGetValue(gfid, out var n) ? AttrOf(n) : FopResult<Iatt>.Fail(Errno.ESTALE));
         }
     }
@@ -132,7 +133,7 @@ public sealed class MemoryStorageTranslator : Translator
     {
         lock (_lock)
         {
-            if (!_nodes.TryGetValue(gfid, out var n)) return Done<Iatt>(Errno.ESTALE);
+            if (!(fd is not null && fd.TryGetContext(this, out Node n)) && !_nodes.TryGetValue(gfid, out n!)) return Done<Iatt>(Errno.ESTALE);
             bool owner = ctx.Uid == 0 || ctx.Uid == n.Uid;
             var now = Timespec.Now();
             if (r.Has(SetattrValid.Mode))
@@ -172,8 +173,7 @@ public sealed class MemoryStorageTranslator : Translator
 
     private static void Resize(Node n, long size)
     {
-        if (size > n.Data.Length) Array.Resize(ref n.Data, (int)Math.Min(Math.Max(size, n.Data.Length * 2L), Array.MaxLength));
-        if (size < n.Size) Array.Clear(n.Data, (int)size, (int)(Math.Min(n.Size, n.Data.Length) - size));
+        if (size < n.Size) n.Data.Clear(size, n.Size - size);
         n.Size = size;
     }
 
@@ -256,7 +256,7 @@ public sealed class MemoryStorageTranslator : Translator
             if (StickyDenies(ctx, dir, n)) return Done(Errno.EPERM);
             dir.Entries.Remove(name);
             dir.Mtime = dir.Ctime = n.Ctime = Timespec.Now();
-            if (--n.Links == 0) _nodes.Remove(g); // open handles keep the node object alive
+            if (--n.Links == 0) _nodes.Remove(g); // open handles keep the node object alive (nlink 0)
             return Done(FopResult.Success);
         }
     }
@@ -386,7 +386,7 @@ public sealed class MemoryStorageTranslator : Translator
             if (offset < 0) return Done<DataBuffer>(Errno.EINVAL);
             int count = (int)Math.Clamp(n.Size - offset, 0, size);
             var buf = DataBuffer.Rent(count);
-            n.Data.AsSpan((int)offset, count).CopyTo(buf.Span);
+            n.Data.Read(offset, buf.Span);
             return Done(FopResult<DataBuffer>.Success(buf));
         }
     }
@@ -399,9 +399,9 @@ public sealed class MemoryStorageTranslator : Translator
             if (!fd.CanWrite) return Done<int>(Errno.EBADF);
             if ((fd.Flags & OpenFlags.Append) != 0) offset = n.Size;
             long end = offset + data.Length;
-            if (offset < 0 || end > Array.MaxLength) return Done<int>(Errno.EFBIG);
+            if (offset < 0 || end < offset) return Done<int>(Errno.EFBIG);
             if (end > n.Size) Resize(n, end);
-            data.Span.CopyTo(n.Data.AsSpan((int)offset));
+            n.Data.Write(offset, data.Span);
             n.Mtime = n.Ctime = Timespec.Now();
             if (ctx.Uid != 0) n.Mode &= ~(ModeBits.SetUid | ((n.Mode & 0x8) != 0 ? ModeBits.SetGid : 0));
             return Done(FopResult<int>.Success(data.Length));
@@ -430,7 +430,7 @@ public sealed class MemoryStorageTranslator : Translator
             if ((mode & (FallocateMode.PunchHole | FallocateMode.ZeroRange)) != 0)
             {
                 long stop = Math.Min(end, n.Size);
-                if (stop > offset) Array.Clear(n.Data, (int)offset, (int)(stop - offset));
+                if (stop > offset) n.Data.Clear(offset, stop - offset);
                 if ((mode & FallocateMode.ZeroRange) != 0 && (mode & FallocateMode.KeepSize) == 0 && end > n.Size) Resize(n, end);
             }
             else if ((mode & ~FallocateMode.KeepSize) != 0) return Done(Errno.ENOTSUP);
@@ -448,8 +448,8 @@ public sealed class MemoryStorageTranslator : Translator
             if (offset < 0 || offset >= n.Size) return Done<long>(Errno.ENXIO);
             return whence switch
             {
-                SeekWhence.Data => Done(FopResult<long>.Success(offset)),
-                SeekWhence.Hole => Done(FopResult<long>.Success(n.Size)),
+                SeekWhence.Data => n.Data.NextData(offset, n.Size) is long d ? Done(FopResult<long>.Success(d)) : Done<long>(Errno.ENXIO),
+                SeekWhence.Hole => Done(FopResult<long>.Success(n.Data.NextHole(offset, n.Size))),
                 _ => Done<long>(Errno.EINVAL),
             };
         }
@@ -531,6 +531,67 @@ public sealed class MemoryStorageTranslator : Translator
                 Add(new DirEntry { Name = name, NextOffset = pos + 1, Type = ModeBits.ToDirentType(n.Mode), Gfid = g, Attr = plus ? AttrOf(n) : null });
             }
             return result;
+        }
+    }
+
+    /// <summary>File contents in 64 KiB chunks allocated on write, so holes (and files past 4 GiB) cost nothing.</summary>
+    private sealed class SparseData
+    {
+        private const int ChunkSize = 64 * 1024;
+        private readonly Dictionary<long, byte[]> _chunks = new();
+
+        public long AllocatedBytes => (long)_chunks.Count * ChunkSize;
+
+        public void Read(long offset, Span<byte> dest)
+        {
+            while (!dest.IsEmpty)
+            {
+                int at = (int)(offset % ChunkSize), n = Math.Min(dest.Length, ChunkSize - at);
+                if (_chunks.TryGetValue(offset / ChunkSize, out var c)) c.AsSpan(at, n).CopyTo(dest);
+                else dest[..n].Clear();
+                dest = dest[n..];
+                offset += n;
+            }
+        }
+
+        public void Write(long offset, ReadOnlySpan<byte> src)
+        {
+            while (!src.IsEmpty)
+            {
+                int at = (int)(offset % ChunkSize), n = Math.Min(src.Length, ChunkSize - at);
+                if (!_chunks.TryGetValue(offset / ChunkSize, out var c)) _chunks[offset / ChunkSize] = c = new byte[ChunkSize];
+                src[..n].CopyTo(c.AsSpan(at));
+                src = src[n..];
+                offset += n;
+            }
+        }
+
+        public void Clear(long offset, long length)
+        {
+            long end = offset + length;
+            foreach (var index in _chunks.Keys.Where(k => k * ChunkSize < end && (k + 1) * ChunkSize > offset).ToList())
+            {
+                long start = index * ChunkSize;
+                if (offset <= start && end >= start + ChunkSize) _chunks.Remove(index);
+                else
+                {
+                    int from = (int)Math.Max(offset - start, 0), to = (int)Math.Min(end - start, ChunkSize);
+                    _chunks[index].AsSpan(from, to - from).Clear();
+                }
+            }
+        }
+
+        public long? NextData(long offset, long size)
+        {
+            var next = _chunks.Keys.Where(k => (k + 1) * ChunkSize > offset).DefaultIfEmpty(-1).Min();
+            return next < 0 || next * ChunkSize >= size ? null : Math.Max(offset, next * ChunkSize);
+        }
+
+        public long NextHole(long offset, long size)
+        {
+            long k = offset / ChunkSize;
+            while (_chunks.ContainsKey(k)) k++;
+            return Math.Min(Math.Max(offset, k * ChunkSize), size);
         }
     }
 }

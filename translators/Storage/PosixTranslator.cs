@@ -1,0 +1,444 @@
+using System.Text;
+using Brickfs.Translators.Core;
+using Brickfs.Translators.Interop;
+using Brickfs.Translators.Storage.Posix;
+
+namespace Brickfs.Translators.Storage;
+
+/// <summary>
+/// storage/posix: the brick's storage, a directory tree on a local filesystem (Btrfs in
+/// production). Callers may assume:
+/// <list type="bullet">
+/// <item>Every entry carries its GFID in <c>trusted.brickfs.gfid</c>; <c>.brickfs/gfid/</c>
+/// indexes them (hard links for non-directories, relative symlinks for directories), so any
+/// GFID resolves without a path, across restarts. Entries created behind the brick's back get
+/// a GFID on first lookup.</item>
+/// <item>Nothing resolves outside the export: names are plain (no "/", no ".."), user symlinks
+/// are never followed, index symlinks are walked with RESOLVE_BENEATH.</item>
+/// <item>Permission checks, ownership of new entries, setgid inheritance and setuid dropping are
+/// the kernel's, done under the caller's fsuid/fsgid/groups (<see cref="Creds"/>).</item>
+/// <item><c>.brickfs</c> is invisible and untouchable through the graph, and
+/// <c>trusted.brickfs.*</c> xattrs are reserved.</item>
+/// <item>Locks are not handled here (ENOSYS): features/locks sits above.</item>
+/// </list>
+/// The process umask is set to 0 at init so modes arrive exactly as the client sent them (the
+/// client kernel already applied the caller's umask). O_DIRECT is dropped on open, as GlusterFS's
+/// posix does by default: its visible contract (no client page cache) is the client's business,
+/// Btrfs checksums do not mix well with direct I/O on buffers that may change, and pooled network
+/// buffers are not block aligned. Durability comes from fsync.
+/// </summary>
+public sealed partial class PosixTranslator : Translator
+{
+    public static readonly IReadOnlyList<OptionSpec> OptionSpecs =
+    [
+        new("directory", OptionType.Path, null, "the export directory (absolute path; on Btrfs in production)") { Required = true },
+        new("dir-fd-cache", OptionType.Int, "4096", "directory descriptors kept open for resolution by GFID") { Min = 16, Max = 1 << 20 },
+    ];
+
+    public static TranslatorType Type { get; } = new("storage/posix", OptionSpecs, 0, 0,
+        o => new PosixTranslator(o), "the brick's storage: an export directory with a GFID index");
+
+    private const ulong ResolveIndexFile = Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_SYMLINKS;
+    private const ulong ResolveIndexDir = Libc.RESOLVE_BENEATH | Libc.RESOLVE_NO_MAGICLINKS;
+
+    private readonly string _directory;
+    private readonly DirFdCache _dirs;
+    private readonly DirLinkCounter _links = new();
+    private PosixFd? _root;
+    private PosixFd? _index;
+
+    public PosixTranslator(TranslatorOptions options)
+    {
+        _directory = options.GetString("directory");
+        _dirs = new DirFdCache((int)options.GetInt("dir-fd-cache"));
+    }
+
+    /// <summary>The export directory.</summary>
+    public string Directory => _directory;
+
+    private int RootFd => (_root ?? throw new InvalidOperationException("storage/posix used before InitAsync")).Fd;
+    private int IndexFd => _index!.Fd;
+
+    public override ValueTask InitAsync(CancellationToken cancellation)
+    {
+        Sys.Umask(0);
+        var e = Sys.OpenAt(Libc.AT_FDCWD, _directory, Libc.O_PATH | Libc.O_DIRECTORY, 0, out var root);
+        if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot open export directory {_directory}: {e}");
+        _root = root;
+
+        Span<byte> want = stackalloc byte[Gfid.Size];
+        Gfid.Root.WriteBytes(want);
+        var rootPath = Sys.ProcPath(root.Fd);
+        var have = ReadGfid(rootPath, follow: true);
+        if (have is null)
+        {
+            e = Sys.SetXattr(rootPath, GfidIndex.Xattr, want, XattrFlags.Create, follow: true);
+            if (e != Errno.None)
+                throw new InvalidOperationException($"storage/posix: cannot set {GfidIndex.Xattr} on {_directory} ({e}); the filesystem needs trusted xattrs and the brick must run as root");
+        }
+        else if (have != Gfid.Root)
+        {
+            throw new InvalidOperationException($"storage/posix: {_directory} carries GFID {have}, not the root GFID; it is not the root of a brick (refusing to export it)");
+        }
+
+        foreach (var dir in new[] { GfidIndex.HiddenDir, GfidIndex.HiddenDir + "/gfid" })
+        {
+            e = Sys.MkdirAt(root.Fd, dir, 0x1C9 /* 0711 */);
+            if (e != Errno.None && e != Errno.EEXIST) throw new InvalidOperationException($"storage/posix: cannot create {_directory}/{dir}: {e}");
+        }
+        e = Sys.OpenAt2(root.Fd, GfidIndex.IndexFromRoot, Libc.O_PATH | Libc.O_DIRECTORY, 0, ResolveIndexFile, out var index);
+        if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot open {_directory}/{GfidIndex.IndexFromRoot}: {e}");
+        _index = index;
+        return ValueTask.CompletedTask;
+    }
+
+    public override ValueTask DisposeAsync()
+    {
+        _dirs.Dispose();
+        _index?.Dispose();
+        _root?.Dispose();
+        return base.DisposeAsync();
+    }
+
+    private static ValueTask<FopResult<T>> Done<T>(FopResult<T> r) => ValueTask.FromResult(r);
+    private static ValueTask<FopResult> Done(FopResult r) => ValueTask.FromResult(r);
+
+    private static string EntryPath(int dirfd, string name) => Sys.ProcPath(dirfd) + "/" + name;
+
+    // ---- names -----------------------------------------------------------------------
+
+    private static Errno CheckName(string name)
+    {
+        if (name.Length == 0 || name == "." || name == ".." || name.Contains('/') || name.Contains('\0')) return Errno.EINVAL;
+        return Encoding.UTF8.GetByteCount(name) > 255 ? Errno.ENAMETOOLONG : Errno.None;
+    }
+
+    private static bool IsHidden(Gfid parent, string name) => parent == Gfid.Root && name == GfidIndex.HiddenDir;
+
+    /// <summary>Name check for fops that look up or remove an entry: the hidden directory does not exist.</summary>
+    private static Errno CheckExisting(Gfid parent, string name)
+    {
+        var e = CheckName(name);
+        return e != Errno.None ? e : IsHidden(parent, name) ? Errno.ENOENT : Errno.None;
+    }
+
+    /// <summary>Name check for fops that create an entry: the hidden directory's name is refused.</summary>
+    private static Errno CheckNew(Gfid parent, string name)
+    {
+        var e = CheckName(name);
+        return e != Errno.None ? e : IsHidden(parent, name) ? Errno.EPERM : Errno.None;
+    }
+
+    // ---- GFIDs -------------------------------------------------------------------------
+
+    private static Gfid? ReadGfid(string path, bool follow)
+    {
+        Span<byte> b = stackalloc byte[Gfid.Size];
+        if (Sys.GetXattrInto(path, GfidIndex.Xattr, follow, b, out int n) != Errno.None || n != Gfid.Size) return null;
+        return Gfid.FromBytes(b);
+    }
+
+    private static Gfid? ReadGfid(int fd)
+    {
+        Span<byte> b = stackalloc byte[Gfid.Size];
+        if (Sys.FGetXattrInto(fd, GfidIndex.Xattr, b, out int n) != Errno.None || n != Gfid.Size) return null;
+        return Gfid.FromBytes(b);
+    }
+
+    private static Errno WriteGfid(string path, bool follow, Gfid g, int flags)
+    {
+        Span<byte> b = stackalloc byte[Gfid.Size];
+        g.WriteBytes(b);
+        return Sys.SetXattr(path, GfidIndex.Xattr, b, flags, follow);
+    }
+
+    private bool IndexExists(Gfid g) => Sys.Stat(IndexFd, GfidIndex.RelPath(g), out _) == Errno.None;
+
+    private void EnsureBuckets(Gfid g)
+    {
+        Sys.MkdirAt(IndexFd, GfidIndex.Bucket1(g), 0x1C9);
+        Sys.MkdirAt(IndexFd, GfidIndex.Bucket2(g), 0x1C9);
+    }
+
+    /// <summary>Hard-links a non-directory into the index (<paramref name="flags"/> as for linkat).</summary>
+    private Errno AddIndexLink(int dirfd, string name, int flags, Gfid g)
+    {
+        var rel = GfidIndex.RelPath(g);
+        var e = Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
+        if (e != Errno.ENOENT) return e;
+        EnsureBuckets(g);
+        return Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
+    }
+
+    /// <summary>Points a directory's index symlink at (parent, name), replacing any old one atomically.</summary>
+    private Errno SetDirLink(Gfid g, Gfid parent, string name)
+    {
+        var rel = GfidIndex.RelPath(g);
+        var target = GfidIndex.DirTarget(parent, name);
+        var tmp = rel + ".tmp." + Guid.NewGuid().ToString("N");
+        var e = Sys.SymlinkAt(target, IndexFd, tmp);
+        if (e == Errno.ENOENT)
+        {
+            EnsureBuckets(g);
+            e = Sys.SymlinkAt(target, IndexFd, tmp);
+        }
+        if (e != Errno.None) return e;
+        e = Sys.RenameAt2(IndexFd, tmp, IndexFd, rel, 0);
+        if (e != Errno.None) Sys.UnlinkAt(IndexFd, tmp);
+        return e;
+    }
+
+    /// <summary>Removes a non-directory's index link once no user-visible name is left (open descriptors keep the data).</summary>
+    private void DropIndexIfOrphan(Gfid g)
+    {
+        var rel = GfidIndex.RelPath(g);
+        if (Sys.Stat(IndexFd, rel, out var st) == Errno.None && st.Nlink <= 1 && !ModeBits.IsDirectory(st.Mode))
+            Sys.UnlinkAt(IndexFd, rel);
+    }
+
+    private void DropDirIndex(Gfid g)
+    {
+        Sys.UnlinkAt(IndexFd, GfidIndex.RelPath(g));
+        _dirs.Remove(g);
+        _links.Invalidate(g);
+    }
+
+    /// <summary>
+    /// The GFID of entry <paramref name="name"/> in directory <paramref name="dirfd"/> (GFID
+    /// <paramref name="parent"/>), assigning one (and its index entry) if the entry has none, and
+    /// repairing a missing or stale index entry. Runs as root.
+    /// </summary>
+    private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st) => EntryGfid(dirfd, name, parent, st, out _);
+
+    /// <param name="changed">The GFID or index entry was (re)made: link counts may have changed.</param>
+    private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st, out bool changed)
+    {
+        changed = true;
+        var path = EntryPath(dirfd, name);
+        bool isDir = ModeBits.IsDirectory(st.Mode);
+        var g = ReadGfid(path, follow: false);
+        if (g is null) return AssignGfid(dirfd, name, parent, isDir, path);
+
+        var rel = GfidIndex.RelPath(g.Value);
+        if (isDir)
+        {
+            var want = GfidIndex.DirTarget(parent, name);
+            var e = Sys.ReadLink(IndexFd, rel, out var have);
+            if (e == Errno.None && have == want)
+            {
+                changed = false;
+                return g.Value;
+            }
+            if (e == Errno.None && ResolvesToOther(g.Value, st)) return AssignGfid(dirfd, name, parent, isDir, path, replace: true);
+            SetDirLink(g.Value, parent, name);
+            return g.Value;
+        }
+        var ie = Sys.Stat(IndexFd, rel, out var ist);
+        if (ie == Errno.None && ist.Ino == st.Ino && ist.DevMajor == st.DevMajor && ist.DevMinor == st.DevMinor)
+        {
+            changed = false;
+            return g.Value;
+        }
+        if (ie == Errno.ENOENT)
+        {
+            AddIndexLink(dirfd, name, 0, g.Value);
+            return g.Value;
+        }
+        if (ie == Errno.None && ist.Nlink > 1) return AssignGfid(dirfd, name, parent, isDir, path, replace: true); // a copy carrying another file's GFID
+        Sys.UnlinkAt(IndexFd, rel);
+        AddIndexLink(dirfd, name, 0, g.Value);
+        return g.Value;
+    }
+
+    /// <summary>True if the directory index entry of <paramref name="g"/> resolves to an existing directory other than the one stat'ed.</summary>
+    private bool ResolvesToOther(Gfid g, in Libc.Statx st)
+    {
+        if (Sys.OpenAt2(RootFd, GfidIndex.IndexFromRoot + GfidIndex.RelPath(g), Libc.O_PATH | Libc.O_DIRECTORY, 0, ResolveIndexDir, out var fd) != Errno.None)
+            return false;
+        using var owned = fd.Own();
+        return Sys.Stat(fd.Fd, "", out var other) == Errno.None && other.Ino != st.Ino && ReadGfid(Sys.ProcPath(fd.Fd), follow: true) == g;
+    }
+
+    private Gfid AssignGfid(int dirfd, string name, Gfid parent, bool isDir, string path, bool replace = false)
+    {
+        var g = Gfid.NewRandom();
+        var e = WriteGfid(path, follow: false, g, replace ? XattrFlags.Replace : XattrFlags.Create);
+        if (e == Errno.EEXIST && ReadGfid(path, follow: false) is { } raced) return raced;
+        if (isDir) SetDirLink(g, parent, name);
+        else AddIndexLink(dirfd, name, 0, g);
+        return g;
+    }
+
+    // ---- resolution ----------------------------------------------------------------------
+
+    /// <summary>
+    /// An O_PATH descriptor of the object with GFID <paramref name="g"/> and its attributes.
+    /// ESTALE when the GFID is unknown.
+    /// </summary>
+    private Errno Resolve(Gfid g, out FdLease lease, out Libc.Statx st)
+    {
+        st = default;
+        if (g == Gfid.Root) return ResolveDir(g, out lease, out st);
+        if (_dirs.TryLease(g, out lease)) return CheckDir(g, ref lease, out st);
+        var rel = GfidIndex.RelPath(g);
+        var e = Sys.OpenAt2(IndexFd, rel, Libc.O_PATH | Libc.O_NOFOLLOW, 0, ResolveIndexFile, out var fd);
+        if (e != Errno.None)
+        {
+            lease = default;
+            return e == Errno.ENOENT || e == Errno.ENOTDIR ? Errno.ESTALE : e;
+        }
+        lease = fd.Own();
+        e = Sys.Stat(fd.Fd, "", out st);
+        if (e != Errno.None)
+        {
+            lease.Dispose();
+            return e;
+        }
+        // A symlink in the index is either a user's symlink (it carries a GFID) or a directory's entry.
+        if (!ModeBits.IsSymlink(st.Mode) || ReadGfid(Sys.ProcPath(fd.Fd), follow: true) == g) return Errno.None;
+        lease.Dispose();
+        return ResolveDir(g, out lease, out st);
+    }
+
+    /// <summary>As <see cref="Resolve"/> for a GFID that must be a directory (ENOTDIR otherwise).</summary>
+    private Errno ResolveDir(Gfid g, out FdLease lease, out Libc.Statx st)
+    {
+        st = default;
+        Errno e;
+        if (g == Gfid.Root) lease = _root!.Lease();
+        else if (!_dirs.TryLease(g, out lease))
+        {
+            e = OpenDirByGfid(g, out lease);
+            if (e != Errno.None) return e;
+        }
+        return CheckDir(g, ref lease, out st);
+    }
+
+    private Errno CheckDir(Gfid g, ref FdLease lease, out Libc.Statx st)
+    {
+        var e = Sys.Stat(lease.Fd, "", out st);
+        if (e == Errno.None && st.Nlink == 0) e = Errno.ESTALE; // removed behind a cached descriptor
+        if (e == Errno.None && !ModeBits.IsDirectory(st.Mode)) e = Errno.ENOTDIR;
+        if (e != Errno.None)
+        {
+            lease.Dispose();
+            if (e == Errno.ESTALE) _dirs.Remove(g);
+        }
+        return e;
+    }
+
+    private Errno OpenDirByGfid(Gfid g, out FdLease lease)
+    {
+        lease = default;
+        var e = Sys.OpenAt2(RootFd, GfidIndex.IndexFromRoot + GfidIndex.RelPath(g), Libc.O_PATH | Libc.O_DIRECTORY, 0, ResolveIndexDir, out var fd);
+        if (e == Errno.None && ReadGfid(Sys.ProcPath(fd.Fd), follow: true) == g)
+        {
+            lease = _dirs.AddAndLease(g, fd);
+            return Errno.None;
+        }
+        fd?.Dispose();
+        // The walk failed or ended elsewhere (a user's symlink in the index is followed by the
+        // kernel, but never past the export, and the GFID check catches where it lands).
+        return IsDirIndexEntry(g) switch
+        {
+            null => Errno.ESTALE,
+            false => Errno.ENOTDIR,
+            true => e == Errno.ELOOP ? OpenDirByChain(g, out lease) : Errno.ESTALE,
+        };
+    }
+
+    /// <summary>True for a directory's index symlink, false for a non-directory's entry, null when there is none.</summary>
+    private bool? IsDirIndexEntry(Gfid g)
+    {
+        var rel = GfidIndex.RelPath(g);
+        var e = Sys.Stat(IndexFd, rel, out var st);
+        if (e != Errno.None) return null;
+        if (!ModeBits.IsSymlink(st.Mode)) return false;
+        return ReadGfid(EntryPath(IndexFd, rel), follow: false) != g; // a user's symlink carries its GFID
+    }
+
+    /// <summary>
+    /// Resolution of trees deeper than the kernel's 40 nested symlinks: read the chain of index
+    /// symlinks up to a cached or root ancestor, then open the names downwards.
+    /// </summary>
+    private Errno OpenDirByChain(Gfid g, out FdLease lease)
+    {
+        var chain = new Stack<(Gfid Gfid, string Name)>();
+        var cur = g;
+        FdLease at = default;
+        while (true)
+        {
+            if (cur == Gfid.Root)
+            {
+                at = _root!.Lease();
+                break;
+            }
+            if (_dirs.TryLease(cur, out at)) break;
+            if (chain.Count > 4096 || Sys.ReadLink(IndexFd, GfidIndex.RelPath(cur), out var target) != Errno.None
+                || !GfidIndex.TryParseDirTarget(target, out var parent, out var name))
+            {
+                lease = default;
+                return Errno.ESTALE;
+            }
+            chain.Push((cur, name));
+            cur = parent;
+        }
+        while (chain.TryPop(out var step))
+        {
+            var e = Sys.OpenAt(at.Fd, step.Name, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW, 0, out var next);
+            at.Dispose();
+            if (e != Errno.None || ReadGfid(Sys.ProcPath(next.Fd), follow: true) != step.Gfid)
+            {
+                next?.Dispose();
+                lease = default;
+                return Errno.ESTALE;
+            }
+            at = _dirs.AddAndLease(step.Gfid, next);
+        }
+        lease = at;
+        return Errno.None;
+    }
+
+    // ---- attributes ------------------------------------------------------------------------
+
+    /// <summary>
+    /// Iatt from statx. <paramref name="dirfd"/> is a descriptor of the object itself (only used for
+    /// directories, to count subdirectories where the filesystem does not). Call as root.
+    /// </summary>
+    private Iatt ToIatt(Gfid g, in Libc.Statx st, int dirfd)
+    {
+        bool isDir = ModeBits.IsDirectory(st.Mode);
+        uint nlink = isDir ? _links.Nlink(g, dirfd, st) : st.Nlink > 0 ? st.Nlink - 1 : 0; // minus the index link
+        return new Iatt
+        {
+            Gfid = g, Mode = st.Mode, Nlink = nlink, Uid = st.Uid, Gid = st.Gid,
+            Rdev = MakeDev(st.RdevMajor, st.RdevMinor), Size = (long)st.Size, Blocks = (long)st.Blocks,
+            BlockSize = st.BlkSize == 0 ? 4096 : st.BlkSize,
+            Atime = new Core.Timespec(st.Atime.Sec, st.Atime.Nsec),
+            Mtime = new Core.Timespec(st.Mtime.Sec, st.Mtime.Nsec),
+            Ctime = new Core.Timespec(st.Ctime.Sec, st.Ctime.Nsec),
+        };
+    }
+
+    /// <summary>glibc's makedev: the dev_t encoding mknod takes.</summary>
+    private static ulong MakeDev(uint major, uint minor) =>
+        ((ulong)(major & 0xfffff000) << 32) | ((ulong)(major & 0xfff) << 8) | ((ulong)(minor & 0xffffff00) << 12) | (minor & 0xff);
+
+    /// <summary>Attributes of entry <paramref name="name"/> in <paramref name="dirfd"/> with its GFID; caches directories. Call as root.</summary>
+    private Iatt EntryIatt(int dirfd, string name, Gfid parent, in Libc.Statx st)
+    {
+        var g = EntryGfid(dirfd, name, parent, st, out bool changed);
+        if (!ModeBits.IsDirectory(st.Mode))
+        {
+            if (changed && Sys.Stat(dirfd, name, out var fresh) == Errno.None) return ToIatt(g, fresh, -1);
+            return ToIatt(g, st, -1);
+        }
+        if (_dirs.TryLease(g, out var cached))
+        {
+            using (cached) return ToIatt(g, st, cached.Fd);
+        }
+        if (Sys.OpenAt(dirfd, name, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_NOFOLLOW, 0, out var fd) != Errno.None) return ToIatt(g, st, -1);
+        using var lease = _dirs.AddAndLease(g, fd);
+        return ToIatt(g, st, lease.Fd);
+    }
+}
