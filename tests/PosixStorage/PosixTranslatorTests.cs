@@ -6,7 +6,7 @@ using Brickfs.Translators.Interop;
 using Brickfs.Translators.Storage;
 using Brickfs.Translators.Storage.Posix;
 
-namespace Brickfs.Tests.Posix;
+namespace Brickfs.Tests.PosixStorage;
 
 /// <summary>What storage/posix promises beyond the storage contract: the on-brick layout, the hidden .brickfs, and confinement to the export.</summary>
 [SupportedOSPlatform("linux")]
