@@ -26,3 +26,24 @@ public class FopTableTests
         Assert.That(Gfid.Root.InodeNumber, Is.EqualTo(1UL));
     }
 }
+
+public class MemoryStorageInternalFopTests
+{
+    [Test]
+    public async Task XattropAddsCountersAtomicallyAndLookupReturnsRequestedXattrs()
+    {
+        var mem = new Brickfs.Translators.Storage.MemoryStorageTranslator();
+        var ctx = new FopContext();
+        var g = Gfid.NewRandom();
+        Assert.That((await mem.MkdirAsync(ctx, Gfid.Root, "d", 0x1ED, g)).Ok, Is.True);
+        var first = await mem.XattropAsync(ctx, g, null, new Dictionary<string, long[]> { ["trusted.x"] = [1, 0, 2] });
+        var second = await mem.XattropAsync(ctx, g, null, new Dictionary<string, long[]> { ["trusted.x"] = [1, 5] });
+        Assert.That(first.Value["trusted.x"], Is.EqualTo(new long[] { 1, 0, 2 }));
+        Assert.That(second.Value["trusted.x"], Is.EqualTo(new long[] { 2, 5, 2 }));
+
+        var looked = await mem.LookupAsync(new FopContext { XattrRequest = ["trusted.x", "trusted.absent"] }, Gfid.Root, "d");
+        Assert.That(looked.Value.Xattrs!.Keys, Is.EqualTo(new[] { "trusted.x" }));
+        Assert.That(XattrCounters.Decode(looked.Value.Xattrs["trusted.x"]), Is.EqualTo(new long[] { 2, 5, 2 }));
+        Assert.That((await mem.LookupAsync(ctx, Gfid.Root, "d")).Value.Xattrs, Is.Null, "nothing asked, nothing returned");
+    }
+}

@@ -39,4 +39,7 @@ public enum Fop
     Access = 30,
     Fallocate = 31,
     Lseek = 32,
+    Xattrop = 33,
+    Inodelk = 34,
+    Entrylk = 35,
 }

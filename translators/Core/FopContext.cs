@@ -27,6 +27,12 @@ public sealed class FopContext
 
     public CancellationToken Cancellation { get; init; }
 
+    /// <summary>
+    /// Xattrs the caller wants returned with the attributes of lookup, stat and readdirplus
+    /// (in <see cref="Iatt.Xattrs"/>), saving a getxattr round trip per entry; null for none.
+    /// </summary>
+    public IReadOnlyList<string>? XattrRequest { get; init; }
+
     public bool IsRoot => Uid == 0;
 
     /// <summary>Extra data between translators; allocated on first use.</summary>
@@ -53,7 +59,7 @@ public sealed class FopContext
     public FopContext Fork() => new()
     {
         Uid = Uid, Gid = Gid, Pid = Pid, Groups = Groups, LockOwner = LockOwner, ClientId = ClientId,
-        RequestId = RequestId, Cancellation = Cancellation,
+        RequestId = RequestId, Cancellation = Cancellation, XattrRequest = XattrRequest,
         _extra = _extra is null ? null : new Dictionary<string, object>(_extra, StringComparer.Ordinal),
     };
 }

@@ -164,4 +164,28 @@ public abstract class Translator : IAsyncDisposable
 
     public virtual ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
         Child.FsyncdirAsync(ctx, fd, dataOnly);
+
+    // ---- internal fops (cluster translators and self-heal; no FUSE mapping) ----------------
+
+    /// <summary>
+    /// Atomically adds each vector of <paramref name="deltas"/> to the xattr of that name (a
+    /// big-endian int64 array; a missing xattr counts as zeros) and returns the new values. The
+    /// replicate translator keeps its pending-change counters this way.
+    /// </summary>
+    public virtual ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas) =>
+        Child.XattropAsync(ctx, gfid, fd, deltas);
+
+    /// <summary>
+    /// Byte-range locks on an inode in a named <paramref name="domain"/>, separate from
+    /// applications' fcntl locks: cluster translators serialise their transactions with them.
+    /// </summary>
+    public virtual ValueTask<FopResult<FileLock>> InodelkAsync(FopContext ctx, string domain, Gfid gfid, LockCommand command, FileLock lk) =>
+        Child.InodelkAsync(ctx, domain, gfid, command, lk);
+
+    /// <summary>
+    /// Lock on a name in directory <paramref name="parent"/> (all names when <paramref name="name"/>
+    /// is null) in a named domain; <paramref name="type"/> Unlock releases.
+    /// </summary>
+    public virtual ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, Gfid parent, string? name, LockCommand command, LockType type) =>
+        Child.EntrylkAsync(ctx, domain, parent, name, command, type);
 }

@@ -54,6 +54,9 @@ public sealed record Iatt
     public Timespec Mtime { get; init; }
     public Timespec Ctime { get; init; }
 
+    /// <summary>The xattrs named in <see cref="FopContext.XattrRequest"/> that exist; null when none were asked for.</summary>
+    public IReadOnlyDictionary<string, byte[]>? Xattrs { get; init; }
+
     public ulong Ino => Gfid.InodeNumber;
     public bool IsDirectory => ModeBits.IsDirectory(Mode);
     public bool IsRegular => ModeBits.IsRegular(Mode);

@@ -203,4 +203,22 @@ public abstract class FopHookTranslator : Translator
         var e = await BeforeFopAsync(Fop.Fsyncdir, ctx);
         return e != Errno.None ? FopResult.Fail(e) : await base.FsyncdirAsync(ctx, fd, dataOnly);
     }
+
+    public sealed override async ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
+    {
+        var e = await BeforeFopAsync(Fop.Xattrop, ctx);
+        return e != Errno.None ? FopResult<IReadOnlyDictionary<string, long[]>>.Fail(e) : await base.XattropAsync(ctx, gfid, fd, deltas);
+    }
+
+    public sealed override async ValueTask<FopResult<FileLock>> InodelkAsync(FopContext ctx, string domain, Gfid gfid, LockCommand command, FileLock lk)
+    {
+        var e = await BeforeFopAsync(Fop.Inodelk, ctx);
+        return e != Errno.None ? FopResult<FileLock>.Fail(e) : await base.InodelkAsync(ctx, domain, gfid, command, lk);
+    }
+
+    public sealed override async ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, Gfid parent, string? name, LockCommand command, LockType type)
+    {
+        var e = await BeforeFopAsync(Fop.Entrylk, ctx);
+        return e != Errno.None ? FopResult.Fail(e) : await base.EntrylkAsync(ctx, domain, parent, name, command, type);
+    }
 }

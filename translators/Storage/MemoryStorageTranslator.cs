@@ -65,6 +65,16 @@ public sealed class MemoryStorageTranslator : Translator
         };
     }
 
+    /// <summary>Attributes with the xattrs the caller asked for in <see cref="FopContext.XattrRequest"/>.</summary>
+    private Iatt AttrOf(Node n, FopContext ctx)
+    {
+        var attr = AttrOf(n);
+        if (ctx.XattrRequest is not { } keys) return attr;
+        var found = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        foreach (var k in keys) if (n.Xattrs.TryGetValue(k, out var v)) found[k] = v.ToArray();
+        return attr with { Xattrs = found };
+    }
+
     /// <summary>Owner/group/other permission check of the caller against a node (root passes r/w; x needs some x bit).</summary>
     private static bool Allowed(FopContext ctx, Node n, int mask)
     {
@@ -116,7 +126,7 @@ public sealed class MemoryStorageTranslator : Translator
         {
             var e = Dir(ctx, parent, name, write: false, out var dir);
             if (e != Errno.None) return Done<Iatt>(e);
-            return Done(dir.Entries!.TryGetValue(name, out var g) ? AttrOf(_nodes[g]) : FopResult<Iatt>.Fail(Errno.ENOENT));
+            return Done(dir.Entries!.TryGetValue(name, out var g) ? AttrOf(_nodes[g], ctx) : FopResult<Iatt>.Fail(Errno.ENOENT));
         }
     }
 
@@ -124,8 +134,8 @@ public sealed class MemoryStorageTranslator : Translator
     {
         lock (_lock)
         {
-            if (fd is not null && fd.TryGetContext<Node>(this, out var held)) return Done(FopResult<Iatt>.Success(AttrOf(held)));
-            return Done(_nodes.TryGetValue(gfid, out var n) ? AttrOf(n) : FopResult<Iatt>.Fail(Errno.ESTALE));
+            if (fd is not null && fd.TryGetContext<Node>(this, out var held)) return Done(FopResult<Iatt>.Success(AttrOf(held, ctx)));
+            return Done(_nodes.TryGetValue(gfid, out var n) ? AttrOf(n, ctx) : FopResult<Iatt>.Fail(Errno.ESTALE));
         }
     }
 
@@ -455,6 +465,29 @@ public sealed class MemoryStorageTranslator : Translator
         }
     }
 
+    public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
+    {
+        lock (_lock)
+        {
+            if ((fd is null || !fd.TryGetContext(this, out Node n)) && !_nodes.TryGetValue(gfid, out n!)) return Done<IReadOnlyDictionary<string, long[]>>(Errno.ESTALE);
+            var result = new Dictionary<string, long[]>(StringComparer.Ordinal);
+            foreach (var (key, delta) in deltas)
+            {
+                var current = n.Xattrs.TryGetValue(key, out var raw) ? XattrCounters.Decode(raw) : [];
+                var sum = XattrCounters.Add(current, delta);
+                n.Xattrs[key] = XattrCounters.Encode(sum);
+                result[key] = sum;
+            }
+            return Done(FopResult<IReadOnlyDictionary<string, long[]>>.Success(result));
+        }
+    }
+
+    public override ValueTask<FopResult<FileLock>> InodelkAsync(FopContext ctx, string domain, Gfid gfid, LockCommand command, FileLock lk) =>
+        Done<FileLock>(Errno.ENOSYS); // features/locks above the storage serves inode locks
+
+    public override ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, Gfid parent, string? name, LockCommand command, LockType type) =>
+        Done(Errno.ENOSYS);
+
     public override ValueTask<FopResult<FileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, FileLock lk) =>
         Done<FileLock>(Errno.ENOSYS); // locks belong to features/locks above the storage
 
@@ -503,13 +536,13 @@ public sealed class MemoryStorageTranslator : Translator
     }
 
     public override ValueTask<FopResult<IReadOnlyList<DirEntry>>> ReaddirAsync(FopContext ctx, FileHandle fd, long offset, int sizeHint) =>
-        Done(List(fd, offset, sizeHint, plus: false));
+        Done(List(ctx, fd, offset, sizeHint, plus: false));
 
     public override ValueTask<FopResult<IReadOnlyList<DirEntry>>> ReaddirplusAsync(FopContext ctx, FileHandle fd, long offset, int sizeHint) =>
-        Done(List(fd, offset, sizeHint, plus: true));
+        Done(List(ctx, fd, offset, sizeHint, plus: true));
 
     /// <summary>Cookies are positions in name order: 1 after ".", 2 after "..", 3 after the first name, ...</summary>
-    private FopResult<IReadOnlyList<DirEntry>> List(FileHandle fd, long offset, int sizeHint, bool plus)
+    private FopResult<IReadOnlyList<DirEntry>> List(FopContext ctx, FileHandle fd, long offset, int sizeHint, bool plus)
     {
         lock (_lock)
         {
@@ -528,7 +561,7 @@ public sealed class MemoryStorageTranslator : Translator
             foreach (var (name, g) in dir.Entries!)
             {
                 if (!_nodes.TryGetValue(g, out var n)) continue;
-                Add(new DirEntry { Name = name, NextOffset = pos + 1, Type = ModeBits.ToDirentType(n.Mode), Gfid = g, Attr = plus ? AttrOf(n) : null });
+                Add(new DirEntry { Name = name, NextOffset = pos + 1, Type = ModeBits.ToDirentType(n.Mode), Gfid = g, Attr = plus ? AttrOf(n, ctx) : null });
             }
             return result;
         }

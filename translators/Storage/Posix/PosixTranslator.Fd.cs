@@ -104,6 +104,15 @@ public sealed partial class PosixTranslator
         return Done(e != Errno.None ? e : FopResult<long>.Success(pos));
     }
 
+    public override ValueTask<FopResult<FileLock>> InodelkAsync(FopContext ctx, string domain, Gfid gfid, LockCommand command, FileLock lk) =>
+        ValueTask.FromResult(FopResult<FileLock>.Fail(Errno.ENOSYS)); // features/locks serves inode locks
+
+    public override ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, Gfid parent, string? name, LockCommand command, LockType type) =>
+        ValueTask.FromResult(FopResult.Fail(Errno.ENOSYS));
+
+    public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas) =>
+        ValueTask.FromResult(FopResult<IReadOnlyDictionary<string, long[]>>.Fail(Errno.ENOSYS)); // comes with cluster/replicate
+
     public override ValueTask<FopResult<FileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, FileLock lk) =>
         Done<FileLock>(Errno.ENOSYS); // features/locks above the storage owns locks
 
