@@ -1,5 +1,6 @@
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
+using Brickfs.Translators.Protocol;
 using Brickfs.Translators.Storage;
 
 namespace Brickfs.Translators;
@@ -10,5 +11,7 @@ internal static class BuiltinTypes
     public static TranslatorRegistry Register(TranslatorRegistry r) => r
         .Register(MemoryStorageTranslator.Type)
         .Register(ErrorGenTranslator.Type)
-        .Register(DelayGenTranslator.Type);
+        .Register(DelayGenTranslator.Type)
+        .Register(ProtocolClientTranslator.Type)
+        .Register(ProtocolServerTranslator.Type);
 }
