@@ -79,7 +79,8 @@ public sealed class ProtocolServerTranslator : Translator
 
     internal Translator Brick => Child;
 
-    internal string BrickName => Children.Count == 1 ? Children[0].Name : "";
+    /// <summary>The brick this server serves: its child's volume name, which clients name as remote-subvolume.</summary>
+    public string BrickName => Children.Count == 1 ? Children[0].Name : "";
 
     private static Regex GlobToRegex(string pattern) =>
         new("^" + Regex.Escape(pattern).Replace("\\*", ".*", StringComparison.Ordinal) + "$", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase);
