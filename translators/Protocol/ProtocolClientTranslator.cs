@@ -137,14 +137,11 @@ public sealed class ProtocolClientTranslator : Translator
             {
                 session = await ConnectOnceAsync(stop);
             }
-            catch (Exception e) when (!stop.IsCancellationRequested)
+            catch (Exception e)
             {
+                if (stop.IsCancellationRequested) return;
                 if (LastError != e.Message) Log.Write('W', Name, $"cannot connect to brick '{_remoteSubvolume}' at {_host}:{_port}: {e.Message}");
                 LastError = e.Message;
-            }
-            catch (OperationCanceledException)
-            {
-                return;
             }
             _firstAttempt.TrySetResult();
             if (session is not null)
