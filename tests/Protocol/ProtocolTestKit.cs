@@ -86,7 +86,7 @@ internal static class Kit
 /// A raw wire peer over TCP for feeding a server bytes a real client never sends, and reading
 /// what comes back.
 /// </summary>
-internal sealed class RawPeer : IAsyncDisposable
+public sealed class RawPeer : IAsyncDisposable
 {
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
