@@ -76,7 +76,12 @@ public static class Program
             {
                 return Fail($"cannot listen for brick '{server.BrickName}': {e.Message}");
             }
-            if (pidFile is not null) await File.WriteAllTextAsync(pidFile, $"{Environment.ProcessId}\n");
+            if (pidFile is not null)
+            {
+                // Written aside and renamed, so a reader never sees an empty pid file.
+                await File.WriteAllTextAsync(pidFile + ".tmp", $"{Environment.ProcessId}\n");
+                File.Move(pidFile + ".tmp", pidFile, overwrite: true);
+            }
             log.Write('I', server.Name, $"brickd {Environment.ProcessId} ready");
 
             try
