@@ -18,7 +18,7 @@ namespace Brickfs.Translators.Features;
 /// no thread: it awaits a completion that the release which makes it grantable fires, with the
 /// lock already entered in the table. The queueing rule is documented on <see cref="LockTable"/>.
 /// </remarks>
-public sealed class LocksTranslator : Translator
+public sealed class LocksTranslator : Translator, IClientAware
 {
     public static readonly IReadOnlyList<OptionSpec> OptionSpecs = [];
 

@@ -1,0 +1,564 @@
+using System.Collections.Concurrent;
+using Brickfs.Translators.Core;
+using Brickfs.Translators.Protocol.Wire;
+using Google.Protobuf;
+using CoreDirEntry = Brickfs.Translators.Core.DirEntry;
+using CoreFileLock = Brickfs.Translators.Core.FileLock;
+using CoreGfid = Brickfs.Translators.Core.Gfid;
+using CoreSetattr = Brickfs.Translators.Core.SetattrRequest;
+using Iatt = Brickfs.Translators.Core.Iatt;
+
+namespace Brickfs.Translators.Protocol;
+
+/// <summary>
+/// protocol/client: a leaf that sends every fop to one brick (<c>remote-subvolume</c> on
+/// <c>remote-host:remote-port</c>). Contract for callers above:
+/// <list type="bullet">
+/// <item>Init never fails because the brick is down: the client starts disconnected and keeps
+/// reconnecting (0.1 s doubling to 5 s); meanwhile fops fail with ENOTCONN.</item>
+/// <item>No fop waits past ping-timeout once the brick stops answering: pings go out every
+/// ping-timeout/3, and when nothing arrives for ping-timeout the connection is dropped and every
+/// waiting fop ends with ENOTCONN.</item>
+/// <item>Open files survive a reconnect: after each reconnect every open FileHandle is re-opened
+/// by GFID with its original flags minus O_CREAT/O_EXCL/O_TRUNC and the caller's credentials
+/// from the first open. A file that can no longer be opened (deleted meanwhile) gives EBADF.</item>
+/// </list>
+/// Locks held on the brick are not re-acquired after a reconnect (the brick drops them with the
+/// old connection).
+/// </summary>
+public sealed class ProtocolClientTranslator : Translator
+{
+    public static readonly IReadOnlyList<OptionSpec> OptionSpecs =
+    [
+        new("remote-host", OptionType.String, "127.0.0.1", "host of the brick's protocol/server"),
+        new("remote-port", OptionType.Int, "24100", "port of the brick's protocol/server") { Min = 1, Max = 65535 },
+        new("remote-subvolume", OptionType.String, null, "the brick: the volume directly below protocol/server in the brick volfile") { Required = true },
+        new("transport-type", OptionType.Choice, "tcp", "tcp, or memory: an in-process protocol/server with transport-type memory") { Choices = ["tcp", "memory"] },
+        new("ping-timeout", OptionType.Seconds, "10", "seconds without any answer from the brick before its fops fail with ENOTCONN (network.ping-timeout)") { Min = 0, Max = 3600 },
+        new("auth.secret", OptionType.String, "", "the secret the brick's protocol/server requires (its auth.secret)"),
+        new("volume-name", OptionType.String, "", "the volume name sent in the handshake"),
+        new("client-id", OptionType.String, "", "identity of this mount on the brick (scopes lock owners); empty = generated, unique per client translator"),
+        new("frame-max", OptionType.Size, "4160KB", "largest frame accepted or sent (header + message + bulk)") { Min = 64 * 1024, Max = 1L << 30 },
+    ];
+
+    public static TranslatorType Type { get; } = new("protocol/client", OptionSpecs, 0, 0,
+        o => new ProtocolClientTranslator(o), "sends every fop to one brick over the wire protocol");
+
+    private static readonly TimeSpan MinBackoff = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
+
+    /// <summary>Client state of an open file: the brick's handle id, valid in one session.</summary>
+    private sealed class RemoteFd(Caller opener)
+    {
+        public readonly Caller Opener = opener;
+        public ulong Handle;
+        public long Generation;
+        public bool Lost;
+        public readonly SemaphoreSlim Reopening = new(1, 1);
+    }
+
+    private readonly string _host;
+    private readonly int _port;
+    private readonly bool _inMemory;
+    private readonly string _remoteSubvolume;
+    private readonly string _secret;
+    private readonly string _volumeName;
+    private readonly long _frameMax;
+    private readonly ConcurrentDictionary<FileHandle, RemoteFd> _open = new(ReferenceEqualityComparer.Instance);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile ClientSession? _session;
+    private Task? _connectLoop;
+    private Timer? _ticker;
+    private long _generation;
+
+    public ProtocolClientTranslator(TranslatorOptions options)
+    {
+        _host = options.GetString("remote-host");
+        _port = (int)options.GetInt("remote-port");
+        _inMemory = options.GetString("transport-type") == "memory";
+        _remoteSubvolume = options.GetString("remote-subvolume");
+        _secret = options.GetString("auth.secret");
+        _volumeName = options.GetString("volume-name");
+        _frameMax = options.GetSize("frame-max");
+        PingTimeout = options.GetSeconds("ping-timeout");
+        string id = options.GetString("client-id");
+        ClientId = id.Length > 0 ? id : $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
+        Connector = DefaultConnectAsync;
+    }
+
+    public TimeSpan PingTimeout { get; }
+
+    public string ClientId { get; }
+
+    /// <summary>Where log lines go; set before InitAsync.</summary>
+    public ProtocolLog Log { get; set; } = ProtocolLog.Stderr;
+
+    /// <summary>How a connection is made; tests replace it (e.g. with a server's ConnectInMemory) before InitAsync.</summary>
+    public Func<CancellationToken, ValueTask<Transport>> Connector { get; set; }
+
+    /// <summary>Whether a handshaken connection is up right now.</summary>
+    public bool IsConnected => _session is { IsDead: false };
+
+    /// <summary>How many times a connection was established (1 after the first connect).</summary>
+    public long Connects => Interlocked.Read(ref _generation);
+
+    /// <summary>Why the last connection attempt failed or the last connection ended.</summary>
+    public string? LastError { get; private set; }
+
+    private async ValueTask<Transport> DefaultConnectAsync(CancellationToken cancellation) => _inMemory
+        ? InMemoryNetwork.Connect($"{_host}:{_port}")
+        : await SocketTransport.ConnectAsync(_host, _port, cancellation);
+
+    /// <summary>Starts connecting; waits for the first attempt (bounded by ping-timeout) but succeeds even if the brick is down.</summary>
+    public override async ValueTask InitAsync(CancellationToken cancellation)
+    {
+        _connectLoop = ConnectLoopAsync();
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(PingTimeout.TotalMilliseconds / 8, 25, 1000));
+        _ticker = new Timer(_ => _session?.Tick(PingTimeout), null, tick, tick);
+        try
+        {
+            await _firstAttempt.Task.WaitAsync(PingTimeout > TimeSpan.Zero ? PingTimeout : TimeSpan.FromSeconds(10), cancellation);
+        }
+        catch (TimeoutException)
+        {
+            // Still trying in the background; fops fail with ENOTCONN until it connects.
+        }
+    }
+
+    private async Task ConnectLoopAsync()
+    {
+        var backoff = MinBackoff;
+        var stop = _stopping.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            ClientSession? session = null;
+            try
+            {
+                session = await ConnectOnceAsync(stop);
+            }
+            catch (Exception e)
+            {
+                if (stop.IsCancellationRequested) return;
+                if (LastError != e.Message) Log.Write('W', Name, $"cannot connect to brick '{_remoteSubvolume}' at {_host}:{_port}: {e.Message}");
+                LastError = e.Message;
+            }
+            _firstAttempt.TrySetResult();
+            if (session is not null)
+            {
+                backoff = MinBackoff;
+                string reason = await session.Closed;
+                if (ReferenceEquals(_session, session)) _session = null;
+                LastError = reason;
+                if (stop.IsCancellationRequested) return;
+                Log.Write('W', Name, $"disconnected from brick '{_remoteSubvolume}' at {_host}:{_port}: {reason}");
+                continue; // reconnect at once after a working connection; back off on repeated failure
+            }
+            try
+            {
+                await Task.Delay(backoff, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+        }
+    }
+
+    private async Task<ClientSession> ConnectOnceAsync(CancellationToken stop)
+    {
+        var timeout = PingTimeout > TimeSpan.Zero ? PingTimeout : TimeSpan.FromSeconds(10);
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        connectTimeout.CancelAfter(timeout);
+        Transport transport;
+        try
+        {
+            transport = await Connector(connectTimeout.Token);
+        }
+        catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+        {
+            throw new TimeoutException($"connect timed out after {timeout.TotalSeconds:0.##} s");
+        }
+        long generation = Interlocked.Read(ref _generation) + 1;
+        var session = new ClientSession(transport, _frameMax, generation);
+        session.Start();
+        try
+        {
+            var reply = await session.HandshakeAsync(new Handshake
+            {
+                Version = ProtocolServerTranslator.ProtocolVersion, Volume = _volumeName, Brick = _remoteSubvolume, ClientId = ClientId, Secret = _secret,
+            }, timeout);
+            if (reply.Errno != 0) throw new IOException($"brick refused the handshake: {reply.Reason}");
+        }
+        catch (TimeoutException)
+        {
+            session.Fail("handshake timed out");
+            throw new TimeoutException($"no handshake reply within {timeout.TotalSeconds:0.##} s");
+        }
+        catch
+        {
+            session.Fail("handshake failed");
+            throw;
+        }
+        Interlocked.Exchange(ref _generation, generation);
+        await ReopenAllAsync(session);
+        _session = session;
+        LastError = null;
+        Log.Write('I', Name, $"connected to brick '{_remoteSubvolume}' at {_host}:{_port} as {ClientId}" + (generation > 1 ? $" (reconnect {generation - 1}, {_open.Count} files re-opened)" : ""));
+        return session;
+    }
+
+    private async Task ReopenAllAsync(ClientSession session)
+    {
+        foreach (var (fd, rfd) in _open) await ReopenAsync(session, fd, rfd);
+    }
+
+    /// <summary>Makes <paramref name="rfd"/> valid in <paramref name="session"/>; ENOTCONN or EBADF when it cannot be.</summary>
+    private async ValueTask<Errno> ReopenAsync(ClientSession session, FileHandle fd, RemoteFd rfd)
+    {
+        await rfd.Reopening.WaitAsync();
+        try
+        {
+            if (rfd.Lost) return Errno.EBADF;
+            if (rfd.Generation == session.Generation) return Errno.None;
+            int flags = fd.Flags & ~(OpenFlags.Create | OpenFlags.Exclusive | OpenFlags.Truncate);
+            WireReply w = fd.IsDirectory
+                ? await session.CallAsync(Fop.Opendir, new OpendirRequest { Caller = rfd.Opener, Gfid = fd.Gfid.ToWire(), Flags = flags, FdLockOwner = fd.LockOwner }, default)
+                : await session.CallAsync(Fop.Open, new OpenRequest { Caller = rfd.Opener, Gfid = fd.Gfid.ToWire(), Flags = flags, FdLockOwner = fd.LockOwner }, default);
+            if (w.TransportError != Errno.None) return w.TransportError;
+            if (w.Message!.Errno != 0)
+            {
+                rfd.Lost = true;
+                Log.Write('W', Name, $"could not re-open {fd} on brick '{_remoteSubvolume}' after reconnect: {(Errno)w.Message.Errno}");
+                return Errno.EBADF;
+            }
+            rfd.Handle = w.Message is OpenReply o ? o.Handle : ((OpendirReply)w.Message).Handle;
+            rfd.Generation = session.Generation;
+            return Errno.None;
+        }
+        finally
+        {
+            rfd.Reopening.Release();
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        _stopping.Cancel();
+        _ticker?.Dispose();
+        _session?.Fail("client shutting down");
+        if (_connectLoop is not null) await _connectLoop;
+        await base.DisposeAsync();
+    }
+
+    // ---- calling ----------------------------------------------------------------------------
+
+    private ClientSession? Session => _session is { IsDead: false } s ? s : null;
+
+    /// <summary>Sends a path/GFID fop; the reply or the errno (ENOTCONN when disconnected).</summary>
+    private async ValueTask<FopResult<T>> CallAsync<T>(Fop fop, IWireRequest request, FopContext ctx) where T : class, IWireReply
+    {
+        var session = Session;
+        if (session is null) return Errno.ENOTCONN;
+        request.Caller = ctx.ToCaller();
+        var w = await session.CallAsync(fop, request, default);
+        return Unwrap<T>(w);
+    }
+
+    private static FopResult<T> Unwrap<T>(in WireReply w) where T : class, IWireReply
+    {
+        w.Bulk?.Dispose();
+        if (w.TransportError != Errno.None) return w.TransportError;
+        if (w.Message!.Errno != 0) return (Errno)w.Message.Errno;
+        return (T)w.Message;
+    }
+
+    /// <summary>The session and the fd's handle in it (re-opening first if the fd predates the session).</summary>
+    private async ValueTask<(ClientSession? Session, ulong Handle, Errno Error)> HandleOfAsync(FileHandle fd)
+    {
+        if (!fd.TryGetContext(this, out RemoteFd rfd)) return (null, 0, Errno.EBADF);
+        var session = Session;
+        if (session is null) return (null, 0, Errno.ENOTCONN);
+        if (rfd.Generation != session.Generation || rfd.Lost)
+        {
+            var e = await ReopenAsync(session, fd, rfd);
+            if (e != Errno.None) return (null, 0, e);
+        }
+        return (session, rfd.Handle, Errno.None);
+    }
+
+    /// <summary>Sends an fd fop: <paramref name="build"/> makes the request for the fd's remote handle.</summary>
+    private async ValueTask<FopResult<T>> CallFdAsync<T>(Fop fop, FileHandle fd, FopContext ctx, Func<ulong, IWireRequest> build) where T : class, IWireReply
+    {
+        var (session, handle, error) = await HandleOfAsync(fd);
+        if (session is null) return error;
+        var request = build(handle);
+        request.Caller = ctx.ToCaller();
+        var w = await session.CallAsync(fop, request, default);
+        return Unwrap<T>(w);
+    }
+
+    private void Track(FileHandle fd, FopContext ctx, ulong handle, long generation)
+    {
+        var rfd = new RemoteFd(ctx.ToCaller()) { Handle = handle, Generation = generation };
+        fd.SetContext(this, rfd);
+        _open[fd] = rfd;
+    }
+
+    // ---- inode operations ---------------------------------------------------------------------
+
+    public override async ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, CoreGfid parent, string name)
+    {
+        var r = await CallAsync<LookupReply>(Fop.Lookup, new LookupRequest { Parent = parent.ToWire(), Name = name }, ctx);
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult<Iatt>> StatAsync(FopContext ctx, CoreGfid gfid, FileHandle? fd)
+    {
+        var r = fd is null
+            ? await CallAsync<StatReply>(Fop.Stat, new StatRequest { Gfid = gfid.ToWire() }, ctx)
+            : await CallFdAsync<StatReply>(Fop.Stat, fd, ctx, h => new StatRequest { Gfid = gfid.ToWire(), Handle = h });
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult<Iatt>> SetattrAsync(FopContext ctx, CoreGfid gfid, FileHandle? fd, CoreSetattr request)
+    {
+        var r = fd is null
+            ? await CallAsync<SetattrReply>(Fop.Setattr, new Wire.SetattrRequest { Gfid = gfid.ToWire(), Args = request.ToWire() }, ctx)
+            : await CallFdAsync<SetattrReply>(Fop.Setattr, fd, ctx, h => new Wire.SetattrRequest { Gfid = gfid.ToWire(), Handle = h, Args = request.ToWire() });
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult<string>> ReadlinkAsync(FopContext ctx, CoreGfid gfid)
+    {
+        var r = await CallAsync<ReadlinkReply>(Fop.Readlink, new ReadlinkRequest { Gfid = gfid.ToWire() }, ctx);
+        return r.Ok ? r.Value.Target : r.Error;
+    }
+
+    public override async ValueTask<FopResult> AccessAsync(FopContext ctx, CoreGfid gfid, int mask) =>
+        (await CallAsync<AccessReply>(Fop.Access, new AccessRequest { Gfid = gfid.ToWire(), Mask = mask }, ctx)).AsPlain();
+
+    public override async ValueTask<FopResult<StatfsInfo>> StatfsAsync(FopContext ctx, CoreGfid gfid)
+    {
+        var r = await CallAsync<StatfsReply>(Fop.Statfs, new StatfsRequest { Gfid = gfid.ToWire() }, ctx);
+        return r.Ok ? r.Value.Info.FromWire() : r.Error;
+    }
+
+    // ---- namespace operations -----------------------------------------------------------------
+
+    public override async ValueTask<FopResult<Iatt>> MknodAsync(FopContext ctx, CoreGfid parent, string name, uint mode, ulong rdev, CoreGfid newGfid)
+    {
+        var r = await CallAsync<MknodReply>(Fop.Mknod, new MknodRequest { Parent = parent.ToWire(), Name = name, Mode = mode, Rdev = rdev, NewGfid = newGfid.ToWire() }, ctx);
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult<Iatt>> MkdirAsync(FopContext ctx, CoreGfid parent, string name, uint mode, CoreGfid newGfid)
+    {
+        var r = await CallAsync<MkdirReply>(Fop.Mkdir, new MkdirRequest { Parent = parent.ToWire(), Name = name, Mode = mode, NewGfid = newGfid.ToWire() }, ctx);
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult> UnlinkAsync(FopContext ctx, CoreGfid parent, string name) =>
+        (await CallAsync<UnlinkReply>(Fop.Unlink, new UnlinkRequest { Parent = parent.ToWire(), Name = name }, ctx)).AsPlain();
+
+    public override async ValueTask<FopResult> RmdirAsync(FopContext ctx, CoreGfid parent, string name) =>
+        (await CallAsync<RmdirReply>(Fop.Rmdir, new RmdirRequest { Parent = parent.ToWire(), Name = name }, ctx)).AsPlain();
+
+    public override async ValueTask<FopResult<Iatt>> SymlinkAsync(FopContext ctx, CoreGfid parent, string name, string target, CoreGfid newGfid)
+    {
+        var r = await CallAsync<SymlinkReply>(Fop.Symlink, new SymlinkRequest { Parent = parent.ToWire(), Name = name, Target = target, NewGfid = newGfid.ToWire() }, ctx);
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult> RenameAsync(FopContext ctx, CoreGfid oldParent, string oldName, CoreGfid newParent, string newName, RenameFlags flags) =>
+        (await CallAsync<RenameReply>(Fop.Rename, new RenameRequest
+        {
+            OldParent = oldParent.ToWire(), OldName = oldName, NewParent = newParent.ToWire(), NewName = newName, Flags = (uint)flags,
+        }, ctx)).AsPlain();
+
+    public override async ValueTask<FopResult<Iatt>> LinkAsync(FopContext ctx, CoreGfid gfid, CoreGfid newParent, string newName)
+    {
+        var r = await CallAsync<LinkReply>(Fop.Link, new LinkRequest { Gfid = gfid.ToWire(), NewParent = newParent.ToWire(), NewName = newName }, ctx);
+        return r.Ok ? r.Value.Attr.FromWire() : r.Error;
+    }
+
+    // ---- open files ---------------------------------------------------------------------------
+
+    public override async ValueTask<FopResult> OpenAsync(FopContext ctx, FileHandle fd)
+    {
+        var session = Session;
+        if (session is null) return Errno.ENOTCONN;
+        var w = await session.CallAsync(Fop.Open, new OpenRequest { Caller = ctx.ToCaller(), Gfid = fd.Gfid.ToWire(), Flags = fd.Flags, FdLockOwner = fd.LockOwner }, default);
+        var r = Unwrap<OpenReply>(w);
+        if (!r.Ok) return r.Error;
+        Track(fd, ctx, r.Value.Handle, session.Generation);
+        return FopResult.Success;
+    }
+
+    public override async ValueTask<FopResult<Iatt>> CreateAsync(FopContext ctx, CoreGfid parent, string name, uint mode, FileHandle fd)
+    {
+        var session = Session;
+        if (session is null) return Errno.ENOTCONN;
+        var w = await session.CallAsync(Fop.Create, new CreateRequest
+        {
+            Caller = ctx.ToCaller(), Parent = parent.ToWire(), Name = name, Mode = mode, Gfid = fd.Gfid.ToWire(), Flags = fd.Flags, FdLockOwner = fd.LockOwner,
+        }, default);
+        var r = Unwrap<CreateReply>(w);
+        if (!r.Ok) return r.Error;
+        Track(fd, ctx, r.Value.Handle, session.Generation);
+        return r.Value.Attr.FromWire();
+    }
+
+    public override async ValueTask<FopResult<DataBuffer>> ReadAsync(FopContext ctx, FileHandle fd, long offset, int size)
+    {
+        if (size < 0) return Errno.EINVAL;
+        var (session, handle, error) = await HandleOfAsync(fd);
+        if (session is null) return error;
+        if (size > session.FrameMax - FrameHeader.Size - 64) return Errno.EINVAL;
+        var w = await session.CallAsync(Fop.Read, new ReadRequest { Caller = ctx.ToCaller(), Handle = handle, Offset = offset, Size = (uint)size }, default);
+        if (w.TransportError != Errno.None) return w.TransportError;
+        if (w.Message!.Errno != 0)
+        {
+            w.Bulk?.Dispose();
+            return (Errno)w.Message.Errno;
+        }
+        return w.Bulk ?? DataBuffer.Rent(0);
+    }
+
+    public override async ValueTask<FopResult<int>> WriteAsync(FopContext ctx, FileHandle fd, long offset, ReadOnlyMemory<byte> data)
+    {
+        var (session, handle, error) = await HandleOfAsync(fd);
+        if (session is null) return error;
+        var w = await session.CallAsync(Fop.Write, new WriteRequest { Caller = ctx.ToCaller(), Handle = handle, Offset = offset }, data);
+        var r = Unwrap<WriteReply>(w);
+        return r.Ok ? (int)r.Value.Count : r.Error;
+    }
+
+    public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd) =>
+        (await CallFdAsync<FlushReply>(Fop.Flush, fd, ctx, h => new FlushRequest { Handle = h })).AsPlain();
+
+    public override ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd) => ReleaseCommonAsync(ctx, fd, directory: false);
+
+    public override ValueTask<FopResult> ReleasedirAsync(FopContext ctx, FileHandle fd) => ReleaseCommonAsync(ctx, fd, directory: true);
+
+    /// <summary>Forgets the fd here first: a release never fails for the caller, the brick drops handles of lost connections itself.</summary>
+    private async ValueTask<FopResult> ReleaseCommonAsync(FopContext ctx, FileHandle fd, bool directory)
+    {
+        if (!fd.RemoveContext(this, out var state) || state is not RemoteFd rfd) return FopResult.Success;
+        _open.TryRemove(fd, out _);
+        var session = Session;
+        if (session is null || rfd.Generation != session.Generation || rfd.Lost) return FopResult.Success;
+        IWireRequest request = directory
+            ? new ReleasedirRequest { Caller = ctx.ToCaller(), Handle = rfd.Handle }
+            : new ReleaseRequest { Caller = ctx.ToCaller(), Handle = rfd.Handle };
+        var w = await session.CallAsync(directory ? Fop.Releasedir : Fop.Release, request, default);
+        w.Bulk?.Dispose();
+        return FopResult.Success;
+    }
+
+    public override async ValueTask<FopResult> FsyncAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
+        (await CallFdAsync<FsyncReply>(Fop.Fsync, fd, ctx, h => new FsyncRequest { Handle = h, DataOnly = dataOnly })).AsPlain();
+
+    public override async ValueTask<FopResult> FallocateAsync(FopContext ctx, FileHandle fd, int mode, long offset, long length) =>
+        (await CallFdAsync<FallocateReply>(Fop.Fallocate, fd, ctx, h => new FallocateRequest { Handle = h, Mode = mode, Offset = offset, Length = length })).AsPlain();
+
+    public override async ValueTask<FopResult<long>> LseekAsync(FopContext ctx, FileHandle fd, long offset, int whence)
+    {
+        var r = await CallFdAsync<LseekReply>(Fop.Lseek, fd, ctx, h => new LseekRequest { Handle = h, Offset = offset, Whence = whence });
+        return r.Ok ? r.Value.Offset : r.Error;
+    }
+
+    public override async ValueTask<FopResult<CoreFileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, CoreFileLock lk)
+    {
+        var (session, handle, error) = await HandleOfAsync(fd);
+        if (session is null) return error;
+        var request = new LkRequest { Caller = ctx.ToCaller(), Handle = handle, Command = (uint)command, Lock = lk.ToWire(), FdLockOwner = fd.LockOwner };
+        var w = await session.CallAsync(Fop.Lk, request, default, command == LockCommand.SetWait ? ctx.Cancellation : default);
+        var r = Unwrap<LkReply>(w);
+        return r.Ok ? r.Value.Lock.FromWire() : r.Error;
+    }
+
+    // ---- internal fops ------------------------------------------------------------------------
+
+    public override async ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, CoreGfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
+    {
+        var r = fd is null
+            ? await CallAsync<XattropReply>(Fop.Xattrop, new XattropRequest { Gfid = gfid.ToWire(), Deltas = { deltas.ToWire() } }, ctx)
+            : await CallFdAsync<XattropReply>(Fop.Xattrop, fd, ctx, h => new XattropRequest { Gfid = gfid.ToWire(), Handle = h, Deltas = { deltas.ToWire() } });
+        return r.Ok ? FopResult<IReadOnlyDictionary<string, long[]>>.Success(r.Value.Values.FromWire()) : r.Error;
+    }
+
+    public override async ValueTask<FopResult<CoreFileLock>> InodelkAsync(FopContext ctx, string domain, CoreGfid gfid, LockCommand command, CoreFileLock lk)
+    {
+        if (Session is not { } session) return Errno.ENOTCONN;
+        var request = new InodelkRequest { Caller = ctx.ToCaller(), Domain = domain, Gfid = gfid.ToWire(), Command = (uint)command, Lock = lk.ToWire() };
+        var w = await session.CallAsync(Fop.Inodelk, request, default, command == LockCommand.SetWait ? ctx.Cancellation : default);
+        var r = Unwrap<InodelkReply>(w);
+        return r.Ok ? r.Value.Lock.FromWire() : r.Error;
+    }
+
+    public override async ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, CoreGfid parent, string? name, LockCommand command, LockType type)
+    {
+        if (Session is not { } session) return Errno.ENOTCONN;
+        var request = new EntrylkRequest
+        {
+            Caller = ctx.ToCaller(), Domain = domain, Parent = parent.ToWire(), Name = name ?? "", HasName = name is not null,
+            Command = (uint)command, Type = (uint)type,
+        };
+        var w = await session.CallAsync(Fop.Entrylk, request, default, command == LockCommand.SetWait ? ctx.Cancellation : default);
+        return Unwrap<EntrylkReply>(w).AsPlain();
+    }
+
+    // ---- xattrs -------------------------------------------------------------------------------
+
+    public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, CoreGfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
+        (await CallAsync<SetxattrReply>(Fop.Setxattr, new Wire.SetxattrRequest
+        {
+            Gfid = gfid.ToWire(), Name = name, Value = ByteString.CopyFrom(value.Span), Flags = flags,
+        }, ctx)).AsPlain();
+
+    public override async ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, CoreGfid gfid, string name)
+    {
+        var r = await CallAsync<GetxattrReply>(Fop.Getxattr, new GetxattrRequest { Gfid = gfid.ToWire(), Name = name }, ctx);
+        return r.Ok ? r.Value.Value.ToByteArray() : r.Error;
+    }
+
+    public override async ValueTask<FopResult<IReadOnlyList<string>>> ListxattrAsync(FopContext ctx, CoreGfid gfid)
+    {
+        var r = await CallAsync<ListxattrReply>(Fop.Listxattr, new ListxattrRequest { Gfid = gfid.ToWire() }, ctx);
+        return r.Ok ? FopResult<IReadOnlyList<string>>.Success([.. r.Value.Names]) : r.Error;
+    }
+
+    public override async ValueTask<FopResult> RemovexattrAsync(FopContext ctx, CoreGfid gfid, string name) =>
+        (await CallAsync<RemovexattrReply>(Fop.Removexattr, new RemovexattrRequest { Gfid = gfid.ToWire(), Name = name }, ctx)).AsPlain();
+
+    // ---- directories --------------------------------------------------------------------------
+
+    public override async ValueTask<FopResult> OpendirAsync(FopContext ctx, FileHandle fd)
+    {
+        var session = Session;
+        if (session is null) return Errno.ENOTCONN;
+        var w = await session.CallAsync(Fop.Opendir, new OpendirRequest { Caller = ctx.ToCaller(), Gfid = fd.Gfid.ToWire(), Flags = fd.Flags, FdLockOwner = fd.LockOwner }, default);
+        var r = Unwrap<OpendirReply>(w);
+        if (!r.Ok) return r.Error;
+        Track(fd, ctx, r.Value.Handle, session.Generation);
+        return FopResult.Success;
+    }
+
+    public override async ValueTask<FopResult<IReadOnlyList<CoreDirEntry>>> ReaddirAsync(FopContext ctx, FileHandle fd, long offset, int sizeHint)
+    {
+        var r = await CallFdAsync<ReaddirReply>(Fop.Readdir, fd, ctx, h => new ReaddirRequest { Handle = h, Offset = offset, SizeHint = sizeHint });
+        return r.Ok ? FopResult<IReadOnlyList<CoreDirEntry>>.Success(r.Value.Entries.Select(e => e.FromWire()).ToArray()) : r.Error;
+    }
+
+    public override async ValueTask<FopResult<IReadOnlyList<CoreDirEntry>>> ReaddirplusAsync(FopContext ctx, FileHandle fd, long offset, int sizeHint)
+    {
+        var r = await CallFdAsync<ReaddirplusReply>(Fop.Readdirplus, fd, ctx, h => new ReaddirplusRequest { Handle = h, Offset = offset, SizeHint = sizeHint });
+        return r.Ok ? FopResult<IReadOnlyList<CoreDirEntry>>.Success(r.Value.Entries.Select(e => e.FromWire()).ToArray()) : r.Error;
+    }
+
+    public override async ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
+        (await CallFdAsync<FsyncdirReply>(Fop.Fsyncdir, fd, ctx, h => new FsyncdirRequest { Handle = h, DataOnly = dataOnly })).AsPlain();
+}

@@ -1,0 +1,168 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Brickfs.Translators.Protocol;
+
+/// <summary>
+/// A byte stream between client and brick, seen as a pipe pair. The codec (FrameChannel) only
+/// uses this class, so tests run the real codec in memory. An abstract class rather than an
+/// interface so members can be added later.
+/// </summary>
+public abstract class Transport : IAsyncDisposable
+{
+    public abstract PipeReader Input { get; }
+    public abstract PipeWriter Output { get; }
+
+    /// <summary>The peer's address as auth.allow matches it (an IP literal, or "memory").</summary>
+    public abstract string RemoteAddress { get; }
+
+    /// <summary>
+    /// Reads exactly <paramref name="destination"/>.Length bytes that follow everything
+    /// <see cref="Input"/> has handed out. Precondition: the caller consumed all of Input's buffer.
+    /// Sockets read straight into the destination (no pipe copy); others go through Input.
+    /// </summary>
+    public virtual async ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellation)
+    {
+        while (destination.Length > 0)
+        {
+            var r = await Input.ReadAsync(cancellation);
+            var buf = r.Buffer;
+            int n = (int)Math.Min(buf.Length, destination.Length);
+            buf.Slice(0, n).CopyTo(destination.Span);
+            destination = destination[n..];
+            Input.AdvanceTo(buf.GetPosition(n));
+            if (destination.Length > 0 && r.IsCompleted) throw new ProtocolException("connection closed mid-frame");
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="data"/> after everything written to <see cref="Output"/> so far.
+    /// Sockets flush the pipe and send from the caller's memory (no pipe copy).
+    /// </summary>
+    public virtual async ValueTask WriteDirectAsync(ReadOnlyMemory<byte> data, CancellationToken cancellation)
+    {
+        await Output.WriteAsync(data, cancellation);
+    }
+
+    /// <summary>Closes at once; pending reads and writes on both sides end with an error or end of stream.</summary>
+    public abstract void Abort();
+
+    public virtual ValueTask DisposeAsync()
+    {
+        Abort();
+        GC.SuppressFinalize(this);
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>TCP with TCP_NODELAY: small frames go out at once, bulk skips the pipe.</summary>
+public sealed class SocketTransport : Transport
+{
+    private readonly Socket _socket;
+    private readonly NetworkStream _stream;
+    private int _aborted;
+
+    public SocketTransport(Socket socket)
+    {
+        _socket = socket;
+        _socket.NoDelay = true;
+        _stream = new NetworkStream(socket, ownsSocket: true);
+        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 8 * 1024, leaveOpen: true));
+        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        RemoteAddress = socket.RemoteEndPoint is IPEndPoint ep
+            ? (ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address).ToString()
+            : "unknown";
+    }
+
+    public override PipeReader Input { get; }
+    public override PipeWriter Output { get; }
+    public override string RemoteAddress { get; }
+
+    public static async ValueTask<SocketTransport> ConnectAsync(string host, int port, CancellationToken cancellation)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(host, port, cancellation);
+            return new SocketTransport(socket);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public override ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellation) =>
+        _stream.ReadExactlyAsync(destination, cancellation);
+
+    public override async ValueTask WriteDirectAsync(ReadOnlyMemory<byte> data, CancellationToken cancellation)
+    {
+        await Output.FlushAsync(cancellation);
+        await _stream.WriteAsync(data, cancellation);
+    }
+
+    public override void Abort()
+    {
+        if (Interlocked.Exchange(ref _aborted, 1) != 0) return;
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _stream.Dispose();
+    }
+}
+
+/// <summary>Two pipes back to back: the real codec without sockets, for tests and in-process graphs.</summary>
+public sealed class InMemoryTransport : Transport
+{
+    private readonly Pipe _in, _out;
+
+    private InMemoryTransport(Pipe input, Pipe output, string remote)
+    {
+        _in = input;
+        _out = output;
+        RemoteAddress = remote;
+    }
+
+    public static (InMemoryTransport Client, InMemoryTransport Server) CreatePair(string clientAddress = "memory")
+    {
+        var options = new PipeOptions(pauseWriterThreshold: 4 * 1024 * 1024, resumeWriterThreshold: 2 * 1024 * 1024, useSynchronizationContext: false);
+        var toServer = new Pipe(options);
+        var toClient = new Pipe(options);
+        return (new InMemoryTransport(toClient, toServer, "memory"), new InMemoryTransport(toServer, toClient, clientAddress));
+    }
+
+    public override PipeReader Input => _in.Reader;
+    public override PipeWriter Output => _out.Writer;
+    public override string RemoteAddress { get; }
+
+    public override void Abort()
+    {
+        // Only writer ends are completed (thread-safe against a pending read): our input ends with
+        // the error, and so does the peer's; later writes on either side fail.
+        var closed = new ProtocolException("connection aborted");
+        _in.Writer.Complete(closed);
+        _out.Writer.Complete(closed);
+    }
+}
+
+/// <summary>
+/// Process-wide directory of in-memory brick servers, keyed "host:port" like TCP addresses, so a
+/// volfile with <c>transport-type memory</c> on both sides builds a network volume in one process.
+/// </summary>
+public static class InMemoryNetwork
+{
+    private static readonly ConcurrentDictionary<string, Func<string, Transport>> Listeners = new(StringComparer.Ordinal);
+
+    internal static void Listen(string address, Func<string, Transport> accept)
+    {
+        if (!Listeners.TryAdd(address, accept)) throw new InvalidOperationException($"in-memory address {address} is in use");
+    }
+
+    internal static void Unlisten(string address) => Listeners.TryRemove(address, out _);
+
+    /// <summary>Connects to the in-memory server at <paramref name="address"/>; ECONNREFUSED as a SocketException when none listens.</summary>
+    public static Transport Connect(string address) =>
+        Listeners.TryGetValue(address, out var accept) ? accept("memory") : throw new SocketException((int)SocketError.ConnectionRefused);
+}
