@@ -16,7 +16,7 @@ public abstract class MountedVolume : IDisposable
 
     protected MountedVolume(string name)
     {
-        WorkDir = Path.Combine("/var/tmp/brickfs-tests", $"{name}-{Guid.NewGuid():N}"[..40]);
+        WorkDir = Path.Combine("/var/tmp/brickfs-tests", $"{name}-{Guid.NewGuid():N}"[..Math.Min(name.Length + 13, 60)]);
         MountPoint = Path.Combine(WorkDir, "mnt");
         Directory.CreateDirectory(MountPoint);
     }

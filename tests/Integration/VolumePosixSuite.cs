@@ -23,7 +23,7 @@ public abstract class VolumePosixSuite
     /// <summary>A fresh directory on the mount for one test, world-writable so other uids can use it.</summary>
     protected string TestDir()
     {
-        var dir = Volume.PathOf($"t-{TestContext.CurrentContext.Test.MethodName}-{Guid.NewGuid():N}"[..60]);
+        var dir = Volume.PathOf($"{TestContext.CurrentContext.Test.MethodName}-{Guid.NewGuid():N}"[..^20]);
         Directory.CreateDirectory(dir);
         return dir;
     }

@@ -12,7 +12,7 @@ public sealed class BtrfsImage : IDisposable
 
     public BtrfsImage(string name, long sizeBytes = 2L << 30)
     {
-        var root = Path.Combine("/var/tmp/brickfs-tests", $"{name}-{Environment.ProcessId}-{Guid.NewGuid():N}"[..48]);
+        var root = Path.Combine("/var/tmp/brickfs-tests", $"{name}-{Guid.NewGuid():N}"[..Math.Min(name.Length + 13, 60)]);
         Directory.CreateDirectory(root);
         Image = Path.Combine(root, "brick.img");
         MountPoint = Path.Combine(root, "mnt");
