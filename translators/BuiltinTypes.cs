@@ -1,6 +1,8 @@
+using Brickfs.Translators.Cluster.Replicate;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
 using Brickfs.Translators.Features;
+using Brickfs.Translators.Features.Index;
 using Brickfs.Translators.Storage;
 
 namespace Brickfs.Translators;
@@ -13,5 +15,7 @@ internal static class BuiltinTypes
         .Register(PosixTranslator.Type)
         .Register(ErrorGenTranslator.Type)
         .Register(DelayGenTranslator.Type)
-        .Register(LocksTranslator.Type);
+        .Register(LocksTranslator.Type)
+        .Register(IndexTranslator.Type)
+        .Register(ReplicateTranslator.Type);
 }
