@@ -1,6 +1,8 @@
+using Brickfs.Translators.Cluster.Replicate;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
 using Brickfs.Translators.Features;
+using Brickfs.Translators.Features.Index;
 using Brickfs.Translators.Protocol;
 using Brickfs.Translators.Storage;
 
@@ -15,6 +17,8 @@ internal static class BuiltinTypes
         .Register(ErrorGenTranslator.Type)
         .Register(DelayGenTranslator.Type)
         .Register(LocksTranslator.Type)
+        .Register(IndexTranslator.Type)
         .Register(ProtocolClientTranslator.Type)
-        .Register(ProtocolServerTranslator.Type);
+        .Register(ProtocolServerTranslator.Type)
+        .Register(ReplicateTranslator.Type)
 }

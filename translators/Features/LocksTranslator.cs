@@ -52,9 +52,58 @@ public sealed class LocksTranslator : Translator, IClientAware
     public override ValueTask<FopResult<FileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, FileLock lk)
     {
         if (Validate(command, lk) is var invalid && invalid != Errno.None) return ValueTask.FromResult<FopResult<FileLock>>(invalid);
+        Func<InodeLocks, LockTable> table = inode => inode.TableFor(lk.Kind);
         return command == LockCommand.Get
-            ? ValueTask.FromResult(Test(fd.Gfid, lk))
-            : SetAsync(ctx, fd.Gfid, command, lk);
+            ? ValueTask.FromResult(Test(fd.Gfid, lk, table))
+            : SetAsync(ctx, fd.Gfid, command, lk, table);
+    }
+
+    /// <summary>
+    /// Inode locks of cluster translators: byte ranges in a named domain, owned by
+    /// (ctx.ClientId, lk.Owner) and released with the client like fcntl locks, but never seen by
+    /// (nor conflicting with) the application's locks or another domain.
+    /// </summary>
+    public override ValueTask<FopResult<FileLock>> InodelkAsync(FopContext ctx, string domain, Gfid gfid, LockCommand command, FileLock lk)
+    {
+        lk = lk with { ClientId = ctx.ClientId, Kind = LockKind.Posix };
+        if (Validate(command, lk) is var invalid && invalid != Errno.None) return ValueTask.FromResult<FopResult<FileLock>>(invalid);
+        var key = new DomainKey(domain, Entry: false);
+        Func<InodeLocks, LockTable> table = inode => inode.Domain(key);
+        return command == LockCommand.Get
+            ? ValueTask.FromResult(Test(gfid, lk, table))
+            : SetAsync(ctx, gfid, command, lk, table);
+    }
+
+    /// <summary>
+    /// Entry locks: a name in a directory (or, with a null name, every name of it) in a named
+    /// domain. The owner is (ctx.ClientId, ctx.LockOwner). A name is a point in a byte-range
+    /// table keyed by a 63-bit hash of the name, and the whole directory is the whole range, so
+    /// a directory lock conflicts with every name lock and names conflict only with themselves
+    /// (hash collisions cost a needless wait, never a missed conflict).
+    /// </summary>
+    public override async ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, Gfid parent, string? name, LockCommand command, LockType type)
+    {
+        if (command == LockCommand.Get || !Enum.IsDefined(type)) return Errno.EINVAL;
+        long point = name is null ? 0 : NameHash(name);
+        var lk = new FileLock
+        {
+            Type = type, Start = point, End = name is null ? long.MaxValue : point, Owner = ctx.LockOwner,
+            ClientId = ctx.ClientId, Pid = ctx.Pid, Kind = LockKind.Posix,
+        };
+        var key = new DomainKey(domain, Entry: true);
+        return (await SetAsync(ctx, parent, command, lk, inode => inode.Domain(key))).AsPlain();
+    }
+
+    /// <summary>FNV-1a over the UTF-8 name, folded to 0..long.MaxValue - 1.</summary>
+    private static long NameHash(string name)
+    {
+        ulong h = 14695981039346656037UL;
+        foreach (byte b in System.Text.Encoding.UTF8.GetBytes(name))
+        {
+            h ^= b;
+            h *= 1099511628211UL;
+        }
+        return (long)(h >> 1) % long.MaxValue;
     }
 
     /// <summary>close(2) of a descriptor drops every fcntl lock its process holds on the file (not OFD locks).</summary>
@@ -105,7 +154,7 @@ public sealed class LocksTranslator : Translator, IClientAware
             lock (stripe.Sync)
             {
                 if (!stripe.Inodes.TryGetValue(gfid, out var inode)) continue;
-                foreach (LockTable table in (ReadOnlySpan<LockTable>)[inode.Posix, inode.Flock])
+                foreach (var table in inode.AllTables())
                 {
                     table.RemoveWaiters(OfClient, removed);
                     if (table.RemoveHeld(OfClient)) table.Wake(granted);
@@ -138,8 +187,7 @@ public sealed class LocksTranslator : Translator, IClientAware
             {
                 foreach (var inode in stripe.Inodes.Values)
                 {
-                    inode.Posix.RemoveWaiters(static _ => true, removed);
-                    inode.Flock.RemoveWaiters(static _ => true, removed);
+                    foreach (var table in inode.AllTables()) table.RemoveWaiters(static _ => true, removed);
                 }
             }
         }
@@ -158,13 +206,13 @@ public sealed class LocksTranslator : Translator, IClientAware
     }
 
     /// <summary>F_GETLK: the first conflicting held lock, or the request typed Unlock when none conflicts.</summary>
-    private FopResult<FileLock> Test(Gfid gfid, FileLock lk)
+    private FopResult<FileLock> Test(Gfid gfid, FileLock lk, Func<InodeLocks, LockTable> select)
     {
         var stripe = StripeOf(gfid);
         lock (stripe.Sync)
         {
             if (stripe.Inodes.TryGetValue(gfid, out var inode)
-                && inode.TableFor(lk.Kind).FindConflict(LockOwnerKey.Of(lk), lk) is { } conflict)
+                && select(inode).FindConflict(LockOwnerKey.Of(lk), lk) is { } conflict)
             {
                 return conflict;
             }
@@ -172,18 +220,19 @@ public sealed class LocksTranslator : Translator, IClientAware
         return lk with { Type = LockType.Unlock };
     }
 
-    private async ValueTask<FopResult<FileLock>> SetAsync(FopContext ctx, Gfid gfid, LockCommand command, FileLock lk)
+    private async ValueTask<FopResult<FileLock>> SetAsync(FopContext ctx, Gfid gfid, LockCommand command, FileLock lk, Func<InodeLocks, LockTable> select)
     {
         var owner = LockOwnerKey.Of(lk);
         var stripe = StripeOf(gfid);
         var granted = new List<LockWaiter>();
         LockWaiter? waiter = null;
         InodeLocks inode;
+        LockTable table;
         var error = Errno.None;
         lock (stripe.Sync)
         {
             if (!stripe.Inodes.TryGetValue(gfid, out inode!)) stripe.Inodes[gfid] = inode = new InodeLocks(gfid);
-            var table = inode.TableFor(lk.Kind);
+            table = select(inode);
             if (lk.Type == LockType.Unlock)
             {
                 table.Apply(owner, lk);
@@ -215,17 +264,17 @@ public sealed class LocksTranslator : Translator, IClientAware
         if (waiter is null) return lk;
 
         // Registered outside the stripe lock: a token cancelled meanwhile runs Cancel inline.
-        await using var registration = ctx.Cancellation.Register(() => Cancel(stripe, inode, waiter));
+        await using var registration = ctx.Cancellation.Register(() => Cancel(stripe, inode, table, waiter));
         return await waiter.Completion.Task.ConfigureAwait(false);
     }
 
     /// <summary>An interrupted F_SETLKW leaves the queue at once, unless it was granted first.</summary>
-    private void Cancel(Stripe stripe, InodeLocks inode, LockWaiter waiter)
+    private void Cancel(Stripe stripe, InodeLocks inode, LockTable table, LockWaiter waiter)
     {
         lock (stripe.Sync)
         {
             // While the waiter is queued its inode is not empty, so it is still the stripe's entry.
-            if (!inode.TableFor(waiter.Request.Kind).TryRemove(waiter)) return;
+            if (!table.TryRemove(waiter)) return;
             Tidy(stripe, inode, waiter.Owner.ClientId);
         }
         waiter.Completion.TrySetResult(Errno.EINTR);
@@ -276,6 +325,7 @@ public sealed class LocksTranslator : Translator, IClientAware
         {
             lock (client.Sync) client.Inodes.Remove(inode.Gfid);
         }
+        inode.TidyDomains();
         if (inode.IsEmpty) stripe.Inodes.Remove(inode.Gfid);
     }
 }

@@ -1,0 +1,116 @@
+using System.Collections.Concurrent;
+using Brickfs.Translators.Core;
+
+namespace Brickfs.Translators.Features.Index;
+
+/// <summary>
+/// features/index: the brick's list of inodes with pending changes, so self-heal visits only
+/// those instead of crawling the brick. It watches <see cref="Translator.XattropAsync"/> on the
+/// replicate translator's pending counters (<see cref="PendingPrefix"/>): when a counter of an
+/// inode becomes non-zero the GFID enters the index, when every counter in an xattrop's answer
+/// is zero it leaves. Every other fop passes through.
+/// </summary>
+/// <remarks>
+/// Callers that change pending counters name every pending key of their replica set in each
+/// xattrop (zero deltas for the ones they do not change), so the answer shows all counters of
+/// the inode; cluster/replicate does. The index is a hint: the counters themselves are the
+/// truth, and a full crawl finds anything the index lost. With <c>index-directory</c> set
+/// (brickd sets <c>&lt;brick&gt;/.brickfs/indices/xattrop</c>), each GFID is also an empty
+/// file there, so the index survives a brick restart; without it the index lives in memory
+/// (storage/memory bricks, which do not survive a restart either). Xattrops of one inode are
+/// serialised around the child call, so the index never lags behind the counters' last change.
+/// </remarks>
+public sealed class IndexTranslator : Translator
+{
+    public const string PendingPrefix = "trusted.brickfs.pending.";
+
+    public static readonly IReadOnlyList<OptionSpec> OptionSpecs =
+    [
+        new("index-directory", OptionType.Path, null, "directory keeping one empty file per pending GFID; unset = memory only"),
+    ];
+
+    public static TranslatorType Type { get; } = new("features/index", OptionSpecs, 1, 1,
+        o => new IndexTranslator(o), "lists inodes with pending replica changes for self-heal");
+
+    private const int StripeCount = 64;
+
+    private readonly string? _directory;
+    private readonly ConcurrentDictionary<Gfid, byte> _pending = new();
+    private readonly SemaphoreSlim[] _stripes;
+
+    public IndexTranslator(TranslatorOptions options)
+    {
+        _directory = options.GetRaw("index-directory");
+        _stripes = new SemaphoreSlim[StripeCount];
+        for (int i = 0; i < StripeCount; i++) _stripes[i] = new SemaphoreSlim(1, 1);
+    }
+
+    public IndexTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
+
+    public override ValueTask InitAsync(CancellationToken cancellation)
+    {
+        if (_directory is null) return ValueTask.CompletedTask;
+        Directory.CreateDirectory(_directory);
+        foreach (var path in Directory.EnumerateFiles(_directory))
+        {
+            if (Gfid.TryParse(Path.GetFileName(path), out var gfid)) _pending.TryAdd(gfid, 0);
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>GFIDs of inodes that have (or had, at their last xattrop) a non-zero pending counter on this brick.</summary>
+    public IReadOnlyList<Gfid> ListPending() => [.. _pending.Keys.OrderBy(g => g.Hi).ThenBy(g => g.Lo)];
+
+    public bool IsPending(Gfid gfid) => _pending.ContainsKey(gfid);
+
+    public override async ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
+    {
+        if (!deltas.Keys.Any(k => k.StartsWith(PendingPrefix, StringComparison.Ordinal))) return await Child.XattropAsync(ctx, gfid, fd, deltas);
+        var stripe = _stripes[(uint)gfid.GetHashCode() % StripeCount];
+        try
+        {
+            await stripe.WaitAsync(ctx.Cancellation);
+        }
+        catch (OperationCanceledException)
+        {
+            return Errno.EINTR;
+        }
+        try
+        {
+            var r = await Child.XattropAsync(ctx, gfid, fd, deltas);
+            if (r.Ok)
+            {
+                bool nonZero = r.Value.Any(p => p.Key.StartsWith(PendingPrefix, StringComparison.Ordinal) && p.Value.Any(v => v != 0));
+                if (nonZero) Add(gfid);
+                else Remove(gfid);
+            }
+            else if (r.Error == Errno.ESTALE)
+            {
+                Remove(gfid); // the inode is gone from this brick: nothing left to heal here
+            }
+            return r;
+        }
+        finally
+        {
+            stripe.Release();
+        }
+    }
+
+    private void Add(Gfid gfid)
+    {
+        if (!_pending.TryAdd(gfid, 0) || _directory is null) return;
+        using var _ = File.Create(Path.Combine(_directory, gfid.ToString()));
+    }
+
+    private void Remove(Gfid gfid)
+    {
+        if (!_pending.TryRemove(gfid, out _) || _directory is null) return;
+        File.Delete(Path.Combine(_directory, gfid.ToString()));
+    }
+
+    public override ValueTask DisposeAsync()
+    {
+        foreach (var s in _stripes) s.Dispose();
+        return base.DisposeAsync();
+    }
+}
