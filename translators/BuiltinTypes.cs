@@ -1,3 +1,4 @@
+using Brickfs.Translators.Cluster.Distribute;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
 using Brickfs.Translators.Features;
@@ -13,5 +14,6 @@ internal static class BuiltinTypes
         .Register(PosixTranslator.Type)
         .Register(ErrorGenTranslator.Type)
         .Register(DelayGenTranslator.Type)
-        .Register(LocksTranslator.Type);
+        .Register(LocksTranslator.Type)
+        .Register(DistributeTranslator.Type);
 }
