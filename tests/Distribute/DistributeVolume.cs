@@ -35,7 +35,7 @@ public sealed class DistributeVolume : IAsyncDisposable
         for (int i = 0; i < bricks; i++)
         {
             sb.AppendLine($"volume brick-{i}\n    type storage/memory\n    option capacity {i + 1}GB\nend-volume");
-            if (errorGen) sb.AppendLine($"volume gen-{i}\n    type debug/error-gen\n    option enable statfs\n    subvolumes brick-{i}\nend-volume");
+            if (errorGen) sb.AppendLine($"volume gen-{i}\n    type debug/error-gen\n    option enable lookup\n    subvolumes brick-{i}\nend-volume");
         }
         string children = string.Join(' ', Enumerable.Range(0, bricks).Select(i => errorGen ? $"gen-{i}" : $"brick-{i}"));
         sb.AppendLine($"volume dht\n    type cluster/distribute\n    subvolumes {children}\nend-volume");
