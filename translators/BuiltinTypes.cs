@@ -1,3 +1,4 @@
+using Brickfs.Translators.Cluster.Distribute;
 using Brickfs.Translators.Cluster.Replicate;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
@@ -21,4 +22,5 @@ internal static class BuiltinTypes
         .Register(ProtocolClientTranslator.Type)
         .Register(ProtocolServerTranslator.Type)
         .Register(ReplicateTranslator.Type)
+        .Register(DistributeTranslator.Type);
 }

@@ -1,0 +1,163 @@
+using Brickfs.Translators.Core;
+
+namespace Brickfs.Translators.Cluster.Distribute;
+
+/// <summary>The outcome of migrating one file.</summary>
+public enum MigrationOutcome
+{
+    /// <summary>The file now lives on its hashed child.</summary>
+    Moved,
+    /// <summary>It already did; nothing changed.</summary>
+    AlreadyHashed,
+}
+
+// Rebalance primitives, driven by `brickctl volume rebalance` (crawler outside this class).
+public sealed partial class DistributeTranslator
+{
+    private const int CopyChunk = 1 << 20;
+
+    /// <summary>
+    /// Rewrites the layout of directory <paramref name="dir"/> as an even split over all current
+    /// children, with a higher commit (after add-brick). The directory must exist on every child:
+    /// look it up first (which recreates it on new children); otherwise ESTALE. Files whose names
+    /// now hash elsewhere stay put and are found by lookup-unhashed until migrated.
+    /// </summary>
+    public async ValueTask<FopResult<DirLayout>> FixLayoutAsync(Gfid dir, CancellationToken cancellation = default)
+    {
+        var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(InternalWithXattrs, dir, null));
+        uint commit = 0;
+        for (int i = 0; i < stats.Length; i++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            if (!stats[i].Ok) return stats[i].Error;
+            if (!stats[i].Value.IsDirectory) return Errno.ENOTDIR;
+            if (await LayoutXattrOfAsync(i, stats[i].Value) is { } raw && DirLayout.TryDecodeEntry(raw, out uint c, out _))
+                commit = Math.Max(commit, c);
+        }
+        var layout = DirLayout.Even(Children.Count, [.. AllChildren], commit + 1);
+        var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+        _dirs[dir] = 0;
+        _layouts[dir] = layout;
+        return written.FirstOrDefault(w => !w.Ok, FopResult.Success) is { Ok: false } bad ? bad.Error : layout;
+    }
+
+    /// <summary>
+    /// Moves file <paramref name="name"/> of <paramref name="parent"/> to the child its name
+    /// hashes to. The data is copied into the link-to on the hashed child, which stays a link-to
+    /// (readers keep using the old copy) until the copy is complete; then it becomes the real file
+    /// (owner, xattrs, mode, times) and the old copy is unlinked. The GFID never changes.
+    /// Refused (EBUSY) while this translator has the file open for writing, or when the source
+    /// changed during the copy (the copy is discarded, the file left for a later pass);
+    /// hard-linked files are refused with EMLINK. A writer in another client that writes between
+    /// the final check and the unlink of the old copy loses that write: the rebalance crawler
+    /// must run where it can see the volume's open files, or on an idle file set.
+    /// </summary>
+    public async ValueTask<FopResult<MigrationOutcome>> MigrateFileAsync(Gfid parent, string name, CancellationToken cancellation = default)
+    {
+        var loc = await LocateAsync(Internal, parent, name);
+        if (!loc.Ok) return loc.Error;
+        var l = loc.Value;
+        if (l.IsDir) return Errno.EISDIR;
+        if (l.DataChild == l.Hashed) return MigrationOutcome.AlreadyHashed;
+        var gfid = l.Attr.Gfid;
+        if (_writers.TryGetValue(gfid, out int writers) && writers > 0) return Errno.EBUSY;
+        if (l.Attr.Nlink > 1) return Errno.EMLINK;
+        Translator src = Children[l.DataChild], dst = Children[l.Hashed];
+
+        if (!l.LinktoOnHashed)
+        {
+            var put = await PutLinktoAsync(l.Hashed, parent, name, gfid, l.DataChild, replace: false);
+            if (!put.Ok) return put.Error;
+        }
+        var before = await src.StatAsync(Internal, gfid, null);
+        if (!before.Ok) return before.Error;
+
+        var copied = await CopyDataAsync(src, dst, gfid, before.Value.Size, cancellation);
+        if (!copied.Ok) return copied.Error;
+        var after = await src.StatAsync(Internal, gfid, null);
+        if (!after.Ok || !SameContent(before.Value, after.Value))
+        {
+            await dst.SetattrAsync(Internal, gfid, null, new SetattrRequest { Valid = SetattrValid.Size, Size = 0 });
+            return after.Ok ? Errno.EBUSY : after.Error;
+        }
+
+        var xattrs = await CopyXattrsAsync(src, dst, gfid);
+        if (!xattrs.Ok) return xattrs.Error;
+        var a = after.Value;
+        var own = await dst.SetattrAsync(Internal, gfid, null, new SetattrRequest { Valid = SetattrValid.Uid | SetattrValid.Gid, Uid = a.Uid, Gid = a.Gid });
+        if (!own.Ok) return own.Error;
+        // The switch: from here the hashed child's copy is the file.
+        var sw = await dst.SetattrAsync(Internal, gfid, null, new SetattrRequest
+        {
+            Valid = SetattrValid.Mode | SetattrValid.Atime | SetattrValid.Mtime, Mode = a.Mode & ModeBits.PermMask, Atime = a.Atime, Mtime = a.Mtime,
+        });
+        if (!sw.Ok) return sw.Error;
+        await dst.RemovexattrAsync(Internal, gfid, LinktoXattr);
+        _dataChild[gfid] = l.Hashed;
+        await src.UnlinkAsync(Internal, parent, name);
+        return MigrationOutcome.Moved;
+    }
+
+    private static bool SameContent(Iatt a, Iatt b) => a.Size == b.Size && a.Mtime == b.Mtime && a.Ctime == b.Ctime;
+
+    /// <summary>Copies <paramref name="size"/> bytes; all-zero chunks are skipped so holes stay holes.</summary>
+    private static async ValueTask<FopResult> CopyDataAsync(Translator src, Translator dst, Gfid gfid, long size, CancellationToken cancellation)
+    {
+        var rfd = new FileHandle(gfid, OpenFlags.ReadOnly);
+        var wfd = new FileHandle(gfid, OpenFlags.WriteOnly);
+        var ro = await src.OpenAsync(Internal, rfd);
+        if (!ro.Ok) return ro;
+        var wo = await dst.OpenAsync(Internal, wfd);
+        if (!wo.Ok)
+        {
+            await src.ReleaseAsync(Internal, rfd);
+            return wo;
+        }
+        try
+        {
+            var t = await dst.SetattrAsync(Internal, gfid, wfd, new SetattrRequest { Valid = SetattrValid.Size, Size = 0 });
+            if (!t.Ok) return t.Error;
+            for (long off = 0; off < size;)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var r = await src.ReadAsync(Internal, rfd, off, (int)Math.Min(CopyChunk, size - off));
+                if (!r.Ok) return r.Error;
+                using var buf = r.Value;
+                if (buf.Length == 0) break;
+                if (buf.Span.ContainsAnyExcept((byte)0))
+                {
+                    var w = await dst.WriteAsync(Internal, wfd, off, buf.Memory);
+                    if (!w.Ok) return w.Error;
+                    if (w.Value != buf.Length) return Errno.EIO;
+                }
+                off += buf.Length;
+            }
+            var s = await dst.SetattrAsync(Internal, gfid, wfd, new SetattrRequest { Valid = SetattrValid.Size, Size = size });
+            if (!s.Ok) return s.Error;
+            var f = await dst.FsyncAsync(Internal, wfd, dataOnly: false);
+            return f.Ok ? FopResult.Success : f;
+        }
+        finally
+        {
+            await src.ReleaseAsync(Internal, rfd);
+            await dst.ReleaseAsync(Internal, wfd);
+        }
+    }
+
+    /// <summary>Copies the file's own xattrs (user., security., ...); Brickfs's internal ones stay with their brick.</summary>
+    private static async ValueTask<FopResult> CopyXattrsAsync(Translator src, Translator dst, Gfid gfid)
+    {
+        var names = await src.ListxattrAsync(Internal, gfid);
+        if (!names.Ok) return names.Error;
+        foreach (var n in names.Value)
+        {
+            if (n.StartsWith(InternalXattrPrefix, StringComparison.Ordinal)) continue;
+            var v = await src.GetxattrAsync(Internal, gfid, n);
+            if (v.Error == Errno.ENODATA) continue;
+            if (!v.Ok) return v.Error;
+            var s = await dst.SetxattrAsync(Internal, gfid, n, v.Value, 0);
+            if (!s.Ok) return s;
+        }
+        return FopResult.Success;
+    }
+}

@@ -1,0 +1,495 @@
+using System.Collections.Concurrent;
+using System.Text;
+using Brickfs.Translators.Core;
+
+namespace Brickfs.Translators.Cluster.Distribute;
+
+/// <summary>
+/// cluster/distribute: pools N children (bricks or replica sets) into one namespace, after
+/// GlusterFS's DHT.
+/// <list type="bullet">
+/// <item>Every directory exists on every child with the same GFID. Each copy carries
+/// <c>trusted.brickfs.layout</c>: the range of the 32-bit name-hash space that child owns
+/// (<see cref="DirLayout"/>); the ranges cover the space exactly once. New directories split it
+/// evenly; a lookup of a directory recreates it where missing and repairs a missing, hole-y or
+/// overlapping layout. Layouts are cached per directory GFID and refreshed by every directory
+/// lookup.</item>
+/// <item>A file (any non-directory) lives on the child owning the hash of its name: the upper 32
+/// bits of XXH3-64 of the UTF-8 name. When it sits elsewhere (renamed across children, hard
+/// link, layout changed) its hashed child holds a link-to pointer: a file with the same GFID,
+/// mode <c>---------T</c> and <c>trusted.brickfs.linkto</c> = the data child's volume name.
+/// Lookup asks the hashed child, follows a link-to, and on a miss looks on every child
+/// (lookup-unhashed), then creates the missing link-to so the next lookup takes one hop.</item>
+/// <item>Rename of a file renames it on its data child and puts a link-to for the new name on
+/// the new hashed child (atomically, through a temporary name renamed over the target); a
+/// replaced target on a third child is unlinked afterwards. Directories rename on every
+/// child. A hard link is made on the data child plus a link-to on the new name's hashed child.</item>
+/// <item>Readdir walks children in order, skips link-to files, and lists directories (and "."
+/// and "..") only from the first child; offsets encode (child, child cookie), see
+/// <see cref="DirCookie"/>.</item>
+/// <item>Fops on a GFID go to the child holding the file (cached GFID -> child, re-resolved on
+/// every child after ESTALE/ENOENT); fops on a directory go to every child (setattr, xattrs)
+/// or the first one holding it (reads); statfs sums the children.</item>
+/// <item>Rebalance: <see cref="FixLayoutAsync"/> rewrites a directory's layout over all current
+/// children; <see cref="MigrateFileAsync"/> moves a file to its hashed child, copying into the
+/// link-to there (still a link-to while it fills) and then switching it to a real file.</item>
+/// </list>
+/// Consistency is per fop, not transactional: a crash between the steps of a rename, mkdir,
+/// rmdir or migration leaves state that a later lookup repairs (missing directory, missing or
+/// stale link-to). See DESIGN.md next to this file for the limits.
+/// </summary>
+public sealed partial class DistributeTranslator : Translator
+{
+    public const string LayoutXattr = "trusted.brickfs.layout";
+    public const string LinktoXattr = "trusted.brickfs.linkto";
+
+    /// <summary>Xattrs of other Brickfs translators and of this one, never copied by migration.</summary>
+    private const string InternalXattrPrefix = "trusted.brickfs.";
+
+    public static readonly IReadOnlyList<OptionSpec> OptionSpecs =
+    [
+        new("lookup-unhashed", OptionType.Bool, "on",
+            "on a miss on the hashed child, look for the name on every child (needed while layouts change; off trusts the hashed child)"),
+    ];
+
+    public static TranslatorType Type { get; } = new("cluster/distribute", OptionSpecs, 1, DirCookie.MaxChildren,
+        o => new DistributeTranslator(o), "hashes names over its children through per-directory layouts");
+
+    private readonly bool _lookupUnhashed;
+
+    /// <summary>Directory GFID -> its layout over this translator's children.</summary>
+    private readonly ConcurrentDictionary<Gfid, DirLayout> _layouts = new();
+
+    /// <summary>Non-directory GFID -> the child holding its data (a hint: verified by the child's answer).</summary>
+    private readonly ConcurrentDictionary<Gfid, int> _dataChild = new();
+
+    /// <summary>GFIDs known to be directories.</summary>
+    private readonly ConcurrentDictionary<Gfid, byte> _dirs = new();
+
+    /// <summary>GFID -> open-for-write count through this translator; migration leaves such files alone.</summary>
+    private readonly ConcurrentDictionary<Gfid, int> _writers = new();
+
+    private static readonly string[] DhtXattrs = [LinktoXattr, LayoutXattr];
+    private static readonly FopContext Internal = FopContext.Internal();
+    private static readonly FopContext InternalWithXattrs = new() { ClientId = "internal", XattrRequest = DhtXattrs };
+
+    public DistributeTranslator(TranslatorOptions options)
+    {
+        _lookupUnhashed = options.GetBool("lookup-unhashed");
+    }
+
+    public DistributeTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
+
+    // ---- small helpers ---------------------------------------------------------------------
+
+    private int IndexOfChild(string name)
+    {
+        for (int i = 0; i < Children.Count; i++)
+        {
+            if (Children[i].Name == name) return i;
+        }
+        return -1;
+    }
+
+    /// <summary>The caller's context also asking for the xattrs distribute needs to classify entries.</summary>
+    private static FopContext WithDhtXattrs(FopContext ctx)
+    {
+        var c = new FopContext
+        {
+            Uid = ctx.Uid, Gid = ctx.Gid, Pid = ctx.Pid, Groups = ctx.Groups, LockOwner = ctx.LockOwner,
+            ClientId = ctx.ClientId, RequestId = ctx.RequestId, Cancellation = ctx.Cancellation,
+            XattrRequest = ctx.XattrRequest is null ? DhtXattrs : [.. ctx.XattrRequest.Union(DhtXattrs)],
+        };
+        if (ctx.HasExtra)
+        {
+            foreach (var (k, v) in ctx.Extra) c.Extra[k] = v;
+        }
+        return c;
+    }
+
+    /// <summary>Attributes as the caller asked for them: only the xattrs it requested.</summary>
+    private static Iatt ForCaller(FopContext ctx, Iatt a)
+    {
+        if (a.Xattrs is null) return a;
+        if (ctx.XattrRequest is not { } keys) return a with { Xattrs = null };
+        if (a.Xattrs.Keys.All(keys.Contains)) return a;
+        return a with { Xattrs = a.Xattrs.Where(kv => keys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal) };
+    }
+
+    private static bool HasLinktoMode(Iatt a) => a.IsRegular && (a.Mode & ModeBits.PermMask) == ModeBits.Sticky;
+
+    private static bool IsAbsent(Errno e) => e is Errno.ENOENT or Errno.ESTALE;
+
+    /// <summary>
+    /// The child a link-to points at: its index, -1 for a link-to naming an unknown child, or
+    /// null when <paramref name="a"/> is not a link-to. Uses the xattrs returned with the
+    /// attributes, and asks the child only when it did not return any.
+    /// </summary>
+    private async ValueTask<int?> LinktoTargetAsync(int child, Iatt a)
+    {
+        if (!HasLinktoMode(a)) return null;
+        byte[]? value;
+        if (a.Xattrs is { } x) value = x.TryGetValue(LinktoXattr, out var v) ? v : null;
+        else
+        {
+            var g = await Children[child].GetxattrAsync(Internal, a.Gfid, LinktoXattr);
+            value = g.Ok ? g.Value : null;
+        }
+        if (value is null) return null;
+        return IndexOfChild(Encoding.UTF8.GetString(value));
+    }
+
+    private async ValueTask<byte[]?> LayoutXattrOfAsync(int child, Iatt a)
+    {
+        if (a.Xattrs is { } x) return x.TryGetValue(LayoutXattr, out var v) ? v : null;
+        var g = await Children[child].GetxattrAsync(Internal, a.Gfid, LayoutXattr);
+        return g.Ok ? g.Value : null;
+    }
+
+    private static async Task<T[]> AllAsync<T>(IEnumerable<ValueTask<T>> calls) =>
+        await Task.WhenAll(calls.Select(c => c.AsTask()));
+
+    private Task<FopResult<TR>[]> OnChildrenAsync<TR>(IEnumerable<int> children, Func<Translator, ValueTask<FopResult<TR>>> op) =>
+        AllAsync(children.Select(i => op(Children[i])));
+
+    private IEnumerable<int> AllChildren => Enumerable.Range(0, Children.Count);
+
+    /// <summary>
+    /// The attributes of a directory from its copies: the first copy's, with the newest times
+    /// (an entry created on one child updates only that copy's mtime).
+    /// </summary>
+    private static Iatt MergeDirAttrs(IEnumerable<Iatt> copies)
+    {
+        Iatt? merged = null;
+        foreach (var c in copies)
+        {
+            if (merged is null)
+            {
+                merged = c;
+                continue;
+            }
+            merged = merged with
+            {
+                Atime = Max(merged.Atime, c.Atime), Mtime = Max(merged.Mtime, c.Mtime), Ctime = Max(merged.Ctime, c.Ctime),
+            };
+        }
+        return merged ?? throw new InvalidOperationException("no copies to merge");
+
+        static Timespec Max(Timespec a, Timespec b) => (a.Sec, a.Nsec).CompareTo((b.Sec, b.Nsec)) >= 0 ? a : b;
+    }
+
+    // ---- layouts ---------------------------------------------------------------------------
+
+    /// <summary>The layout of directory <paramref name="dir"/>, from the cache or read (and repaired) from every child.</summary>
+    internal async ValueTask<FopResult<DirLayout>> GetLayoutAsync(Gfid dir)
+    {
+        if (_layouts.TryGetValue(dir, out var cached)) return cached;
+        var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(InternalWithXattrs, dir, null));
+        var holders = new List<(int Child, byte[]? Raw)>();
+        Errno firstError = Errno.None;
+        for (int i = 0; i < stats.Length; i++)
+        {
+            if (!stats[i].Ok)
+            {
+                if (firstError == Errno.None || IsAbsent(firstError)) firstError = stats[i].Error;
+                continue;
+            }
+            if (!stats[i].Value.IsDirectory) return Errno.ENOTDIR;
+            holders.Add((i, await LayoutXattrOfAsync(i, stats[i].Value)));
+        }
+        if (holders.Count == 0) return firstError == Errno.None ? Errno.ESTALE : firstError;
+        _dirs[dir] = 0;
+        return await SettleLayoutAsync(dir, holders);
+    }
+
+    /// <summary>
+    /// Builds the layout from the xattrs of the children holding the directory and repairs it:
+    /// a complete layout is kept (children without an entry get an explicit empty one); an
+    /// incomplete one is replaced by an even split over the holders with a higher commit.
+    /// </summary>
+    private async ValueTask<DirLayout> SettleLayoutAsync(Gfid dir, IReadOnlyList<(int Child, byte[]? Raw)> holders)
+    {
+        var ranges = new DirLayout.Range?[Children.Count];
+        var missing = new List<int>();
+        uint commit = 0;
+        foreach (var (child, raw) in holders)
+        {
+            if (raw is not null && DirLayout.TryDecodeEntry(raw, out uint c, out var range))
+            {
+                ranges[child] = range;
+                commit = Math.Max(commit, c);
+            }
+            else missing.Add(child);
+        }
+        var layout = new DirLayout(commit, ranges);
+        if (layout.IsComplete)
+        {
+            if (missing.Count > 0)
+            {
+                await AllAsync(missing.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, DirLayout.EncodeEntry(commit, null), 0)));
+            }
+        }
+        else
+        {
+            layout = DirLayout.Even(Children.Count, [.. holders.Select(h => h.Child)], commit + 1);
+            await WriteLayoutAsync(dir, layout, holders.Select(h => h.Child));
+        }
+        _layouts[dir] = layout;
+        return layout;
+    }
+
+    private async ValueTask WriteLayoutAsync(Gfid dir, DirLayout layout, IEnumerable<int> children) =>
+        await AllAsync(children.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+
+    // ---- lookup ----------------------------------------------------------------------------
+
+    /// <summary>Where a name was found: its attributes, the child with the data (-1 for a directory) and the hashed child.</summary>
+    private readonly record struct Located(Iatt Attr, int DataChild, int Hashed, bool LinktoOnHashed)
+    {
+        public bool IsDir => Attr.IsDirectory;
+    }
+
+    public override async ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, Gfid parent, string name)
+    {
+        var r = await LocateAsync(ctx, parent, name);
+        return r.Ok ? ForCaller(ctx, r.Value.Attr) : r.Error;
+    }
+
+    /// <summary>Finds <paramref name="name"/> (hashed child, link-to, then every child), repairing link-tos and directories on the way.</summary>
+    private async ValueTask<FopResult<Located>> LocateAsync(FopContext ctx, Gfid parent, string name)
+    {
+        var lr = await GetLayoutAsync(parent);
+        if (!lr.Ok) return lr.Error;
+        int hashed = lr.Value.ChildFor(name);
+        if (hashed < 0) return Errno.EIO;
+        var lctx = WithDhtXattrs(ctx);
+        var r = await Children[hashed].LookupAsync(lctx, parent, name);
+        if (r.Ok)
+        {
+            var a = r.Value;
+            if (a.IsDirectory) return await LookupDirAsync(lctx, parent, name, (hashed, a));
+            var target = await LinktoTargetAsync(hashed, a);
+            if (target is null)
+            {
+                _dataChild[a.Gfid] = hashed;
+                return new Located(a, hashed, hashed, false);
+            }
+            if (target >= 0 && target != hashed)
+            {
+                var t = await Children[target.Value].LookupAsync(lctx, parent, name);
+                if (t.Ok && t.Value.Gfid == a.Gfid && !t.Value.IsDirectory && await LinktoTargetAsync(target.Value, t.Value) is null)
+                {
+                    _dataChild[a.Gfid] = target.Value;
+                    return new Located(t.Value, target.Value, hashed, true);
+                }
+            }
+            return await LookupEverywhereAsync(lctx, parent, name, hashed, a);
+        }
+        if (IsAbsent(r.Error) && (_lookupUnhashed || r.Error == Errno.ESTALE)) return await LookupEverywhereAsync(lctx, parent, name, hashed, null);
+        return r.Error;
+    }
+
+    /// <summary>
+    /// The hashed child missed or held a broken link-to: ask every other child. A data file found
+    /// elsewhere gets a link-to on the hashed child; a link-to whose file exists nowhere is removed.
+    /// </summary>
+    private async ValueTask<FopResult<Located>> LookupEverywhereAsync(FopContext lctx, Gfid parent, string name, int hashed, Iatt? linktoOnHashed)
+    {
+        var others = AllChildren.Where(i => i != hashed).ToList();
+        var results = await OnChildrenAsync(others, c => c.LookupAsync(lctx, parent, name));
+        Errno firstError = Errno.None;
+        (int Child, Iatt Attr)? data = null, dir = null;
+        for (int k = 0; k < others.Count; k++)
+        {
+            var r = results[k];
+            if (!r.Ok)
+            {
+                if (!IsAbsent(r.Error) && firstError == Errno.None) firstError = r.Error;
+                continue;
+            }
+            if (r.Value.IsDirectory) dir ??= (others[k], r.Value);
+            else if (data is null && await LinktoTargetAsync(others[k], r.Value) is null) data = (others[k], r.Value);
+        }
+        if (dir is { } d) return await LookupDirAsync(lctx, parent, name, d);
+        if (data is { } f)
+        {
+            _dataChild[f.Attr.Gfid] = f.Child;
+            bool replace = linktoOnHashed is not null;
+            var put = await PutLinktoAsync(hashed, parent, name, f.Attr.Gfid, f.Child, replace);
+            return new Located(f.Attr, f.Child, hashed, put.Ok);
+        }
+        if (linktoOnHashed is not null)
+        {
+            // Stale: the file it pointed at is gone from every child (unlinked or never finished).
+            await RemoveLinktoAsync(hashed, parent, name, linktoOnHashed.Gfid);
+        }
+        return firstError != Errno.None ? firstError : Errno.ENOENT;
+    }
+
+    /// <summary>
+    /// A directory was found (first on <paramref name="seen"/>): look it up on every child,
+    /// recreate it where it is missing, refresh and repair its layout, and merge its attributes.
+    /// </summary>
+    private async ValueTask<FopResult<Located>> LookupDirAsync(FopContext lctx, Gfid parent, string name, (int Child, Iatt Attr) seen)
+    {
+        var gfid = seen.Attr.Gfid;
+        var results = await OnChildrenAsync(AllChildren, c => c.LookupAsync(lctx, parent, name));
+        var holders = new List<(int Child, byte[]? Raw)>();
+        var copies = new List<Iatt>();
+        var heal = new List<int>();
+        for (int i = 0; i < results.Length; i++)
+        {
+            var r = results[i];
+            if (r.Ok && r.Value.IsDirectory && r.Value.Gfid == gfid)
+            {
+                holders.Add((i, await LayoutXattrOfAsync(i, r.Value)));
+                copies.Add(r.Value);
+            }
+            else if (r.Error == Errno.ENOENT) heal.Add(i);
+        }
+        if (copies.Count == 0) return Errno.ESTALE; // removed meanwhile
+        var model = copies[0];
+        foreach (int i in heal)
+        {
+            if (await HealDirectoryAsync(i, parent, name, model)) holders.Add((i, null));
+        }
+        holders.Sort((a, b) => a.Child.CompareTo(b.Child));
+        _dirs[gfid] = 0;
+        await SettleLayoutAsync(gfid, holders);
+        var lr = await GetLayoutAsync(parent);
+        int hashed = lr.Ok ? lr.Value.ChildFor(name) : seen.Child;
+        return new Located(MergeDirAttrs(copies), -1, hashed, false);
+    }
+
+    /// <summary>Recreates a directory on a child that lacks it, with the same GFID, mode, owner and times.</summary>
+    private async ValueTask<bool> HealDirectoryAsync(int child, Gfid parent, string name, Iatt model)
+    {
+        var c = Children[child];
+        var m = await c.MkdirAsync(Internal, parent, name, model.Mode & ModeBits.PermMask, model.Gfid);
+        if (!m.Ok) return m.Error == Errno.EEXIST && (await c.StatAsync(Internal, model.Gfid, null)).Ok;
+        await c.SetattrAsync(Internal, model.Gfid, null, new SetattrRequest
+        {
+            Valid = SetattrValid.Uid | SetattrValid.Gid | SetattrValid.Atime | SetattrValid.Mtime,
+            Uid = model.Uid, Gid = model.Gid, Atime = model.Atime, Mtime = model.Mtime,
+        });
+        await c.SetattrAsync(Internal, model.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = model.Mode & ModeBits.PermMask });
+        return true;
+    }
+
+    // ---- link-to files ---------------------------------------------------------------------
+
+    /// <summary>
+    /// Makes <paramref name="name"/> on <paramref name="child"/> a link-to for <paramref name="gfid"/>
+    /// pointing at <paramref name="target"/>. It is built under a temporary name and renamed into
+    /// place, so readers see either the old entry or the complete link-to; with
+    /// <paramref name="replace"/> false an existing entry wins (EEXIST).
+    /// </summary>
+    private async ValueTask<FopResult> PutLinktoAsync(int child, Gfid parent, string name, Gfid gfid, int target, bool replace)
+    {
+        var c = Children[child];
+        string tmp = $".brickfs-linkto-{Gfid.NewRandom()}";
+        var value = Encoding.UTF8.GetBytes(Children[target].Name);
+        var m = await c.MknodAsync(Internal, parent, tmp, ModeBits.Regular | ModeBits.Sticky, 0, gfid);
+        if (m.Error == Errno.EEXIST)
+        {
+            // The child already holds this GFID: another name's link-to (hard links). Share the inode.
+            var l = await c.LinkAsync(Internal, gfid, parent, tmp);
+            if (!l.Ok) return l.Error;
+            if (!HasLinktoMode(l.Value))
+            {
+                await c.UnlinkAsync(Internal, parent, tmp);
+                return Errno.EEXIST;
+            }
+        }
+        else if (!m.Ok) return m.Error;
+        var x = await c.SetxattrAsync(Internal, gfid, LinktoXattr, value, 0);
+        var r = x.Ok ? await c.RenameAsync(Internal, parent, tmp, parent, name, replace ? RenameFlags.None : RenameFlags.NoReplace) : x;
+        if (!r.Ok) await c.UnlinkAsync(Internal, parent, tmp);
+        return r;
+    }
+
+    /// <summary>Unlinks <paramref name="name"/> on <paramref name="child"/> if it is still a link-to of <paramref name="gfid"/>.</summary>
+    private async ValueTask RemoveLinktoAsync(int child, Gfid parent, string name, Gfid gfid)
+    {
+        var c = Children[child];
+        var r = await c.LookupAsync(InternalWithXattrs, parent, name);
+        if (r.Ok && r.Value.Gfid == gfid && await LinktoTargetAsync(child, r.Value) is not null)
+            await c.UnlinkAsync(Internal, parent, name);
+    }
+
+    // ---- GFID -> child ---------------------------------------------------------------------
+
+    /// <summary>Where a GFID lives: a directory (every child) or the child with a file's data.</summary>
+    private readonly record struct Place(bool IsDir, int Child, bool FromCache);
+
+    private async ValueTask<FopResult<Place>> ResolveAsync(Gfid gfid, bool useCache = true)
+    {
+        if (useCache)
+        {
+            if (_dirs.ContainsKey(gfid)) return new Place(true, -1, true);
+            if (_dataChild.TryGetValue(gfid, out int c)) return new Place(false, c, true);
+        }
+        var stats = await OnChildrenAsync(AllChildren, ch => ch.StatAsync(InternalWithXattrs, gfid, null));
+        Errno firstError = Errno.None;
+        for (int i = 0; i < stats.Length; i++)
+        {
+            if (!stats[i].Ok)
+            {
+                if (!IsAbsent(stats[i].Error) && firstError == Errno.None) firstError = stats[i].Error;
+                continue;
+            }
+            if (stats[i].Value.IsDirectory)
+            {
+                _dirs[gfid] = 0;
+                return new Place(true, -1, false);
+            }
+        }
+        for (int i = 0; i < stats.Length; i++)
+        {
+            if (stats[i].Ok && await LinktoTargetAsync(i, stats[i].Value) is null)
+            {
+                _dataChild[gfid] = i;
+                return new Place(false, i, false);
+            }
+        }
+        _dataChild.TryRemove(gfid, out _);
+        return firstError != Errno.None ? firstError : Errno.ESTALE;
+    }
+
+    /// <summary>
+    /// Runs a fop on the child holding a file's data; a cached location that the child denies
+    /// (the file moved: rename, migration) is looked up on every child and the fop retried once.
+    /// Directories go to <paramref name="onDir"/>.
+    /// </summary>
+    private async ValueTask<FopResult<T>> OnGfidAsync<T>(Gfid gfid, Func<Translator, ValueTask<FopResult<T>>> onFile, Func<ValueTask<FopResult<T>>> onDir)
+    {
+        var p = await ResolveAsync(gfid);
+        if (!p.Ok) return p.Error;
+        if (p.Value.IsDir) return await onDir();
+        var r = await onFile(Children[p.Value.Child]);
+        if (!p.Value.FromCache || !IsAbsent(r.Error)) return r;
+        p = await ResolveAsync(gfid, useCache: false);
+        if (!p.Ok) return p.Error;
+        return p.Value.IsDir ? await onDir() : await onFile(Children[p.Value.Child]);
+    }
+
+    /// <summary>A fop on every child holding a directory: the first holder's answer, failing if every holder failed.</summary>
+    private async ValueTask<FopResult<T>> OnDirAllAsync<T>(Func<Translator, ValueTask<FopResult<T>>> op)
+    {
+        var results = await OnChildrenAsync(AllChildren, op);
+        var first = results.FirstOrDefault(r => !IsAbsent(r.Error), results[0]);
+        return first;
+    }
+
+    /// <summary>A fop on the first child holding a directory (reads of directory state).</summary>
+    private async ValueTask<FopResult<T>> OnDirFirstAsync<T>(Func<Translator, ValueTask<FopResult<T>>> op)
+    {
+        FopResult<T> last = Errno.ESTALE;
+        foreach (var c in Children)
+        {
+            last = await op(c);
+            if (!IsAbsent(last.Error)) return last;
+        }
+        return last;
+    }
+}
