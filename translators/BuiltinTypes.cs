@@ -1,6 +1,7 @@
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
 using Brickfs.Translators.Features;
+using Brickfs.Translators.Features.Bitrot;
 using Brickfs.Translators.Storage;
 
 namespace Brickfs.Translators;
@@ -13,5 +14,6 @@ internal static class BuiltinTypes
         .Register(PosixTranslator.Type)
         .Register(ErrorGenTranslator.Type)
         .Register(DelayGenTranslator.Type)
-        .Register(LocksTranslator.Type);
+        .Register(LocksTranslator.Type)
+        .Register(BitrotTranslator.Type);
 }
