@@ -170,10 +170,10 @@ public sealed partial class BitrotTranslator
                 {
                     got = data.Length;
                     Interlocked.Add(ref _bytes, got);
-                    await throttle.TakeAsync(got, stop);
                     mismatch = FirstMismatch(s, b, data.Span) >= 0;
                     for (long i = b; i < b + BlocksOf(got); i++) unsigned |= s.Sum(i) == 0;
                 }
+                await throttle.TakeAsync(got, stop);
                 if ((mismatch || unsigned) && !await CheckChunkLockedAsync(s, reader, b, chunkBlocks, path)) return;
                 if (got < chunkBlocks << _blockShift) break;
             }

@@ -457,7 +457,7 @@ public sealed partial class BitrotTranslator : Translator
     public override async ValueTask<FopResult> OpenAsync(FopContext ctx, FileHandle fd)
     {
         var r = await Child.OpenAsync(ctx, fd);
-        if (!r.Ok || fd.IsDirectory || !_enabled && (fd.Flags & OpenFlags.Truncate) == 0) return r;
+        if (!r.Ok || fd.IsDirectory) return r;
         fd.SetContext(this, new FdSlot());
         if ((fd.Flags & OpenFlags.Truncate) != 0 && fd.CanWrite) await TruncatedToZeroAsync(fd);
         return r;
