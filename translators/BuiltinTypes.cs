@@ -3,6 +3,7 @@ using Brickfs.Translators.Cluster.Replicate;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
 using Brickfs.Translators.Features;
+using Brickfs.Translators.Features.Bitrot;
 using Brickfs.Translators.Features.Index;
 using Brickfs.Translators.Protocol;
 using Brickfs.Translators.Storage;
@@ -19,6 +20,7 @@ internal static class BuiltinTypes
         .Register(DelayGenTranslator.Type)
         .Register(LocksTranslator.Type)
         .Register(IndexTranslator.Type)
+        .Register(BitrotTranslator.Type)
         .Register(ProtocolClientTranslator.Type)
         .Register(ProtocolServerTranslator.Type)
         .Register(ReplicateTranslator.Type)

@@ -1,0 +1,112 @@
+using System.Runtime.Versioning;
+using Brickfs.Translators.Core;
+using Brickfs.Translators.Features.Bitrot;
+using Brickfs.Translators.Graph;
+
+namespace Brickfs.Tests.Bitrot;
+
+/// <summary>features/bitrot over storage/memory; corruption is a write straight to the storage translator.</summary>
+public class BitrotOverMemory : BitrotContract
+{
+    private readonly List<BitrotTranslator> _restarted = [];
+
+    protected override string StorageVolfile => """
+        volume store
+            type storage/memory
+        end-volume
+        """;
+
+    protected override async Task CorruptAsync(Gfid gfid, string path, long offset, byte[] bytes)
+    {
+        var fd = new FileHandle(gfid, OpenFlags.ReadWrite);
+        Assert.That((await Storage.OpenAsync(Ctx, fd)).Ok, Is.True);
+        await WriteAsync(Storage, fd, offset, bytes);
+        await Storage.ReleaseAsync(Ctx, fd);
+    }
+
+    protected override async Task RestartAsync()
+    {
+        var b = new BitrotTranslator(TranslatorOptions.From(BitrotTranslator.OptionSpecs, ("block-size", "4KB")));
+        b.Attach(Storage);
+        await b.InitAsync(CancellationToken.None);
+        _restarted.Add(b);
+        Bitrot = b;
+    }
+
+    [TearDown]
+    public async Task DisposeRestarted()
+    {
+        foreach (var b in _restarted) await b.DisposeAsync();
+        _restarted.Clear();
+    }
+}
+
+/// <summary>
+/// features/bitrot over storage/posix on a temp directory; corruption is a write to the brick's
+/// backing file on disk, and a restart is a new graph over the same directory.
+/// </summary>
+[SupportedOSPlatform("linux")]
+public class BitrotOverPosix : BitrotContract
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "brickfs-bitrot-" + Guid.NewGuid().ToString("N")[..12]);
+    private readonly List<TranslatorGraph> _abandoned = [];
+
+    protected override string StorageVolfile
+    {
+        get
+        {
+            Directory.CreateDirectory(_dir);
+            return $"""
+                volume store
+                    type storage/posix
+                    option directory {_dir}
+                end-volume
+                """;
+        }
+    }
+
+    protected override Task CorruptAsync(Gfid gfid, string path, long offset, byte[] bytes)
+    {
+        using var f = new FileStream(Path.Combine(_dir, path), FileMode.Open, FileAccess.Write);
+        f.Position = offset;
+        f.Write(bytes);
+        return Task.CompletedTask;
+    }
+
+    protected override async Task RestartAsync()
+    {
+        // The old bitrot is abandoned as a killed process would leave it: nothing it held is flushed.
+        await Storage.DisposeAsync();
+        _abandoned.Add(Graph);
+        Graph = null!;
+        await StartAsync();
+    }
+
+    [TearDown]
+    public void RemoveDirectory()
+    {
+        _abandoned.Clear();
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    [Test]
+    public async Task CorruptionOnDiskOfAFileWrittenBeforeARestartIsFoundByTheScrubber()
+    {
+        var rng = new Random(81);
+        var data = new byte[5 * Block];
+        rng.NextBytes(data);
+        var fd = await CreateAsync("cold");
+        await WriteAsync(fd, 0, data);
+        await Bitrot.ReleaseAsync(Ctx, fd);
+        await Graph.DisposeAsync();
+        Graph = null!;
+
+        await CorruptAsync(fd.Gfid, "cold", 3 * Block + 9, [(byte)(data[3 * Block + 9] ^ 0x80)]);
+        await StartAsync();
+        var status = await Bitrot.ScrubNowAsync();
+        Assert.That(status.BadFiles.Select(b => (b.Gfid, b.Path, b.Block)), Is.EqualTo(new[] { (fd.Gfid, (string?)"/cold", 3L) }));
+        var xattr = Path.Combine(_dir, "cold");
+        Assert.That(Brickfs.Translators.Interop.Sys.GetXattr(xattr, BitrotTranslator.BadFileXattr, follow: false, out _), Is.EqualTo(Errno.None),
+            "the mark is on the brick's copy itself");
+    }
+}
