@@ -77,8 +77,11 @@ public sealed class MgmtHost : IAsyncDisposable
 
     public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
 
+    private int _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         await _app.StopAsync();
         await _supervisor.DisposeAsync();
         await _app.DisposeAsync();
@@ -90,6 +93,21 @@ public sealed class MgmtHost : IAsyncDisposable
 
     private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost)
     {
+        // A bug or broken infrastructure (disk full, permissions) still answers one line, and is logged.
+        var failures = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Brickfs.Mgmt.Api");
+        app.Use(async (context, next) =>
+        {
+            try
+            {
+                await next(context);
+            }
+            catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+            {
+                failures.LogError(1301, e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
+                context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+                await context.Response.WriteAsJsonAsync(new ErrorResponse($"internal error in brickfs-mgmtd: {e.Message}"), MgmtJson.Options);
+            }
+        });
         var api = app.MapGroup("/api/v1");
         api.MapGet("/health", async (CancellationToken ct) =>
             new HealthResponse("ok", (await store.ReadAsync(ct)).NodeId, node.Name, Version));

@@ -181,7 +181,7 @@ public sealed class VolumeManager(
             await StopBricksAsync(result.Value, removed);
             WriteVolfiles(result.Value, createBrickDirs: false);
         }
-        foreach (var b in removed) File.Delete(BrickVolfilePath(result.Value.Name, b));
+        foreach (var path in removed.Select(b => BrickVolfilePath(result.Value.Name, b)).Where(File.Exists)) File.Delete(path);
         logger.LogInformation(1007, "volume {Volume}: removed {Bricks}", name, string.Join(" ", removed.Select(b => b.Spec)));
         return result;
     });
