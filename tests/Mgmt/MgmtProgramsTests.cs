@@ -24,6 +24,8 @@ public class MgmtProgramsTests
         {
             var copy = Path.Combine(dir, "brickfs-mgmtd.service");
             File.WriteAllText(copy, text.Replace("/usr/local/bin/brickfs-mgmtd", Programs.Find("brickfs-mgmtd")));
+            // Other tests in this process may have set umask 0; verify warns about world-writable units.
+            File.SetUnixFileMode(copy, (UnixFileMode)0x1A4);
             var r = Shell.Run("systemd-analyze", ["verify", copy], TimeSpan.FromSeconds(30));
             Assert.That(r.Ok && r.Stderr.Trim().Length == 0, r.ToString());
         }
