@@ -1,0 +1,46 @@
+using Brickfs.Mgmt.Model;
+
+namespace Brickfs.Mgmt.Api;
+
+// The JSON bodies of the HTTP API (/api/v1), shared by brickfs-mgmtd and its client so both
+// sides compile against one definition. `brickctl --json` prints these shapes.
+
+public sealed record CreateVolumeRequest(string Name, List<string> Bricks, int Replica = 1, int Arbiter = 0, bool Force = false);
+
+public sealed record ForceRequest(bool Force = false);
+
+public sealed record SetOptionRequest(string Key, string Value);
+
+public sealed record BricksRequest(List<string> Bricks, bool Force = false);
+
+public sealed record PeerProbeRequest(string Host);
+
+public sealed record ErrorResponse(string Error);
+
+public sealed record HealthResponse(string Status, Guid NodeId, string Node, string Version);
+
+public sealed record BrickInfo(int Index, string Host, string Path, int Port, bool Arbiter);
+
+public sealed record VolumeInfo(
+    string Name, Guid Id, string Type, VolumeStatus Status, int ReplicaCount, int ArbiterCount,
+    int BrickCount, string NumberOfBricks, List<BrickInfo> Bricks, SortedDictionary<string, string> Options)
+{
+    public static VolumeInfo From(VolumeDefinition v) => new(
+        v.Name, v.Id, VolumeDefinition.LayoutName(v.Layout), v.Status, v.ReplicaCount, v.ArbiterCount,
+        v.Bricks.Count, Volgen.Volgen.BrickCountText(v),
+        v.Bricks.Select((b, i) => new BrickInfo(i, b.Host, b.Path, b.Port, v.IsArbiter(i))).ToList(),
+        new SortedDictionary<string, string>(v.Options, StringComparer.Ordinal));
+}
+
+/// <summary>One brick's state. For another node's brick, Local is false and Pid, Online and FreeBytes are null (unknown here).</summary>
+public sealed record BrickStatus(int Index, string Host, string Path, int Port, bool Local, int? Pid, bool? Online, long? FreeBytes, int Restarts);
+
+public sealed record VolumeStatusResponse(string Name, VolumeStatus Status, List<BrickStatus> Bricks);
+
+public sealed record OptionValue(string Key, string? Value, string? Default, bool IsSet, string Affects, string Description);
+
+public sealed record PeerInfo(string Host, int Port, Guid NodeId, bool Connected);
+
+public sealed record PeerStatusResponse(List<PeerInfo> Peers);
+
+public sealed record MessageResponse(string Message);

@@ -1,0 +1,98 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Brickfs.Mgmt.Model;
+
+namespace Brickfs.Mgmt.Api;
+
+/// <summary>
+/// The HTTP API of brickfs-mgmtd from the caller's side (brickctl, and later mount.brickfs and
+/// other mgmtds). Every call answers a value or one line saying why not, including when the
+/// daemon cannot be reached or does not answer within the client's timeout.
+/// </summary>
+public sealed class MgmtClient(HttpClient http, string server)
+{
+    /// <summary>The "HOST:PORT" this client talks to, for messages.</summary>
+    public string Server => server;
+
+    public static MgmtClient Create(string hostPort, TimeSpan timeout, HttpMessageHandler? handler = null)
+    {
+        MgmtdOptions.TryParseHostPort(hostPort, MgmtdOptions.DefaultPort, out var host, out var port);
+        string h = host.Contains(':') ? $"[{host}]" : host;
+        var http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
+        http.BaseAddress = new Uri($"http://{h}:{port}/api/v1/");
+        http.Timeout = timeout;
+        return new MgmtClient(http, $"{h}:{port}");
+    }
+
+    public Task<MgmtResult<HealthResponse>> HealthAsync() => SendAsync<HealthResponse>(HttpMethod.Get, "health");
+    public Task<MgmtResult<PeerStatusResponse>> PeersAsync() => SendAsync<PeerStatusResponse>(HttpMethod.Get, "peers");
+    public Task<MgmtResult<PeerInfo>> ProbeAsync(string host) => SendAsync<PeerInfo>(HttpMethod.Post, "peers", new PeerProbeRequest(host));
+    public Task<MgmtResult<PeerInfo>> DetachAsync(string host, bool force) => SendAsync<PeerInfo>(HttpMethod.Delete, $"peers/{E(host)}?force={B(force)}");
+    public Task<MgmtResult<List<VolumeInfo>>> VolumesAsync() => SendAsync<List<VolumeInfo>>(HttpMethod.Get, "volumes");
+    public Task<MgmtResult<VolumeInfo>> VolumeAsync(string vol) => SendAsync<VolumeInfo>(HttpMethod.Get, $"volumes/{E(vol)}");
+    public Task<MgmtResult<VolumeInfo>> CreateAsync(CreateVolumeRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, "volumes", r);
+    public Task<MgmtResult<VolumeInfo>> StartAsync(string vol, bool force) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/start?force={B(force)}");
+    public Task<MgmtResult<VolumeInfo>> StopAsync(string vol, bool force) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/stop?force={B(force)}");
+    public Task<MgmtResult<VolumeInfo>> DeleteAsync(string vol) => SendAsync<VolumeInfo>(HttpMethod.Delete, $"volumes/{E(vol)}");
+    public Task<MgmtResult<VolumeStatusResponse>> StatusAsync(string vol) => SendAsync<VolumeStatusResponse>(HttpMethod.Get, $"volumes/{E(vol)}/status");
+    public Task<MgmtResult<List<OptionValue>>> OptionsAsync(string vol) => SendAsync<List<OptionValue>>(HttpMethod.Get, $"volumes/{E(vol)}/options");
+    public Task<MgmtResult<VolumeInfo>> SetAsync(string vol, string key, string value) =>
+        SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/options", new SetOptionRequest(key, value));
+    public Task<MgmtResult<VolumeInfo>> AddBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/add-brick", r);
+    public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
+
+    /// <summary>The client volfile (<paramref name="brick"/> null) or brick N's volfile, as text.</summary>
+    public Task<MgmtResult<string>> VolfileAsync(string vol, int? brick = null) =>
+        SendAsync<string>(HttpMethod.Get, brick is { } n ? $"volumes/{E(vol)}/volfile?kind=brick&brick={n}" : $"volumes/{E(vol)}/volfile?kind=client");
+
+    private static string E(string s) => Uri.EscapeDataString(s);
+    private static string B(bool b) => b ? "true" : "false";
+
+    private async Task<MgmtResult<T>> SendAsync<T>(HttpMethod method, string path, object? body = null)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (body is not null) request.Content = JsonContent.Create(body, body.GetType(), options: MgmtJson.Options);
+        try
+        {
+            using var response = await http.SendAsync(request);
+            if (!response.IsSuccessStatusCode)
+            {
+                string text = await response.Content.ReadAsStringAsync();
+                try
+                {
+                    if (JsonSerializer.Deserialize<ErrorResponse>(text, MgmtJson.Options)?.Error is { } message)
+                        return new MgmtError(KindOf(response.StatusCode), message);
+                }
+                catch (JsonException)
+                {
+                    // Not one of ours: report the status below.
+                }
+                return new MgmtError(KindOf(response.StatusCode), $"{server} answered HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
+            }
+            if (typeof(T) == typeof(string)) return (T)(object)await response.Content.ReadAsStringAsync();
+            var value = await response.Content.ReadFromJsonAsync<T>(MgmtJson.Options);
+            return value is null ? MgmtError.Unavailable($"{server} answered an empty body") : value;
+        }
+        catch (HttpRequestException e)
+        {
+            return MgmtError.Unavailable($"cannot reach brickfs-mgmtd at {server}: {e.Message}");
+        }
+        catch (TaskCanceledException)
+        {
+            return MgmtError.Unavailable($"no answer from brickfs-mgmtd at {server} within {http.Timeout.TotalSeconds:0} s");
+        }
+        catch (JsonException e)
+        {
+            return MgmtError.Unavailable($"{server} answered something that is not brickfs-mgmtd JSON: {e.Message}");
+        }
+    }
+
+    private static MgmtErrorKind KindOf(HttpStatusCode code) => code switch
+    {
+        HttpStatusCode.NotFound => MgmtErrorKind.NotFound,
+        HttpStatusCode.Conflict => MgmtErrorKind.Conflict,
+        HttpStatusCode.BadRequest => MgmtErrorKind.Invalid,
+        _ => MgmtErrorKind.Unavailable,
+    };
+}

@@ -1,0 +1,169 @@
+using System.Reflection;
+using Brickfs.Mgmt.Bricks;
+using Brickfs.Mgmt.Model;
+using Brickfs.Mgmt.Node;
+using Brickfs.Mgmt.Store;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Brickfs.Mgmt.Api;
+
+/// <summary>
+/// brickfs-mgmtd as an object: the store, the brick supervisor and the HTTP API on Kestrel.
+/// Program.cs only parses arguments and runs one; tests start one in process on a free port.
+/// Stopping the host stops this node's bricks.
+/// </summary>
+public sealed class MgmtHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly FileStateStore _store;
+    private readonly BrickSupervisor _supervisor;
+
+    private MgmtHost(WebApplication app, FileStateStore store, BrickSupervisor supervisor, VolumeManager volumes)
+    {
+        _app = app;
+        _store = store;
+        _supervisor = supervisor;
+        Volumes = volumes;
+    }
+
+    public VolumeManager Volumes { get; }
+    public StateStore Store => _store;
+
+    /// <summary>The address the API answers on, e.g. http://127.0.0.1:41234 (known after <see cref="StartAsync"/>).</summary>
+    public Uri Address => new(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+
+    public static MgmtHost Create(MgmtdOptions options, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ApplicationName = "brickfs-mgmtd" });
+        string host = options.ListenHost.Contains(':') ? $"[{options.ListenHost}]" : options.ListenHost;
+        builder.WebHost.UseUrls($"http://{host}:{options.ListenPort}");
+        builder.Services.ConfigureHttpJsonOptions(o => MgmtJson.Configure(o.SerializerOptions));
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        if (Environment.GetEnvironmentVariable("JOURNAL_STREAM") is { Length: > 0 })
+        {
+            // Under systemd: one line per event with <N> priority prefixes the journal understands.
+            builder.Logging.ClearProviders();
+            builder.Logging.AddSystemdConsole();
+        }
+        if (logging is not null) logging(builder.Logging);
+        var app = builder.Build();
+
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+        var store = FileStateStore.Open(options.StateDir);
+        var node = new NodeIdentity([options.NodeAddress ?? "", options.ListenHost], options.MatchMachineAddresses);
+        var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path));
+        var supervisor = new BrickSupervisor(options.ResolvedBrickdPath, loggers.CreateLogger("Brickfs.Mgmt.Bricks"));
+        var volumes = new VolumeManager(store, validator, node.IsLocal, supervisor, options.StateDir, options.BrickListenHost,
+            loggers.CreateLogger("Brickfs.Mgmt.Volumes"));
+        var peers = new PeerManager(store, new HttpClient(), loggers.CreateLogger("Brickfs.Mgmt.Peers"));
+        MapRoutes(app, store, node, volumes, peers, options.BrickListenHost);
+        return new MgmtHost(app, store, supervisor, volumes);
+    }
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        await _app.StartAsync(ct);
+        await Volumes.ConvergeAsync(ct);
+        SystemdNotify.Send("READY=1");
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
+
+    private int _disposed;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        await _app.StopAsync();
+        await _supervisor.DisposeAsync();
+        await _app.DisposeAsync();
+        await _store.DisposeAsync();
+    }
+
+    public static string Version =>
+        typeof(MgmtHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
+
+    private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost)
+    {
+        // A bug or broken infrastructure (disk full, permissions) still answers one line, and is logged.
+        var failures = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Brickfs.Mgmt.Api");
+        app.Use(async (context, next) =>
+        {
+            try
+            {
+                await next(context);
+            }
+            catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+            {
+                failures.LogError(1301, e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
+                context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+                await context.Response.WriteAsJsonAsync(new ErrorResponse($"internal error in brickfs-mgmtd: {e.Message}"), MgmtJson.Options);
+            }
+        });
+        var api = app.MapGroup("/api/v1");
+        api.MapGet("/health", async (CancellationToken ct) =>
+            new HealthResponse("ok", (await store.ReadAsync(ct)).NodeId, node.Name, Version));
+
+        api.MapGet("/peers", async (CancellationToken ct) => await peers.StatusAsync(ct));
+        api.MapPost("/peers", async (PeerProbeRequest r, CancellationToken ct) => Reply(await peers.ProbeAsync(r.Host, ct)));
+        api.MapDelete("/peers/{host}", async (string host, bool? force, CancellationToken ct) =>
+            Reply(await peers.DetachAsync(host, force ?? false, ct)));
+
+        api.MapGet("/volumes", async (CancellationToken ct) => await volumes.ListAsync(ct));
+        api.MapPost("/volumes", async (CreateVolumeRequest r, CancellationToken ct) =>
+        {
+            var v = await volumes.CreateAsync(r, ct);
+            return v.Ok ? Results.Created($"/api/v1/volumes/{v.Value.Name}", VolumeInfo.From(v.Value)) : Error(v.Error!);
+        });
+        api.MapGet("/volumes/{vol}", async (string vol, CancellationToken ct) => Reply(await volumes.GetAsync(vol, ct)));
+        api.MapDelete("/volumes/{vol}", async (string vol, CancellationToken ct) => Reply(await volumes.DeleteAsync(vol, ct)));
+        api.MapPost("/volumes/{vol}/start", async (string vol, bool? force, CancellationToken ct) =>
+            Reply(await volumes.StartAsync(vol, force ?? false, ct)));
+        api.MapPost("/volumes/{vol}/stop", async (string vol, bool? force, CancellationToken ct) =>
+            Reply(await volumes.StopAsync(vol, force ?? false, ct)));
+        api.MapGet("/volumes/{vol}/status", async (string vol, CancellationToken ct) => Reply(await volumes.StatusAsync(vol, ct)));
+        api.MapGet("/volumes/{vol}/options", async (string vol, CancellationToken ct) => Reply(await volumes.GetOptionsAsync(vol, ct)));
+        api.MapPost("/volumes/{vol}/options", async (string vol, SetOptionRequest r, CancellationToken ct) =>
+            Reply(await volumes.SetAsync(vol, r.Key, r.Value, ct)));
+        api.MapPost("/volumes/{vol}/add-brick", async (string vol, BricksRequest r, CancellationToken ct) =>
+            Reply(await volumes.AddBricksAsync(vol, r, ct)));
+        api.MapPost("/volumes/{vol}/remove-brick", async (string vol, BricksRequest r, CancellationToken ct) =>
+            Reply(await volumes.RemoveBricksAsync(vol, r, ct)));
+        api.MapGet("/volumes/{vol}/volfile", async (string vol, string? kind, int? brick, CancellationToken ct) =>
+        {
+            var v = await volumes.GetAsync(vol, ct);
+            if (!v.Ok) return Error(v.Error!);
+            switch (kind ?? "client")
+            {
+                case "client":
+                    return Results.Text(Volgen.Volgen.ClientVolfile(v.Value), "text/plain; charset=utf-8");
+                case "brick":
+                    if (brick is not { } i || i < 0 || i >= v.Value.Bricks.Count)
+                        return Error(MgmtError.Invalid($"kind=brick needs brick=N with N in 0..{v.Value.Bricks.Count - 1}"));
+                    return Results.Text(Volgen.Volgen.BrickVolfile(v.Value, i, brickListenHost), "text/plain; charset=utf-8");
+                default:
+                    return Error(MgmtError.Invalid($"kind must be client or brick, not '{kind}'"));
+            }
+        });
+    }
+
+    private static IResult Reply(MgmtResult<VolumeDefinition> r) => r.Ok ? Results.Ok(VolumeInfo.From(r.Value)) : Error(r.Error!);
+
+    private static IResult Reply<T>(MgmtResult<T> r) => r.Ok ? Results.Ok(r.Value) : Error(r.Error!);
+
+    private static IResult Error(MgmtError e) => Results.Json(new ErrorResponse(e.Message), MgmtJson.Options, statusCode: e.Kind switch
+    {
+        MgmtErrorKind.NotFound => StatusCodes.Status404NotFound,
+        MgmtErrorKind.Conflict => StatusCodes.Status409Conflict,
+        MgmtErrorKind.Unavailable => StatusCodes.Status503ServiceUnavailable,
+        _ => StatusCodes.Status400BadRequest,
+    });
+}

@@ -1,0 +1,112 @@
+using System.Globalization;
+
+namespace Brickfs.Mgmt.Api;
+
+/// <summary>The command line of brickfs-mgmtd.</summary>
+public sealed class MgmtdOptions
+{
+    public const int DefaultPort = 24007;
+
+    public string StateDir { get; set; } = "/var/lib/brickfs";
+    public string ListenHost { get; set; } = "0.0.0.0";
+    /// <summary>0 asks the system for a free port (tests).</summary>
+    public int ListenPort { get; set; } = DefaultPort;
+    /// <summary>Extra name or address under which peers and bricks refer to this node.</summary>
+    public string? NodeAddress { get; set; }
+    public string? BrickdPath { get; set; }
+    /// <summary>The address bricks listen on (protocol/server listen-host).</summary>
+    public string BrickListenHost { get; set; } = Volgen.Volgen.DefaultListenHost;
+    /// <summary>Whether this machine's host name and interface addresses count as local (tests turn it off to fake remote hosts).</summary>
+    public bool MatchMachineAddresses { get; set; } = true;
+
+    public string ResolvedBrickdPath =>
+        BrickdPath ?? (File.Exists(Path.Combine(AppContext.BaseDirectory, "brickd")) ? Path.Combine(AppContext.BaseDirectory, "brickd") : "brickd");
+
+    public const string Usage = """
+        usage: brickfs-mgmtd [--state-dir DIR] [--listen HOST:PORT] [--node-address HOST] [--brickd PATH] [--brick-listen HOST]
+          --state-dir DIR      peers, volumes, volfiles, brick logs and pid files (default /var/lib/brickfs)
+          --listen HOST:PORT   the HTTP API address (default 0.0.0.0:24007)
+          --node-address HOST  a name or address bricks and peers use for this node, besides its host name and addresses
+          --brickd PATH        the brick daemon (default: brickd beside brickfs-mgmtd, else on PATH)
+          --brick-listen HOST  the address bricks listen on (default 0.0.0.0)
+        """;
+
+    /// <summary>Parses the arguments; null with <paramref name="error"/> set on a bad command line, null without it for --help.</summary>
+    public static MgmtdOptions? Parse(IReadOnlyList<string> args, out string? error)
+    {
+        var o = new MgmtdOptions();
+        error = null;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (arg is "--help" or "-h") return null;
+            string? value = null;
+            int eq = arg.IndexOf('=');
+            if (arg.StartsWith("--") && eq > 0)
+            {
+                value = arg[(eq + 1)..];
+                arg = arg[..eq];
+            }
+            string Next()
+            {
+                if (value is not null) return value;
+                if (i + 1 >= args.Count) throw new FormatException($"{arg} needs a value");
+                return args[++i];
+            }
+            try
+            {
+                switch (arg)
+                {
+                    case "--state-dir": o.StateDir = Path.GetFullPath(Next()); break;
+                    case "--listen":
+                        if (!TryParseHostPort(Next(), DefaultPort, out var h, out var p)) throw new FormatException("--listen needs HOST:PORT");
+                        o.ListenHost = h;
+                        o.ListenPort = p;
+                        break;
+                    case "--node-address": o.NodeAddress = Next(); break;
+                    case "--brickd": o.BrickdPath = Path.GetFullPath(Next()); break;
+                    case "--brick-listen": o.BrickListenHost = Next(); break;
+                    default: throw new FormatException($"unknown argument '{arg}'");
+                }
+            }
+            catch (FormatException e)
+            {
+                error = e.Message;
+                return null;
+            }
+        }
+        return o;
+    }
+
+    /// <summary>Parses HOST, HOST:PORT, [V6], or [V6]:PORT.</summary>
+    public static bool TryParseHostPort(string s, int defaultPort, out string host, out int port)
+    {
+        host = s;
+        port = defaultPort;
+        if (s.Length == 0) return false;
+        string portText = "";
+        if (s.StartsWith('['))
+        {
+            int close = s.IndexOf(']');
+            if (close < 0) return false;
+            host = s[1..close];
+            if (close + 1 < s.Length)
+            {
+                if (s[close + 1] != ':') return false;
+                portText = s[(close + 2)..];
+            }
+        }
+        else
+        {
+            int colon = s.LastIndexOf(':');
+            if (colon >= 0 && s.IndexOf(':') == colon)
+            {
+                host = s[..colon];
+                portText = s[(colon + 1)..];
+            }
+        }
+        if (host.Length == 0) return false;
+        if (portText.Length == 0) return true;
+        return int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out port) && port is >= 0 and <= 65535;
+    }
+}

@@ -1,0 +1,276 @@
+using Brickfs.Mgmt.Bricks;
+using Brickfs.Mgmt.Model;
+using Brickfs.Mgmt.Store;
+using Microsoft.Extensions.Logging;
+
+namespace Brickfs.Mgmt.Api;
+
+/// <summary>
+/// The volume operations behind the API: each checks the request against the stored state,
+/// changes the state in one store update, and then brings this node in line (volfiles on disk,
+/// brickd processes). Operations are serialised, so two concurrent starts of one volume cannot
+/// both spawn its bricks. Files a started volume needs are written before its status changes,
+/// so a failure there leaves the definition as it was.
+/// </summary>
+public sealed class VolumeManager(
+    StateStore store, VolumeValidator validator, Func<string, bool> isLocal, BrickSupervisor supervisor,
+    string stateDir, string brickListenHost, ILogger logger)
+{
+    private readonly SemaphoreSlim _lock = new(1, 1);
+
+    public string VolumesDir => Path.Combine(stateDir, "vols");
+    public string RunDir => Path.Combine(stateDir, "run");
+    public string LogDir => Path.Combine(stateDir, "logs", "bricks");
+
+    public async Task<List<VolumeInfo>> ListAsync(CancellationToken ct) =>
+        (await store.ReadAsync(ct)).Volumes.Select(VolumeInfo.From).ToList();
+
+    public async Task<MgmtResult<VolumeDefinition>> GetAsync(string name, CancellationToken ct) =>
+        (await store.ReadAsync(ct)).FindVolume(name) is { } v ? v : MgmtError.NoSuchVolume(name);
+
+    public Task<MgmtResult<VolumeDefinition>> CreateAsync(CreateVolumeRequest r, CancellationToken ct) => Serialised(async () =>
+    {
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = validator.ValidateCreate(state, r.Name ?? "", r.Replica, r.Arbiter, r.Bricks ?? [], r.Force);
+            if (!v.Ok) return v;
+            if (BrickPorts.Assign(state, v.Value) is { } noPort) return noPort;
+            state.Volumes.Add(v.Value);
+            return v;
+        }, ct);
+        if (result.Ok) logger.LogInformation(1001, "volume {Volume}: created, {Layout} {Bricks}", r.Name, VolumeDefinition.LayoutName(result.Value.Layout), Volgen.Volgen.BrickCountText(result.Value));
+        return result;
+    });
+
+    public Task<MgmtResult<VolumeDefinition>> StartAsync(string name, bool force, CancellationToken ct) => Serialised(async () =>
+    {
+        var current = (await store.ReadAsync(ct)).FindVolume(name);
+        if (current is null) return MgmtError.NoSuchVolume(name);
+        if (current.Status == VolumeStatus.Started && !force) return MgmtError.Conflict($"volume {name} is already started");
+        try
+        {
+            WriteVolfiles(current, createBrickDirs: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return MgmtError.Unavailable($"volume {name}: {e.Message}");
+        }
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            v.Status = VolumeStatus.Started;
+            return v;
+        }, ct);
+        if (!result.Ok) return result;
+        EnsureBricks(result.Value);
+        logger.LogInformation(1002, "volume {Volume}: started", name);
+        return result;
+    });
+
+    public Task<MgmtResult<VolumeDefinition>> StopAsync(string name, bool force, CancellationToken ct) => Serialised(async () =>
+    {
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            if (v.Status != VolumeStatus.Started && !force) return MgmtError.Conflict($"volume {name} is not started");
+            v.Status = VolumeStatus.Stopped;
+            return v;
+        }, ct);
+        if (!result.Ok) return result;
+        await StopBricksAsync(result.Value, result.Value.Bricks);
+        logger.LogInformation(1003, "volume {Volume}: stopped", name);
+        return result;
+    });
+
+    public Task<MgmtResult<VolumeDefinition>> DeleteAsync(string name, CancellationToken ct) => Serialised(async () =>
+    {
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            if (v.Status == VolumeStatus.Started) return MgmtError.Conflict($"volume {name} is started; stop it first");
+            state.Volumes.Remove(v);
+            return v;
+        }, ct);
+        if (!result.Ok) return result;
+        var dir = Path.Combine(VolumesDir, name);
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        logger.LogInformation(1004, "volume {Volume}: deleted (brick directories are left as they are)", name);
+        return result;
+    });
+
+    public Task<MgmtResult<VolumeDefinition>> SetAsync(string name, string key, string value, CancellationToken ct) => Serialised(async () =>
+    {
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            var stored = VolumeOptionTable.Validate(v, key ?? "", value ?? "");
+            if (!stored.Ok) return stored.Error!;
+            v.Options[key!] = stored.Value;
+            return v;
+        }, ct);
+        if (!result.Ok) return result;
+        if (result.Value.Status == VolumeStatus.Started) WriteVolfiles(result.Value, createBrickDirs: false);
+        logger.LogInformation(1005, "volume {Volume}: set {Key} = {Value}", name, key, result.Value.Options[key!]);
+        return result;
+    });
+
+    public async Task<MgmtResult<List<OptionValue>>> GetOptionsAsync(string name, CancellationToken ct)
+    {
+        var v = (await store.ReadAsync(ct)).FindVolume(name);
+        if (v is null) return MgmtError.NoSuchVolume(name);
+        return VolumeOptionTable.All.Select(o => new OptionValue(o.Key, VolumeOptionTable.Effective(v, o.Key), o.Default,
+            v.Options.ContainsKey(o.Key), o.Affects == VolfileKind.Client ? "client" : "brick", o.Description)).ToList();
+    }
+
+    public Task<MgmtResult<VolumeDefinition>> AddBricksAsync(string name, BricksRequest r, CancellationToken ct) => Serialised(async () =>
+    {
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            if (validator.CheckBricks(state, v, r.Bricks ?? [], r.Force) is { } bad) return bad;
+            if (BrickPorts.Assign(state, v) is { } noPort) return noPort;
+            return v;
+        }, ct);
+        if (!result.Ok) return result;
+        if (result.Value.Status == VolumeStatus.Started)
+        {
+            WriteVolfiles(result.Value, createBrickDirs: true);
+            EnsureBricks(result.Value);
+        }
+        logger.LogInformation(1006, "volume {Volume}: added {Bricks}", name, string.Join(" ", r.Bricks ?? []));
+        return result;
+    });
+
+    public Task<MgmtResult<VolumeDefinition>> RemoveBricksAsync(string name, BricksRequest r, CancellationToken ct) => Serialised(async () =>
+    {
+        var removed = new List<BrickDefinition>();
+        var result = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            var specs = r.Bricks ?? [];
+            if (specs.Count == 0) return MgmtError.Invalid("no bricks given");
+            var indexes = new List<int>();
+            foreach (var spec in specs)
+            {
+                var parsed = VolumeValidator.ParseBrick(spec);
+                if (!parsed.Ok) return parsed.Error!;
+                int i = v.Bricks.FindIndex(b => b.Host == parsed.Value.Host && b.Path == parsed.Value.Path);
+                if (i < 0) return MgmtError.Invalid($"brick {parsed.Value.Spec} is not a brick of volume {name}");
+                if (indexes.Contains(i)) return MgmtError.Invalid($"brick {parsed.Value.Spec} is given twice");
+                indexes.Add(i);
+            }
+            var sets = indexes.GroupBy(i => i / v.ReplicaCount).ToList();
+            if (sets.Any(s => s.Count() != v.ReplicaCount))
+                return MgmtError.Invalid($"remove whole replica sets: every set of volume {name} has {v.ReplicaCount} bricks (changing the replica count is not available yet)");
+            if (indexes.Count == v.Bricks.Count) return MgmtError.Invalid($"cannot remove every brick of volume {name}; delete the volume instead");
+            if (!r.Force)
+                return MgmtError.Invalid("moving files off removed bricks needs rebalance, which is not available yet; files on them leave the volume (add 'force' to remove anyway)");
+            removed.AddRange(indexes.Select(i => v.Bricks[i]));
+            v.Bricks.RemoveAll(removed.Contains);
+            return v;
+        }, ct);
+        if (!result.Ok) return result;
+        if (result.Value.Status == VolumeStatus.Started)
+        {
+            await StopBricksAsync(result.Value, removed);
+            WriteVolfiles(result.Value, createBrickDirs: false);
+        }
+        foreach (var path in removed.Select(b => BrickVolfilePath(result.Value.Name, b)).Where(File.Exists)) File.Delete(path);
+        logger.LogInformation(1007, "volume {Volume}: removed {Bricks}", name, string.Join(" ", removed.Select(b => b.Spec)));
+        return result;
+    });
+
+    public async Task<MgmtResult<VolumeStatusResponse>> StatusAsync(string name, CancellationToken ct)
+    {
+        var v = (await store.ReadAsync(ct)).FindVolume(name);
+        if (v is null) return MgmtError.NoSuchVolume(name);
+        var bricks = v.Bricks.Select((b, i) =>
+        {
+            if (!isLocal(b.Host)) return new BrickStatus(i, b.Host, b.Path, b.Port, false, null, null, null, 0);
+            var s = supervisor.State(Key(v.Name, b));
+            return new BrickStatus(i, b.Host, b.Path, b.Port, true, s?.Pid, s?.Online ?? false, FreeBytes(b.Path), s?.Restarts ?? 0);
+        }).ToList();
+        return new VolumeStatusResponse(v.Name, v.Status, bricks);
+    }
+
+    /// <summary>Starts the local bricks of every started volume: what a restarted mgmtd does first.</summary>
+    public async Task ConvergeAsync(CancellationToken ct)
+    {
+        foreach (var v in (await store.ReadAsync(ct)).Volumes.Where(v => v.Status == VolumeStatus.Started))
+        {
+            try
+            {
+                WriteVolfiles(v, createBrickDirs: true);
+                EnsureBricks(v);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                logger.LogError(1008, "volume {Volume}: cannot start its bricks: {Reason}", v.Name, e.Message);
+            }
+        }
+    }
+
+    public static string Key(string volume, BrickDefinition b) => $"{volume}-brick-{b.Number}";
+
+    public string BrickVolfilePath(string volume, BrickDefinition b) => Path.Combine(VolumesDir, volume, Key(volume, b) + ".vol");
+
+    private void WriteVolfiles(VolumeDefinition v, bool createBrickDirs)
+    {
+        var dir = Path.Combine(VolumesDir, v.Name);
+        Directory.CreateDirectory(dir);
+        Directory.CreateDirectory(RunDir);
+        Directory.CreateDirectory(LogDir);
+        AtomicFile.WriteAllText(Path.Combine(dir, v.Name + ".client.vol"), Volgen.Volgen.ClientVolfile(v));
+        for (int i = 0; i < v.Bricks.Count; i++)
+        {
+            var b = v.Bricks[i];
+            if (!isLocal(b.Host)) continue;
+            if (createBrickDirs) Directory.CreateDirectory(b.Path);
+            AtomicFile.WriteAllText(BrickVolfilePath(v.Name, b), Volgen.Volgen.BrickVolfile(v, i, brickListenHost));
+        }
+    }
+
+    private void EnsureBricks(VolumeDefinition v)
+    {
+        foreach (var b in v.Bricks.Where(b => isLocal(b.Host)))
+        {
+            var key = Key(v.Name, b);
+            supervisor.Ensure(new BrickLaunch(key, BrickVolfilePath(v.Name, b), Path.Combine(LogDir, key + ".log"),
+                Path.Combine(RunDir, key + ".pid"), b.Port));
+        }
+    }
+
+    private Task StopBricksAsync(VolumeDefinition v, IEnumerable<BrickDefinition> bricks) =>
+        Task.WhenAll(bricks.Where(b => isLocal(b.Host)).Select(b => supervisor.StopAsync(Key(v.Name, b))));
+
+    private static long? FreeBytes(string path)
+    {
+        try
+        {
+            return Directory.Exists(path) ? new DriveInfo(path).AvailableFreeSpace : null;
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private async Task<T> Serialised<T>(Func<Task<T>> operation)
+    {
+        await _lock.WaitAsync();
+        try
+        {
+            return await operation();
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+}
