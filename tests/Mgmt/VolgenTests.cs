@@ -63,7 +63,7 @@ public class VolgenTests
             {
                 "storage/posix", v.ReplicaCount > 1 ? "features/index" : null, "features/locks", "protocol/server",
             }.OfType<string>()), "top down: protocol/server, features/locks, features/index, storage/posix");
-            BuildWithExistingTypes(decls, $"{golden}.brick-{i}");
+            BuildBrickGraph(decls, $"{golden}.brick-{i}");
         }
     }
 
@@ -103,6 +103,15 @@ public class VolgenTests
         Assert.That(afr, Is.EqualTo(new Dictionary<string, string> { ["quorum-type"] = "fixed", ["quorum-count"] = "2" }));
     }
 
+    [TestCaseSource(nameof(Layouts))]
+    public void Client_volfiles_build_into_a_graph(string golden, VolumeDefinition v)
+    {
+        var graph = GraphBuilder.BuildText(VolgenGen.ClientVolfile(v), $"{golden}.client");
+        string expectedTop = v.Bricks.Count > v.ReplicaCount ? "cluster/distribute" : v.ReplicaCount > 1 ? "cluster/replicate" : "cluster/distribute";
+        Assert.That(graph.Top.TypeName, Is.EqualTo(expectedTop));
+        Assert.That(graph.All.Count(t => t.TypeName == "protocol/client"), Is.EqualTo(v.Bricks.Count));
+    }
+
     [Test]
     public void Brick_names_survive_removing_other_bricks()
     {
@@ -120,28 +129,11 @@ public class VolgenTests
         Assert.That(decls.Select(d => d.Type), Is.EqualTo(new[] { "protocol/client" }));
     }
 
-    /// <summary>
-    /// Builds the graph after splicing out the types no branch in this tree registers yet
-    /// (protocol/server, features/index, features/bitrot): every option and link of the rest is
-    /// checked by the real GraphBuilder.
-    /// </summary>
-    private static void BuildWithExistingTypes(IReadOnlyList<VolumeDeclaration> decls, string file)
+    /// <summary>Builds the whole graph with the real GraphBuilder: every type, option and link is checked.</summary>
+    private static void BuildBrickGraph(IReadOnlyList<VolumeDeclaration> decls, string file)
     {
-        var registry = TranslatorRegistry.Builtin;
-        var kept = decls.ToList();
-        foreach (var d in decls.Where(d => !registry.TryGet(d.Type!, out _)))
-        {
-            kept.Remove(d);
-            foreach (var parent in kept.Where(p => p.Subvolumes.Contains(d.Name)))
-            {
-                int at = parent.Subvolumes.IndexOf(d.Name);
-                parent.Subvolumes.RemoveAt(at);
-                parent.Subvolumes.InsertRange(at, d.Subvolumes);
-            }
-        }
-        Assert.That(kept.Select(d => d.Type), Does.Contain("storage/posix").And.Contain("features/locks"));
-        var graph = GraphBuilder.Build(kept, file);
-        Assert.That(graph.Top.TypeName, Is.EqualTo("features/locks"));
+        var graph = GraphBuilder.Build(decls, file);
+        Assert.That(graph.Top.TypeName, Is.EqualTo("protocol/server"));
     }
 
     private static void AssertGolden(string name, string actual, [CallerFilePath] string source = "")
