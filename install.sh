@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 if [ "$(id -u)" -ne 0 ]; then echo "install.sh: must run as root" >&2; exit 1; fi
 
-PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod)
+PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod systemd)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,12 +24,14 @@ grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null || true
 
 PREFIX=/opt/brickfs
 mkdir -p "$PREFIX/lib" /var/log/brickfs /var/lib/brickfs
-for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj; do
+for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj \
+            mgmt/mgmtd/*.csproj mgmt/brickctl/*.csproj; do
   dotnet publish "$proj" -c Release -o "$PREFIX/lib" --nologo -v q >/dev/null
 done
 
-ln -sf "$PREFIX/lib/brickd" /usr/local/bin/brickd
+for prog in brickd brickfs-mgmtd brickctl; do ln -sf "$PREFIX/lib/$prog" "/usr/local/bin/$prog"; done
 ln -sf "$PREFIX/lib/mount.brickfs" /usr/local/bin/mount.brickfs
 # mount(8) looks for /sbin/mount.TYPE; on merged-/usr Debian /sbin is /usr/sbin.
 ln -sf "$PREFIX/lib/mount.brickfs" /sbin/mount.brickfs
-echo "install.sh: installed brickd and mount.brickfs from $PREFIX/lib"
+install -m 0644 mgmt/systemd/brickfs-mgmtd.service /etc/systemd/system/brickfs-mgmtd.service
+echo "install.sh: installed brickd, mount.brickfs, brickfs-mgmtd, brickctl from $PREFIX/lib"
