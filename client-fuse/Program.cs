@@ -44,7 +44,7 @@ public static class Program
 
     private static int Fail(bool daemon, string message)
     {
-        if (daemon) Console.Out.WriteLine($"ERROR {Name}: {message}");
+        if (daemon) ToParent($"ERROR {Name}: {message}");
         else Console.Error.WriteLine($"{Name}: {message}");
         return 1;
     }
@@ -71,6 +71,9 @@ public static class Program
             FileName = self,
             RedirectStandardOutput = true,
             RedirectStandardInput = true,
+            // Never hand the caller's stderr to the daemon: something holding it open would make
+            // "mount.brickfs ... 2>&1 | cat" (and every caller waiting for EOF) hang forever.
+            RedirectStandardError = true,
             UseShellExecute = false,
         };
         if (Path.GetFileNameWithoutExtension(self) == "dotnet")
@@ -103,6 +106,9 @@ public static class Program
         return 1;
     }
 
+    /// <summary>Writes to fd 1 directly: Console.Out would keep a duplicate of the pipe open after it is replaced.</summary>
+    private static void ToParent(string line) => Native.WriteAll(1, System.Text.Encoding.UTF8.GetBytes(line + "\n"));
+
     private static string LogFileOf(MountOptions o) => o.LogFile ?? o.DefaultLogFile;
 
     private static bool IsMounted(string dir) =>
@@ -129,8 +135,7 @@ public static class Program
         Native.Dup2(logFd, 2);
         void Ready()
         {
-            Console.Out.WriteLine("READY");
-            Console.Out.Flush();
+            ToParent("READY");
             Native.Dup2(logFd, 1); // the parent sees EOF and returns; later output goes to the log
         }
         return Serve(options, Console.Error, Ready);
@@ -177,7 +182,7 @@ public static class Program
         }
         catch (VolfileException e)
         {
-            log.Error("mount.volfile-invalid", $"error=\"{e.Message}\"");
+            if (daemon) log.Error("mount.volfile-invalid", $"error=\"{e.Message}\"");
             return Fail(daemon, e.Message);
         }
         catch (IOException e)
@@ -205,7 +210,7 @@ public static class Program
         }
         catch (FuseMountException e)
         {
-            log.Error("mount.failed", $"dir={options.MountPoint} error=\"{e.Message}\"");
+            if (daemon) log.Error("mount.failed", $"dir={options.MountPoint} error=\"{e.Message}\"");
             await graph.DisposeAsync();
             return Fail(daemon, e.Message);
         }
