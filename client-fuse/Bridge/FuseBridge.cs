@@ -1,0 +1,711 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Text;
+using Brickfs.ClientFuse.Fuse;
+using Brickfs.Translators.Core;
+
+namespace Brickfs.ClientFuse.Bridge;
+
+public sealed record FuseBridgeOptions
+{
+    /// <summary>How long the kernel may trust attributes it was given.</summary>
+    public TimeSpan AttributeTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long the kernel may trust a name → node lookup.</summary>
+    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long the kernel may remember that a name does not exist (0 = not at all).</summary>
+    public TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
+
+    /// <summary>Names this mount to the graph; lock owners are scoped by it.</summary>
+    public string ClientId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
+}
+
+/// <summary>
+/// The one place where kernel requests meet the translator graph: node ids ↔ GFIDs, open
+/// handles, the caller's credentials and interrupt token, and the translation of every
+/// supported opcode to its fop (<see cref="FuseFopMap"/>). Expected failures go back as the
+/// fop's errno; exceptions become EIO in the session.
+/// </summary>
+public sealed class FuseBridge : IFuseRequestHandler
+{
+    private const int EntryOutSize = 128;
+    private const int DirentSize = 24;
+
+    private readonly Translator _top;
+    private readonly FuseBridgeOptions _options;
+    private readonly NodeTable _nodes = new();
+    private readonly ConcurrentDictionary<ulong, FileHandle> _handles = new();
+    private readonly GroupCache _groups = new(TimeSpan.FromSeconds(1));
+    private long _nextFh;
+    private FuseSession? _session;
+
+    public FuseBridge(Translator top, FuseBridgeOptions? options = null)
+    {
+        _top = top;
+        _options = options ?? new FuseBridgeOptions();
+    }
+
+    /// <summary>Node ids the kernel currently holds (root included).</summary>
+    public int KnownNodes => _nodes.Count;
+
+    /// <summary>Open files and directories.</summary>
+    public int OpenHandles => _handles.Count;
+
+    /// <summary>Connects the notification methods to the mounted session.</summary>
+    public void Attach(FuseSession session) => _session = session;
+
+    /// <summary>The kernel's lookup count for <paramref name="gfid"/> (0 when it holds none).</summary>
+    public ulong LookupCount(Gfid gfid) => _nodes.TryGetNodeId(gfid, out var id) ? _nodes.LookupsOf(id) : 0;
+
+    // ---- coherence hooks ------------------------------------------------------------------
+
+    /// <summary>
+    /// Drops the kernel's cached attributes and pages [off, off+len) of <paramref name="gfid"/>
+    /// (len 0 = to the end). A file the kernel does not hold needs nothing: true either way
+    /// unless the notification failed.
+    /// </summary>
+    public bool InvalidateInode(Gfid gfid, long off = 0, long len = 0)
+    {
+        if (_session is null || !_nodes.TryGetNodeId(gfid, out var id)) return true;
+        int e = _session.NotifyInvalInode(id, off, len);
+        return e is 0 or 2 /* ENOENT: not cached */;
+    }
+
+    /// <summary>Drops the kernel's cached lookup of <paramref name="name"/> in <paramref name="parent"/>.</summary>
+    public bool InvalidateEntry(Gfid parent, string name)
+    {
+        if (_session is null || !_nodes.TryGetNodeId(parent, out var id)) return true;
+        int e = _session.NotifyInvalEntry(id, name);
+        return e is 0 or 2;
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------
+
+    public ValueTask HandleAsync(FuseRequest r)
+    {
+        switch (r.Opcode)
+        {
+            case FuseOpcode.Forget:
+                _nodes.Forget(r.NodeId, r.Arg<FuseForgetIn>().NLookup);
+                return ValueTask.CompletedTask;
+            case FuseOpcode.BatchForget:
+                BatchForget(r);
+                return ValueTask.CompletedTask;
+            case FuseOpcode.NotifyReply:
+                return ValueTask.CompletedTask;
+        }
+        if (!FuseFopMap.Table.TryGetValue(r.Opcode, out var map) || !map.Supported)
+        {
+            r.Session.ReplyError(r, (int)Errno.ENOSYS);
+            return ValueTask.CompletedTask;
+        }
+        return r.Opcode switch
+        {
+            FuseOpcode.Lookup => LookupAsync(r),
+            FuseOpcode.Getattr => GetattrAsync(r),
+            FuseOpcode.Setattr => SetattrAsync(r),
+            FuseOpcode.Readlink => ReadlinkAsync(r),
+            FuseOpcode.Symlink => SymlinkAsync(r),
+            FuseOpcode.Mknod => MknodAsync(r),
+            FuseOpcode.Mkdir => MkdirAsync(r),
+            FuseOpcode.Unlink => UnlinkAsync(r, dir: false),
+            FuseOpcode.Rmdir => UnlinkAsync(r, dir: true),
+            FuseOpcode.Rename => RenameAsync(r, v2: false),
+            FuseOpcode.Rename2 => RenameAsync(r, v2: true),
+            FuseOpcode.Link => LinkAsync(r),
+            FuseOpcode.Open => OpenAsync(r, dir: false),
+            FuseOpcode.Opendir => OpenAsync(r, dir: true),
+            FuseOpcode.Create => CreateAsync(r),
+            FuseOpcode.Read => ReadAsync(r),
+            FuseOpcode.Write => WriteAsync(r),
+            FuseOpcode.Statfs => StatfsAsync(r),
+            FuseOpcode.Release => ReleaseAsync(r, dir: false),
+            FuseOpcode.Releasedir => ReleaseAsync(r, dir: true),
+            FuseOpcode.Fsync => FsyncAsync(r, dir: false),
+            FuseOpcode.Fsyncdir => FsyncAsync(r, dir: true),
+            FuseOpcode.Flush => FlushAsync(r),
+            FuseOpcode.Setxattr => SetxattrAsync(r),
+            FuseOpcode.Getxattr => GetxattrAsync(r),
+            FuseOpcode.Listxattr => ListxattrAsync(r),
+            FuseOpcode.Removexattr => RemovexattrAsync(r),
+            FuseOpcode.Readdir => ReaddirAsync(r, plus: false),
+            FuseOpcode.Readdirplus => ReaddirAsync(r, plus: true),
+            FuseOpcode.Getlk or FuseOpcode.Setlk or FuseOpcode.Setlkw => LkAsync(r),
+            FuseOpcode.Access => AccessAsync(r),
+            FuseOpcode.Fallocate => FallocateAsync(r),
+            FuseOpcode.Lseek => LseekAsync(r),
+            _ => Unhandled(r),
+        };
+    }
+
+    private static ValueTask Unhandled(FuseRequest r)
+    {
+        r.Session.ReplyError(r, (int)Errno.ENOSYS);
+        return ValueTask.CompletedTask;
+    }
+
+    private void BatchForget(FuseRequest r)
+    {
+        var p = r.Payload;
+        uint count = MemoryMarshal.Read<FuseBatchForgetIn>(p).Count;
+        var items = MemoryMarshal.Cast<byte, FuseForgetOne>(p[8..]);
+        for (int i = 0; i < count && i < items.Length; i++) _nodes.Forget(items[i].NodeId, items[i].NLookup);
+    }
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    private FopContext Context(FuseRequest r, ulong lockOwner = 0) => new()
+    {
+        Uid = r.Header.Uid,
+        Gid = r.Header.Gid,
+        Pid = r.Header.Pid,
+        Groups = _groups.Get(r.Header.Pid),
+        LockOwner = lockOwner,
+        ClientId = _options.ClientId,
+        RequestId = r.Unique,
+        Cancellation = r.Cancellation,
+    };
+
+    private static void Fail(FuseRequest r, Errno e) => r.Session.ReplyError(r, (int)e);
+
+    private bool Node(FuseRequest r, out Gfid gfid)
+    {
+        if (_nodes.TryGetGfid(r.NodeId, out gfid)) return true;
+        Fail(r, Errno.ESTALE);
+        return false;
+    }
+
+    private bool Handle(FuseRequest r, ulong fh, out FileHandle fd)
+    {
+        if (_handles.TryGetValue(fh, out fd!)) return true;
+        Fail(r, Errno.EBADF);
+        return false;
+    }
+
+    private static (ulong Sec, uint Nsec) Split(TimeSpan t)
+    {
+        if (t <= TimeSpan.Zero) return (0, 0);
+        long ticks = t.Ticks;
+        return ((ulong)(ticks / TimeSpan.TicksPerSecond), (uint)(ticks % TimeSpan.TicksPerSecond * 100));
+    }
+
+    internal static FuseAttr ToAttr(Iatt a) => new()
+    {
+        Ino = a.Ino,
+        Size = (ulong)a.Size,
+        Blocks = (ulong)a.Blocks,
+        Atime = (ulong)a.Atime.Sec,
+        Mtime = (ulong)a.Mtime.Sec,
+        Ctime = (ulong)a.Ctime.Sec,
+        AtimeNsec = a.Atime.Nsec,
+        MtimeNsec = a.Mtime.Nsec,
+        CtimeNsec = a.Ctime.Nsec,
+        Mode = a.Mode,
+        Nlink = a.Nlink,
+        Uid = a.Uid,
+        Gid = a.Gid,
+        // glibc's makedev and the kernel's new_encode_dev agree for every 32-bit device number.
+        Rdev = (uint)a.Rdev,
+        BlkSize = a.BlockSize,
+    };
+
+    private FuseEntryOut Entry(ulong nodeId, Iatt a)
+    {
+        var (es, en) = Split(_options.EntryTimeout);
+        var (s, n) = Split(_options.AttributeTimeout);
+        return new FuseEntryOut
+        {
+            NodeId = nodeId, Generation = 1, EntryValid = es, EntryValidNsec = en, AttrValid = s, AttrValidNsec = n, Attr = ToAttr(a),
+        };
+    }
+
+    /// <summary>Answers a new or found entry; the kernel's lookup count of its node grows by one.</summary>
+    private void ReplyEntry(FuseRequest r, Iatt a)
+    {
+        var e = Entry(_nodes.Remember(a.Gfid), a);
+        r.Session.Reply(r, e);
+    }
+
+    private void ReplyAttr(FuseRequest r, Iatt a)
+    {
+        var (s, n) = Split(_options.AttributeTimeout);
+        r.Session.Reply(r, new FuseAttrOut { AttrValid = s, AttrValidNsec = n, Attr = ToAttr(a) });
+    }
+
+    private static void ReplyPlain(FuseRequest r, FopResult res)
+    {
+        if (res.Ok) r.Session.ReplyOk(r);
+        else r.Session.ReplyError(r, (int)res.Error);
+    }
+
+    private void ReplyEntryResult(FuseRequest r, FopResult<Iatt> res)
+    {
+        if (res.Ok) ReplyEntry(r, res.Value);
+        else Fail(r, res.Error);
+    }
+
+    // ---- inode operations -----------------------------------------------------------------
+
+    private async ValueTask LookupAsync(FuseRequest r)
+    {
+        if (!Node(r, out var parent)) return;
+        string name = r.Name(0);
+        var res = name == "."
+            ? await _top.StatAsync(Context(r), parent, null)
+            : await _top.LookupAsync(Context(r), parent, name);
+        if (res.Ok)
+        {
+            ReplyEntry(r, res.Value);
+        }
+        else if (res.Error == Errno.ENOENT && _options.NegativeTimeout > TimeSpan.Zero)
+        {
+            // Node id 0 with a timeout: the kernel caches "no such name" for that long.
+            var (s, n) = Split(_options.NegativeTimeout);
+            r.Session.Reply(r, new FuseEntryOut { EntryValid = s, EntryValidNsec = n });
+        }
+        else
+        {
+            Fail(r, res.Error);
+        }
+    }
+
+    private async ValueTask GetattrAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var arg = r.Arg<FuseGetattrIn>();
+        FileHandle? fd = null;
+        if ((arg.GetattrFlags & FuseConst.GetattrFh) != 0) _handles.TryGetValue(arg.Fh, out fd);
+        var res = await _top.StatAsync(Context(r), gfid, fd);
+        if (res.Ok) ReplyAttr(r, res.Value);
+        else Fail(r, res.Error);
+    }
+
+    private const uint SetattrKnownBits = 0xDBF; // FATTR_* bits that SetattrValid mirrors (not FH, not LOCKOWNER)
+
+    private async ValueTask SetattrAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var a = r.Arg<FuseSetattrIn>();
+        FileHandle? fd = null;
+        if ((a.Valid & FuseConst.FattrFh) != 0) _handles.TryGetValue(a.Fh, out fd);
+        var req = new SetattrRequest
+        {
+            Valid = (SetattrValid)(a.Valid & SetattrKnownBits),
+            Mode = a.Mode,
+            Uid = a.Uid,
+            Gid = a.Gid,
+            Size = (long)a.Size,
+            Atime = new Timespec((long)a.Atime, a.AtimeNsec),
+            Mtime = new Timespec((long)a.Mtime, a.MtimeNsec),
+            Ctime = new Timespec((long)a.Ctime, a.CtimeNsec),
+        };
+        ulong owner = (a.Valid & FuseConst.FattrLockOwner) != 0 ? a.LockOwner : 0;
+        var res = await _top.SetattrAsync(Context(r, owner), gfid, fd, req);
+        if (res.Ok) ReplyAttr(r, res.Value);
+        else Fail(r, res.Error);
+    }
+
+    private async ValueTask ReadlinkAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var res = await _top.ReadlinkAsync(Context(r), gfid);
+        if (res.Ok) r.Session.Reply(r, 0, Encoding.UTF8.GetBytes(res.Value));
+        else Fail(r, res.Error);
+    }
+
+    private async ValueTask AccessAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        ReplyPlain(r, await _top.AccessAsync(Context(r), gfid, (int)r.Arg<FuseAccessIn>().Mask));
+    }
+
+    private async ValueTask StatfsAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var res = await _top.StatfsAsync(Context(r), gfid);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        var s = res.Value;
+        r.Session.Reply(r, new FuseStatfsOut
+        {
+            Blocks = s.Blocks, Bfree = s.BlocksFree, Bavail = s.BlocksAvailable, Files = s.Files, Ffree = s.FilesFree,
+            Bsize = s.BlockSize, Frsize = s.FragmentSize, NameLen = s.NameMax,
+        });
+    }
+
+    // ---- namespace ------------------------------------------------------------------------
+
+    private async ValueTask MknodAsync(FuseRequest r)
+    {
+        if (!Node(r, out var parent)) return;
+        var a = r.Arg<FuseMknodIn>();
+        string name = r.Name(Marshal.SizeOf<FuseMknodIn>());
+        ReplyEntryResult(r, await _top.MknodAsync(Context(r), parent, name, a.Mode, a.Rdev, Gfid.NewRandom()));
+    }
+
+    private async ValueTask MkdirAsync(FuseRequest r)
+    {
+        if (!Node(r, out var parent)) return;
+        var a = r.Arg<FuseMkdirIn>();
+        string name = r.Name(Marshal.SizeOf<FuseMkdirIn>());
+        ReplyEntryResult(r, await _top.MkdirAsync(Context(r), parent, name, a.Mode, Gfid.NewRandom()));
+    }
+
+    private async ValueTask SymlinkAsync(FuseRequest r)
+    {
+        if (!Node(r, out var parent)) return;
+        string name = r.Name(0, out int next);
+        string target = r.Name(next);
+        ReplyEntryResult(r, await _top.SymlinkAsync(Context(r), parent, name, target, Gfid.NewRandom()));
+    }
+
+    private async ValueTask UnlinkAsync(FuseRequest r, bool dir)
+    {
+        if (!Node(r, out var parent)) return;
+        string name = r.Name(0);
+        ReplyPlain(r, dir ? await _top.RmdirAsync(Context(r), parent, name) : await _top.UnlinkAsync(Context(r), parent, name));
+    }
+
+    private async ValueTask RenameAsync(FuseRequest r, bool v2)
+    {
+        if (!Node(r, out var oldParent)) return;
+        ulong newDir;
+        RenameFlags flags = RenameFlags.None;
+        int offset;
+        if (v2)
+        {
+            var a = r.Arg<FuseRename2In>();
+            newDir = a.NewDir;
+            flags = (RenameFlags)a.Flags;
+            offset = Marshal.SizeOf<FuseRename2In>();
+        }
+        else
+        {
+            newDir = r.Arg<FuseRenameIn>().NewDir;
+            offset = Marshal.SizeOf<FuseRenameIn>();
+        }
+        if (!_nodes.TryGetGfid(newDir, out var newParent))
+        {
+            Fail(r, Errno.ESTALE);
+            return;
+        }
+        string oldName = r.Name(offset, out int next);
+        string newName = r.Name(next);
+        ReplyPlain(r, await _top.RenameAsync(Context(r), oldParent, oldName, newParent, newName, flags));
+    }
+
+    private async ValueTask LinkAsync(FuseRequest r)
+    {
+        if (!Node(r, out var newParent)) return;
+        var a = r.Arg<FuseLinkIn>();
+        if (!_nodes.TryGetGfid(a.OldNodeId, out var target))
+        {
+            Fail(r, Errno.ESTALE);
+            return;
+        }
+        string name = r.Name(Marshal.SizeOf<FuseLinkIn>());
+        ReplyEntryResult(r, await _top.LinkAsync(Context(r), target, newParent, name));
+    }
+
+    // ---- open files -------------------------------------------------------------------------
+
+    private ulong NewFh() => (ulong)Interlocked.Increment(ref _nextFh);
+
+    private async ValueTask OpenAsync(FuseRequest r, bool dir)
+    {
+        if (!Node(r, out var gfid)) return;
+        var a = r.Arg<FuseOpenIn>();
+        ulong fh = NewFh();
+        var fd = new FileHandle(gfid, (int)a.Flags, isDirectory: dir) { Id = fh };
+        var res = dir ? await _top.OpendirAsync(Context(r), fd) : await _top.OpenAsync(Context(r), fd);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        _handles[fh] = fd;
+        // No FOPEN_KEEP_CACHE: the kernel drops this file's pages at open (close-to-open consistency).
+        r.Session.Reply(r, new FuseOpenOut { Fh = fh });
+    }
+
+    private async ValueTask CreateAsync(FuseRequest r)
+    {
+        if (!Node(r, out var parent)) return;
+        var a = r.Arg<FuseCreateIn>();
+        string name = r.Name(Marshal.SizeOf<FuseCreateIn>());
+        ulong fh = NewFh();
+        var fd = new FileHandle(Gfid.NewRandom(), (int)a.Flags) { Id = fh };
+        var ctx = Context(r);
+        var res = await _top.CreateAsync(ctx, parent, name, a.Mode, fd);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        var attr = res.Value;
+        if (attr.Gfid != fd.Gfid)
+        {
+            // The name already existed (no O_EXCL): the handle must carry the file's real GFID.
+            await _top.ReleaseAsync(ctx, fd);
+            fd = new FileHandle(attr.Gfid, (int)a.Flags & ~(OpenFlags.Create | OpenFlags.Exclusive | OpenFlags.Truncate)) { Id = fh };
+            var reopened = await _top.OpenAsync(ctx, fd);
+            if (!reopened.Ok)
+            {
+                Fail(r, reopened.Error);
+                return;
+            }
+        }
+        _handles[fh] = fd;
+        r.Session.Reply(r, Entry(_nodes.Remember(attr.Gfid), attr), new FuseOpenOut { Fh = fh });
+    }
+
+    private async ValueTask ReadAsync(FuseRequest r)
+    {
+        var a = r.Arg<FuseReadIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        ulong owner = (a.ReadFlags & FuseConst.ReadLockOwner) != 0 ? a.LockOwner : 0;
+        var res = await _top.ReadAsync(Context(r, owner), fd, (long)a.Offset, (int)a.Size);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        using var data = res.Value;
+        r.Session.Reply(r, 0, data.Span);
+    }
+
+    private async ValueTask WriteAsync(FuseRequest r)
+    {
+        var a = r.Arg<FuseWriteIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        ulong owner = (a.WriteFlags & FuseConst.WriteLockOwner) != 0 ? a.LockOwner : 0;
+        // The data stays in the request buffer, which the request owns until its reply.
+        var data = r.PayloadMemory(Marshal.SizeOf<FuseWriteIn>(), (int)a.Size);
+        var res = await _top.WriteAsync(Context(r, owner), fd, (long)a.Offset, data);
+        if (res.Ok) r.Session.Reply(r, new FuseWriteOut { Size = (uint)res.Value });
+        else Fail(r, res.Error);
+    }
+
+    private async ValueTask FlushAsync(FuseRequest r)
+    {
+        var a = r.Arg<FuseFlushIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        ReplyPlain(r, await _top.FlushAsync(Context(r, a.LockOwner), fd));
+    }
+
+    private async ValueTask ReleaseAsync(FuseRequest r, bool dir)
+    {
+        var a = r.Arg<FuseReleaseIn>();
+        if (!_handles.TryRemove(a.Fh, out var fd))
+        {
+            Fail(r, Errno.EBADF);
+            return;
+        }
+        var ctx = Context(r, a.LockOwner);
+        if (dir)
+        {
+            ReplyPlain(r, await _top.ReleasedirAsync(ctx, fd));
+            return;
+        }
+        if ((a.ReleaseFlags & FuseConst.ReleaseFlockUnlock) != 0)
+        {
+            var unlock = new FileLock
+            {
+                Type = LockType.Unlock, Start = 0, End = long.MaxValue, Owner = a.LockOwner, Pid = r.Header.Pid,
+                ClientId = _options.ClientId, Kind = LockKind.Flock,
+            };
+            await _top.LkAsync(ctx, fd, LockCommand.Set, unlock); // the file goes away either way
+        }
+        ReplyPlain(r, await _top.ReleaseAsync(ctx, fd));
+    }
+
+    private async ValueTask FsyncAsync(FuseRequest r, bool dir)
+    {
+        var a = r.Arg<FuseFsyncIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        bool dataOnly = (a.FsyncFlags & FuseConst.FsyncFdatasync) != 0;
+        ReplyPlain(r, dir ? await _top.FsyncdirAsync(Context(r), fd, dataOnly) : await _top.FsyncAsync(Context(r), fd, dataOnly));
+    }
+
+    private async ValueTask FallocateAsync(FuseRequest r)
+    {
+        var a = r.Arg<FuseFallocateIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        ReplyPlain(r, await _top.FallocateAsync(Context(r), fd, (int)a.Mode, (long)a.Offset, (long)a.Length));
+    }
+
+    private async ValueTask LseekAsync(FuseRequest r)
+    {
+        var a = r.Arg<FuseLseekIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        var res = await _top.LseekAsync(Context(r), fd, (long)a.Offset, (int)a.Whence);
+        if (res.Ok) r.Session.Reply(r, new FuseLseekOut { Offset = (ulong)res.Value });
+        else Fail(r, res.Error);
+    }
+
+    private async ValueTask LkAsync(FuseRequest r)
+    {
+        var a = r.Arg<FuseLkIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        bool flock = (a.LkFlags & FuseConst.LkFlock) != 0;
+        if (flock) fd.LockOwner = a.Owner;
+        var lk = new FileLock
+        {
+            Type = (LockType)a.Lk.Type,
+            Start = (long)a.Lk.Start,
+            End = a.Lk.End >= long.MaxValue ? long.MaxValue : (long)a.Lk.End,
+            Pid = a.Lk.Pid,
+            Owner = a.Owner,
+            ClientId = _options.ClientId,
+            Kind = flock ? LockKind.Flock : LockKind.Posix,
+        };
+        var command = r.Opcode switch
+        {
+            FuseOpcode.Getlk => LockCommand.Get,
+            FuseOpcode.Setlk => LockCommand.Set,
+            _ => LockCommand.SetWait, // the request's interrupt token ends the wait with EINTR
+        };
+        var res = await _top.LkAsync(Context(r, a.Owner), fd, command, lk);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        if (command != LockCommand.Get)
+        {
+            r.Session.ReplyOk(r);
+            return;
+        }
+        var c = res.Value;
+        r.Session.Reply(r, new FuseLkOut { Lk = new FuseFileLock { Start = (ulong)c.Start, End = (ulong)c.End, Type = (uint)c.Type, Pid = c.Pid } });
+    }
+
+    // ---- xattrs -------------------------------------------------------------------------------
+
+    private async ValueTask SetxattrAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var a = r.Arg<FuseSetxattrInCompat>();
+        string name = r.Name(Marshal.SizeOf<FuseSetxattrInCompat>(), out int next);
+        var value = r.PayloadMemory(next, (int)a.Size);
+        ReplyPlain(r, await _top.SetxattrAsync(Context(r), gfid, name, value, (int)a.Flags));
+    }
+
+    private async ValueTask GetxattrAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var a = r.Arg<FuseGetxattrIn>();
+        string name = r.Name(Marshal.SizeOf<FuseGetxattrIn>());
+        var res = await _top.GetxattrAsync(Context(r), gfid, name);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        ReplySized(r, a.Size, res.Value);
+    }
+
+    private async ValueTask ListxattrAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        var a = r.Arg<FuseGetxattrIn>();
+        var res = await _top.ListxattrAsync(Context(r), gfid);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        var sb = new StringBuilder();
+        foreach (var n in res.Value) sb.Append(n).Append('\0');
+        ReplySized(r, a.Size, Encoding.UTF8.GetBytes(sb.ToString()));
+    }
+
+    /// <summary>getxattr/listxattr: size 0 asks for the length; a buffer too small is ERANGE.</summary>
+    private static void ReplySized(FuseRequest r, uint size, byte[] value)
+    {
+        if (size == 0) r.Session.Reply(r, new FuseGetxattrOut { Size = (uint)value.Length });
+        else if (value.Length > size) r.Session.ReplyError(r, (int)Errno.ERANGE);
+        else r.Session.Reply(r, 0, value);
+    }
+
+    private async ValueTask RemovexattrAsync(FuseRequest r)
+    {
+        if (!Node(r, out var gfid)) return;
+        ReplyPlain(r, await _top.RemovexattrAsync(Context(r), gfid, r.Name(0)));
+    }
+
+    // ---- directories ----------------------------------------------------------------------------
+
+    private async ValueTask ReaddirAsync(FuseRequest r, bool plus)
+    {
+        var a = r.Arg<FuseReadIn>();
+        if (!Handle(r, a.Fh, out var fd)) return;
+        int size = (int)Math.Min(a.Size, 1u << 20);
+        var res = plus
+            ? await _top.ReaddirplusAsync(Context(r), fd, (long)a.Offset, size)
+            : await _top.ReaddirAsync(Context(r), fd, (long)a.Offset, size);
+        if (!res.Ok)
+        {
+            Fail(r, res.Error);
+            return;
+        }
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            int used = plus ? FillPlus(buffer.AsSpan(0, size), fd, res.Value) : Fill(buffer.AsSpan(0, size), fd, res.Value);
+            r.Session.Reply(r, 0, buffer.AsSpan(0, used));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static ulong DirentIno(FileHandle dir, DirEntry e) =>
+        e.Attr?.Ino ?? e.Gfid?.InodeNumber ?? (e.Name == ".." && dir.Gfid != Gfid.Root ? 1UL : dir.Gfid.InodeNumber);
+
+    private static int Fill(Span<byte> buf, FileHandle dir, IReadOnlyList<DirEntry> entries)
+    {
+        int pos = 0;
+        foreach (var e in entries)
+        {
+            int nameLen = Encoding.UTF8.GetByteCount(e.Name);
+            int rec = (DirentSize + nameLen + 7) & ~7;
+            if (pos + rec > buf.Length) break;
+            var d = new FuseDirent { Ino = DirentIno(dir, e), Off = (ulong)e.NextOffset, NameLen = (uint)nameLen, Type = e.Type };
+            MemoryMarshal.Write(buf[pos..], in d);
+            Encoding.UTF8.GetBytes(e.Name, buf[(pos + DirentSize)..]);
+            buf[(pos + DirentSize + nameLen)..(pos + rec)].Clear();
+            pos += rec;
+        }
+        return pos;
+    }
+
+    /// <summary>
+    /// READDIRPLUS: every entry but the dots carries a node (its lookup count grows by one, as for
+    /// a LOOKUP); the dots carry node id 0, which the kernel skips. Only entries that fit count.
+    /// </summary>
+    private int FillPlus(Span<byte> buf, FileHandle dir, IReadOnlyList<DirEntry> entries)
+    {
+        int pos = 0;
+        foreach (var e in entries)
+        {
+            int nameLen = Encoding.UTF8.GetByteCount(e.Name);
+            int rec = (EntryOutSize + DirentSize + nameLen + 7) & ~7;
+            if (pos + rec > buf.Length) break;
+            var entry = e.Attr is { } attr && e.Gfid is not null ? Entry(_nodes.Remember(attr.Gfid), attr) : default;
+            MemoryMarshal.Write(buf[pos..], in entry);
+            var d = new FuseDirent { Ino = DirentIno(dir, e), Off = (ulong)e.NextOffset, NameLen = (uint)nameLen, Type = e.Type };
+            MemoryMarshal.Write(buf[(pos + EntryOutSize)..], in d);
+            Encoding.UTF8.GetBytes(e.Name, buf[(pos + EntryOutSize + DirentSize)..]);
+            buf[(pos + EntryOutSize + DirentSize + nameLen)..(pos + rec)].Clear();
+            pos += rec;
+        }
+        return pos;
+    }
+}

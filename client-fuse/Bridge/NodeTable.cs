@@ -1,0 +1,97 @@
+using System.Collections.Concurrent;
+using Brickfs.Translators.Core;
+
+namespace Brickfs.ClientFuse.Bridge;
+
+/// <summary>
+/// Kernel node ids ↔ GFIDs with the kernel's lookup counts. Node ids are allocated
+/// sequentially and never reused, so a stale id can never name another file; 1 is the root
+/// and is never forgotten. Resolving an id (every request) is lock-free; only entry replies
+/// and FORGET take the lock.
+/// </summary>
+internal sealed class NodeTable
+{
+    private sealed class Node(ulong id, Gfid gfid)
+    {
+        public readonly ulong Id = id;
+        public readonly Gfid Gfid = gfid;
+        public ulong Lookups;
+    }
+
+    private readonly ConcurrentDictionary<ulong, Node> _byId = new();
+    private readonly Dictionary<Gfid, Node> _byGfid = new();
+    private readonly Lock _lock = new();
+    private ulong _next = 1;
+
+    public NodeTable()
+    {
+        var root = new Node(1, Gfid.Root) { Lookups = 1 };
+        _byId[1] = root;
+        _byGfid[Gfid.Root] = root;
+    }
+
+    public int Count => _byId.Count;
+
+    public bool TryGetGfid(ulong nodeId, out Gfid gfid)
+    {
+        if (_byId.TryGetValue(nodeId, out var n))
+        {
+            gfid = n.Gfid;
+            return true;
+        }
+        gfid = default;
+        return false;
+    }
+
+    /// <summary>The node id the kernel knows <paramref name="gfid"/> by, if it knows it.</summary>
+    public bool TryGetNodeId(Gfid gfid, out ulong nodeId)
+    {
+        lock (_lock)
+        {
+            if (_byGfid.TryGetValue(gfid, out var n))
+            {
+                nodeId = n.Id;
+                return true;
+            }
+        }
+        nodeId = 0;
+        return false;
+    }
+
+    /// <summary>Counts one more kernel reference to <paramref name="gfid"/> (an entry reply) and returns its node id.</summary>
+    public ulong Remember(Gfid gfid)
+    {
+        lock (_lock)
+        {
+            if (!_byGfid.TryGetValue(gfid, out var n))
+            {
+                n = new Node(++_next, gfid);
+                _byGfid[gfid] = n;
+                _byId[n.Id] = n;
+            }
+            n.Lookups++;
+            return n.Id;
+        }
+    }
+
+    /// <summary>The kernel dropped <paramref name="count"/> references; the node goes when none are left.</summary>
+    public void Forget(ulong nodeId, ulong count)
+    {
+        if (nodeId == 1) return;
+        lock (_lock)
+        {
+            if (!_byId.TryGetValue(nodeId, out var n)) return;
+            n.Lookups = n.Lookups > count ? n.Lookups - count : 0;
+            if (n.Lookups == 0)
+            {
+                _byId.TryRemove(nodeId, out _);
+                _byGfid.Remove(n.Gfid);
+            }
+        }
+    }
+
+    public ulong LookupsOf(ulong nodeId)
+    {
+        lock (_lock) return _byId.TryGetValue(nodeId, out var n) ? n.Lookups : 0;
+    }
+}

@@ -1,0 +1,160 @@
+using System.Globalization;
+using Brickfs.ClientFuse.Bridge;
+
+namespace Brickfs.ClientFuse.Host;
+
+/// <summary>A command-line mistake: one line for the user, exit status 1.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// The parsed command line of mount.brickfs. Both calling forms are accepted:
+/// <c>mount.brickfs --volfile FILE [-o OPTS] [-f] DIR</c> and mount(8)'s
+/// <c>mount.brickfs SPEC DIR [-sfnv] [-o OPTS]</c>. Generic mount options (rw, defaults,
+/// _netdev, noauto, nofail, x-systemd.*, ...) and options Brickfs does not know are accepted
+/// and ignored, so fstab lines written for other filesystems' helpers keep working.
+/// </summary>
+public sealed record MountOptions
+{
+    public string? Volfile { get; init; }
+    public string? Spec { get; init; }
+    public string MountPoint { get; init; } = "";
+    public bool Foreground { get; init; }
+    public bool Help { get; init; }
+    public bool ReadOnly { get; init; }
+    public string? LogFile { get; init; }
+    public TimeSpan AttributeTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
+    public int ReaderThreads { get; init; } = 4;
+    public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
+    public IReadOnlyList<string> Ignored { get; init; } = [];
+
+    public const string Usage = """
+        usage: mount.brickfs --volfile FILE [-o OPTIONS] [-f] DIR
+               mount.brickfs SPEC DIR [-o OPTIONS]          (as called by mount -t brickfs)
+
+        Mounts a Brickfs volume on DIR through FUSE. Without -f it returns once the mount
+        answers and keeps serving in the background.
+
+          --volfile FILE        client volfile to build the translator graph from
+          -o OPTIONS            comma-separated mount options:
+               volfile=FILE            same as --volfile
+               log-file=FILE           default /var/log/brickfs/<DIR with / as ->.log
+               attribute-timeout=SEC   kernel attribute cache time (default 1)
+               entry-timeout=SEC       kernel name cache time (default 1)
+               negative-timeout=SEC    kernel cache time of missing names (default 0)
+               reader-threads=N        threads reading /dev/fuse (default 4)
+               ro                      mount read-only
+             generic options (rw, defaults, _netdev, noauto, nofail, ...) are ignored
+          -f                    stay in the foreground, log to stderr
+          --help                this text
+        """;
+
+    public string DefaultLogFile
+    {
+        get
+        {
+            string name = Path.GetFullPath(MountPoint).Trim('/').Replace('/', '-');
+            return $"/var/log/brickfs/{(name.Length == 0 ? "root" : name)}.log";
+        }
+    }
+
+    public FuseBridgeOptions BridgeOptions => new()
+    {
+        AttributeTimeout = AttributeTimeout,
+        EntryTimeout = EntryTimeout,
+        NegativeTimeout = NegativeTimeout,
+    };
+
+    public static MountOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new MountOptions();
+        var positional = new List<string>();
+        var ignored = new List<string>();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string a = args[i];
+            string Next() => i + 1 < args.Count ? args[++i] : throw new UsageException($"{a} needs a value");
+            switch (a)
+            {
+                case "--help" or "-h":
+                    return o with { Help = true };
+                case "--volfile":
+                    o = o with { Volfile = Next() };
+                    break;
+                case "-o":
+                    o = ApplyOptions(o, Next(), ignored);
+                    break;
+                case "-f" or "--foreground":
+                    o = o with { Foreground = true };
+                    break;
+                case "-s" or "-n" or "-v" or "--sloppy" or "--no-mtab" or "--verbose":
+                    break; // mount(8) helper flags with no meaning here
+                case "-t" or "-N":
+                    Next();
+                    break;
+                default:
+                    if (a.StartsWith("--volfile=", StringComparison.Ordinal)) o = o with { Volfile = a["--volfile=".Length..] };
+                    else if (a.StartsWith("-o", StringComparison.Ordinal) && a.Length > 2) o = ApplyOptions(o, a[2..], ignored);
+                    else if (a.StartsWith('-') && a.Length > 1) throw new UsageException($"unknown argument '{a}' (see --help)");
+                    else positional.Add(a);
+                    break;
+            }
+        }
+        o = positional.Count switch
+        {
+            0 => throw new UsageException("no mount point given (see --help)"),
+            1 => o with { MountPoint = positional[0] },
+            2 => o with { Spec = positional[0], MountPoint = positional[1] },
+            _ => throw new UsageException($"too many arguments: {string.Join(' ', positional)}"),
+        };
+        if (o.Volfile is null)
+        {
+            throw new UsageException(o.Spec is null
+                ? "no volfile given (use --volfile FILE or -o volfile=FILE)"
+                : $"{o.Spec}: fetching the volfile from a management server is not supported yet; give -o volfile=FILE");
+        }
+        return o with { Ignored = ignored };
+    }
+
+    private static MountOptions ApplyOptions(MountOptions o, string list, List<string> ignored)
+    {
+        foreach (var item in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            int eq = item.IndexOf('=');
+            string key = eq < 0 ? item : item[..eq];
+            string? value = eq < 0 ? null : item[(eq + 1)..];
+            string Value() => value is { Length: > 0 } ? value : throw new UsageException($"option {key} needs a value");
+            o = key switch
+            {
+                "volfile" => o with { Volfile = Value() },
+                "log-file" => o with { LogFile = Value() },
+                "attribute-timeout" => o with { AttributeTimeout = Seconds(key, Value()) },
+                "entry-timeout" => o with { EntryTimeout = Seconds(key, Value()) },
+                "negative-timeout" => o with { NegativeTimeout = Seconds(key, Value()) },
+                "reader-threads" => o with { ReaderThreads = Threads(Value()) },
+                "ro" => o with { ReadOnly = true },
+                "rw" => o with { ReadOnly = false },
+                "fuse-device" => o with { FuseDevice = Value() },
+                _ => Ignore(o, item, ignored),
+            };
+        }
+        return o;
+    }
+
+    private static MountOptions Ignore(MountOptions o, string item, List<string> ignored)
+    {
+        ignored.Add(item);
+        return o;
+    }
+
+    private static TimeSpan Seconds(string key, string v) =>
+        double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s >= 0 && s < 1e9
+            ? TimeSpan.FromSeconds(s)
+            : throw new UsageException($"option {key}={v}: not a number of seconds");
+
+    private static int Threads(string v) =>
+        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 64
+            ? n
+            : throw new UsageException($"option reader-threads={v}: must be 1..64");
+}

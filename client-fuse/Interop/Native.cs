@@ -1,0 +1,128 @@
+using System.Runtime.InteropServices;
+
+namespace Brickfs.ClientFuse.Interop;
+
+/// <summary>
+/// The libc calls the FUSE session and the mount program need. Every call returns -1 (or a
+/// negative count) on failure with the errno in <see cref="Marshal.GetLastPInvokeError"/>;
+/// the wrappers return the errno as a positive number instead, so callers never touch it.
+/// </summary>
+internal static unsafe partial class Native
+{
+    public const int O_RDONLY = 0;
+    public const int O_WRONLY = 1;
+    public const int O_RDWR = 2;
+    public const int O_CREAT = 0x40;
+    public const int O_APPEND = 0x400;
+    public const int O_CLOEXEC = 0x80000;
+
+    public const ulong MS_RDONLY = 1;
+    public const ulong MS_NOSUID = 2;
+    public const ulong MS_NODEV = 4;
+
+    public const int MNT_DETACH = 2;
+
+    public const int EINTR = 4;
+    public const int ENOENT = 2;
+    public const int ENODEV = 19;
+    public const int EAGAIN = 11;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int OpenRaw(string path, int flags, int mode);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int CloseRaw(int fd);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    private static partial nint ReadRaw(int fd, byte* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
+    private static partial nint WritevRaw(int fd, IoVec* iov, int count);
+
+    [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int MountRaw(string source, string target, string fstype, ulong flags, string? data);
+
+    [LibraryImport("libc", EntryPoint = "umount2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Umount2Raw(string target, int flags);
+
+    [LibraryImport("libc", EntryPoint = "setsid", SetLastError = true)]
+    private static partial int SetsidRaw();
+
+    [LibraryImport("libc", EntryPoint = "dup2", SetLastError = true)]
+    private static partial int Dup2Raw(int oldFd, int newFd);
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    public static partial uint GetEuid();
+
+    private static int Errno() => Marshal.GetLastPInvokeError();
+
+    /// <summary>open(2); returns the descriptor, or -errno.</summary>
+    public static int Open(string path, int flags, int mode = 0)
+    {
+        int fd = OpenRaw(path, flags, mode);
+        return fd >= 0 ? fd : -Errno();
+    }
+
+    public static void Close(int fd) => CloseRaw(fd);
+
+    /// <summary>read(2) into <paramref name="buffer"/>: the count read, or -errno.</summary>
+    public static int Read(int fd, Span<byte> buffer)
+    {
+        fixed (byte* p = buffer)
+        {
+            nint n = ReadRaw(fd, p, (nuint)buffer.Length);
+            return n >= 0 ? (int)n : -Errno();
+        }
+    }
+
+    /// <summary>One writev(2) of up to three segments (a FUSE reply must be written in one call).</summary>
+    public static int Writev(int fd, ReadOnlySpan<byte> a, ReadOnlySpan<byte> b = default, ReadOnlySpan<byte> c = default)
+    {
+        fixed (byte* pa = a)
+        fixed (byte* pb = b)
+        fixed (byte* pc = c)
+        {
+            IoVec* iov = stackalloc IoVec[3];
+            int n = 0;
+            iov[n++] = new IoVec { Base = pa, Length = (nuint)a.Length };
+            if (b.Length > 0) iov[n++] = new IoVec { Base = pb, Length = (nuint)b.Length };
+            if (c.Length > 0) iov[n++] = new IoVec { Base = pc, Length = (nuint)c.Length };
+            nint r = WritevRaw(fd, iov, n);
+            return r >= 0 ? (int)r : -Errno();
+        }
+    }
+
+    /// <summary>write(2) of a whole span to an ordinary file or pipe (retries short writes).</summary>
+    public static int WriteAll(int fd, ReadOnlySpan<byte> data)
+    {
+        while (data.Length > 0)
+        {
+            int n = Writev(fd, data);
+            if (n == -EINTR) continue;
+            if (n < 0) return n;
+            data = data[n..];
+        }
+        return 0;
+    }
+
+    /// <summary>mount(2); 0 or the errno.</summary>
+    public static int Mount(string source, string target, string fstype, ulong flags, string? data) =>
+        MountRaw(source, target, fstype, flags, data) == 0 ? 0 : Errno();
+
+    /// <summary>umount2(2); 0 or the errno.</summary>
+    public static int Umount2(string target, int flags) => Umount2Raw(target, flags) == 0 ? 0 : Errno();
+
+    public static int Setsid() => SetsidRaw() >= 0 ? 0 : Errno();
+
+    public static int Dup2(int oldFd, int newFd) => Dup2Raw(oldFd, newFd) >= 0 ? 0 : Errno();
+
+    /// <summary>strerror text for an errno (for one-line error messages).</summary>
+    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+}
