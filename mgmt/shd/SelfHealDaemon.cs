@@ -78,7 +78,7 @@ public sealed class SelfHealDaemon
             }
             if (work.Count == 0) return total with { Remaining = 0 };
             var s = await HealAllAsync(work, cancellation);
-            total = total + s with { Remaining = 0 };
+            total += s;
             if (s.Healed + s.Gone == 0) return total with { Remaining = work.Count };
         }
         int left = 0;
@@ -93,7 +93,8 @@ public sealed class SelfHealDaemon
         await System.Threading.Tasks.Parallel.ForEachAsync(work, new ParallelOptions { MaxDegreeOfParallelism = Parallel, CancellationToken = cancellation }, async (item, ct) =>
         {
             var r = await Heal(item.Replica, item.Gfid, ct);
-            string what = paths is not null && paths.TryGetValue(item.Gfid, out var p) ? $"{item.Gfid} ({p})" : item.Gfid.ToString();
+            string what = paths is not null && paths.TryGetValue(item.Gfid, out var p) ? $"{item.Gfid} ({p})"
+                : item.Gfid == Gfid.Root ? $"{item.Gfid} (/)" : item.Gfid.ToString();
             switch (r.Outcome)
             {
                 case HealOutcome.Healed:
@@ -250,20 +251,18 @@ public sealed class SelfHealDaemon
         }
     }
 
-    /// <summary>Asks every brick for the root's attributes; true when one that did not answer last time answers now.</summary>
+    /// <summary>Asks every brick at once for the root's attributes; true when one that did not answer last time answers now.</summary>
     public async Task<bool> ProbeAsync(CancellationToken cancellation)
     {
         var ctx = ShdContext(cancellation);
+        var probes = _replicas.SelectMany(r => r.Children.Select((c, i) => (Replica: r, Index: i, Child: c))).ToList();
+        var up = await Task.WhenAll(probes.Select(async p => (await p.Child.StatAsync(ctx, Gfid.Root, null)).Error != Errno.ENOTCONN));
         bool cameBack = false;
-        foreach (var r in _replicas)
+        for (int k = 0; k < probes.Count; k++)
         {
-            for (int i = 0; i < r.Children.Count; i++)
-            {
-                var e = (await r.Children[i].StatAsync(ctx, Gfid.Root, null)).Error;
-                bool up = e != Errno.ENOTCONN;
-                if (_reachable.TryGetValue((r, i), out bool was) && !was && up) cameBack = true;
-                _reachable[(r, i)] = up;
-            }
+            var key = (probes[k].Replica, probes[k].Index);
+            if (_reachable.TryGetValue(key, out bool was) && !was && up[k]) cameBack = true;
+            _reachable[key] = up[k];
         }
         return cameBack;
     }

@@ -82,7 +82,7 @@ public sealed class ShdCommand
         {
             var replicas = SelfHealDaemon.FindReplicas(graph);
             if (replicas.Count == 0) return c.Fail("the volfile has no cluster/replicate translator: nothing to heal");
-            var daemon = new SelfHealDaemon(replicas, c._parallel, ProtocolLog.Stderr);
+            var daemon = new SelfHealDaemon(replicas, c._parallel, new ProtocolLog(stderr));
             try
             {
                 return command switch
@@ -196,7 +196,7 @@ public sealed class ShdCommand
             return (null, e.Message);
         }
         // The commands print their own result; the protocol's connection lines would only clutter it.
-        var log = logConnections ? ProtocolLog.Stderr : new ProtocolLog(TextWriter.Null);
+        var log = new ProtocolLog(logConnections ? _err : TextWriter.Null);
         foreach (var c in graph.All.OfType<ProtocolClientTranslator>()) c.Log = log;
         try
         {
