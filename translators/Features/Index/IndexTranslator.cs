@@ -19,10 +19,24 @@ namespace Brickfs.Translators.Features.Index;
 /// file there, so the index survives a brick restart; without it the index lives in memory
 /// (storage/memory bricks, which do not survive a restart either). Xattrops of one inode are
 /// serialised around the child call, so the index never lags behind the counters' last change.
+/// <para>Self-heal runs on a client graph, so the list travels over the existing wire fops:
+/// a getxattr of <see cref="PendingListXattr"/> on the root answers it (see
+/// <see cref="GetxattrAsync"/>); no other fop sees it and listxattr does not name it.</para>
 /// </remarks>
 public sealed class IndexTranslator : Translator
 {
     public const string PendingPrefix = "trusted.brickfs.pending.";
+
+    /// <summary>
+    /// Virtual xattr of the root: the pending GFIDs, 16 bytes each (<see cref="Gfid.WriteBytes"/>),
+    /// ascending, at most <see cref="PendingPageEntries"/> per answer. The name alone gives the
+    /// first page; the name + "." + a GFID gives the GFIDs after that one. An empty answer ends
+    /// the list. Paging by GFID rather than by position keeps the pages consistent while the
+    /// index changes between them: a GFID added behind the cursor waits for the next listing.
+    /// </summary>
+    public const string PendingListXattr = "trusted.brickfs.index.pending";
+
+    public const int PendingPageEntries = 4096;
 
     public static readonly IReadOnlyList<OptionSpec> OptionSpecs =
     [
@@ -62,6 +76,38 @@ public sealed class IndexTranslator : Translator
     public IReadOnlyList<Gfid> ListPending() => [.. _pending.Keys.OrderBy(g => g.Hi).ThenBy(g => g.Lo)];
 
     public bool IsPending(Gfid gfid) => _pending.ContainsKey(gfid);
+
+    /// <summary>
+    /// Answers <see cref="PendingListXattr"/> on the root (EPERM for a caller other than root, as
+    /// trusted.* xattrs are); every other getxattr passes through.
+    /// </summary>
+    public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name)
+    {
+        if (gfid != Gfid.Root || !name.StartsWith(PendingListXattr, StringComparison.Ordinal)) return Child.GetxattrAsync(ctx, gfid, name);
+        Gfid after = Gfid.Null;
+        if (name.Length > PendingListXattr.Length)
+        {
+            if (name[PendingListXattr.Length] != '.' || !Gfid.TryParse(name[(PendingListXattr.Length + 1)..], out after)) return Child.GetxattrAsync(ctx, gfid, name);
+        }
+        if (ctx.Uid != 0) return ValueTask.FromResult(FopResult<byte[]>.Fail(Errno.EPERM));
+        var page = _pending.Keys
+            .Where(g => g.Hi > after.Hi || (g.Hi == after.Hi && g.Lo > after.Lo))
+            .OrderBy(g => g.Hi).ThenBy(g => g.Lo)
+            .Take(PendingPageEntries)
+            .ToList();
+        var bytes = new byte[page.Count * Gfid.Size];
+        for (int i = 0; i < page.Count; i++) page[i].WriteBytes(bytes.AsSpan(i * Gfid.Size));
+        return ValueTask.FromResult(FopResult<byte[]>.Success(bytes));
+    }
+
+    /// <summary>Decodes one answer of <see cref="PendingListXattr"/>; null when its length is not a whole number of GFIDs.</summary>
+    public static IReadOnlyList<Gfid>? DecodePendingPage(ReadOnlySpan<byte> value)
+    {
+        if (value.Length % Gfid.Size != 0) return null;
+        var list = new Gfid[value.Length / Gfid.Size];
+        for (int i = 0; i < list.Length; i++) list[i] = Gfid.FromBytes(value.Slice(i * Gfid.Size, Gfid.Size));
+        return list;
+    }
 
     public override async ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
     {
