@@ -66,4 +66,15 @@ public static class FuseFopMap
         [FuseOpcode.Syncfs] = FuseMapping.Unsupported("virtiofs only"),
         [FuseOpcode.Tmpfile] = FuseMapping.Unsupported("O_TMPFILE not offered yet"),
     };
+
+    /// <summary>
+    /// Fops no kernel opcode reaches, each with the reason: they are internal to the graph
+    /// (cluster translators, self-heal), never asked for by an application.
+    /// </summary>
+    public static IReadOnlyDictionary<Fop, string> Internal { get; } = new Dictionary<Fop, string>
+    {
+        [Fop.Xattrop] = "pending-change counters of cluster/replicate",
+        [Fop.Inodelk] = "transaction locks of cluster translators, apart from applications' locks",
+        [Fop.Entrylk] = "name locks of cluster translators",
+    };
 }

@@ -153,7 +153,7 @@ public abstract class VolumePosixSuite
     {
         var dir = TestDir();
         Sh($"mkdir '{dir}/shared' && chown 0:4242 '{dir}/shared' && chmod 2777 '{dir}/shared'");
-        var r = AsUser(1000, $"touch '{dir}/shared/f' && mkdir '{dir}/shared/d'");
+        var r = AsUser(1000, $"umask 022 && touch '{dir}/shared/f' && mkdir '{dir}/shared/d'");
         Assert.That(r.Ok, Is.True, r.ToString());
         Assert.That(Sh($"stat -c '%u %g' '{dir}/shared/f'").Trim(), Is.EqualTo("1000 4242"));
         Assert.That(Sh($"stat -c '%g %A' '{dir}/shared/d'").Trim(), Is.EqualTo("4242 drwxr-sr-x"));
