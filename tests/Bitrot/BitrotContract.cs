@@ -388,9 +388,10 @@ public abstract class BitrotContract
             names.AddRange(r.Value.Select(e => e.Name));
             cookie = r.Value[^1].NextOffset;
         }
-        Assert.That(names.Where(n => n is not "." and not ".." and not ".brickfs"), Is.EqualTo(new[] { "visible" }));
-        Assert.That((await Bitrot.LookupAsync(Ctx, Gfid.Root, ".brickfs-bitrot")).Error, Is.EqualTo(Errno.ENOENT));
-        Assert.That((await Bitrot.MkdirAsync(Ctx, Gfid.Root, ".brickfs-bitrot", 0x1ED, Gfid.NewRandom())).Error, Is.EqualTo(Errno.EPERM));
+        Assert.That(names.Where(n => n is not "." and not ".."), Is.EqualTo(new[] { "visible" }));
+        Assert.That((await Bitrot.LookupAsync(Ctx, Gfid.Root, ".brickfs")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That((await Bitrot.MkdirAsync(Ctx, Gfid.Root, ".brickfs", 0x1ED, Gfid.NewRandom())).Error, Is.EqualTo(Errno.EPERM));
+        Assert.That((await Bitrot.LookupAsync(FopContext.Brick(), Gfid.Root, ".brickfs")).Error, Is.EqualTo(Errno.None), "brick-side translators above bitrot get through");
         Assert.That((await Bitrot.SetxattrAsync(Ctx, fd.Gfid, BitrotTranslator.DirtyXattr, new byte[16], 0)).Error, Is.EqualTo(Errno.EPERM));
         Assert.That((await Bitrot.SetxattrAsync(Ctx, fd.Gfid, BitrotTranslator.BadFileXattr, new byte[1], 0)).Error, Is.EqualTo(Errno.EPERM));
         Assert.That((await Bitrot.GetxattrAsync(Ctx, fd.Gfid, BitrotTranslator.DirtyXattr)).Error, Is.EqualTo(Errno.ENODATA));
@@ -411,10 +412,13 @@ public abstract class BitrotContract
 
     private async Task<bool> RecordExistsAsync(Gfid file)
     {
-        var dir = await Storage.LookupAsync(Ctx, Gfid.Root, ".brickfs-bitrot");
+        var brick = FopContext.Brick();
+        var hidden = await Storage.LookupAsync(brick, Gfid.Root, ".brickfs");
+        Assert.That(hidden.Ok, Is.True);
+        var dir = await Storage.LookupAsync(brick, hidden.Value.Gfid, "bitrot");
         Assert.That(dir.Ok, Is.True);
-        var bucket = await Storage.LookupAsync(Ctx, dir.Value.Gfid, file.ToString()[..2]);
-        return bucket.Ok && (await Storage.LookupAsync(Ctx, bucket.Value.Gfid, file.ToString())).Ok;
+        var bucket = await Storage.LookupAsync(brick, dir.Value.Gfid, file.ToString()[..2]);
+        return bucket.Ok && (await Storage.LookupAsync(brick, bucket.Value.Gfid, file.ToString())).Ok;
     }
 
     // ---- restart and crash -------------------------------------------------------------------------------

@@ -109,4 +109,31 @@ public class BitrotOverPosix : BitrotContract
         Assert.That(Brickfs.Translators.Interop.Sys.GetXattr(xattr, BitrotTranslator.BadFileXattr, follow: false, out _), Is.EqualTo(Errno.None),
             "the mark is on the brick's copy itself");
     }
+
+    [Test]
+    public async Task TheStoreLivesInDotBrickfsAndTheMarksAreReservedBrickXattrs()
+    {
+        var data = new byte[2 * Block];
+        new Random(7).NextBytes(data);
+        var fd = await CreateAsync("f");
+        await WriteAsync(fd, 0, data);
+        Assert.That(File.Exists(Path.Combine(_dir, ".brickfs", "bitrot", fd.Gfid.ToString()[..2], fd.Gfid.ToString())), Is.True);
+        Assert.That(Directory.Exists(Path.Combine(_dir, ".brickfs-bitrot")), Is.False, "nothing of bitrot's is visible in the export");
+        Assert.That(Brickfs.Translators.Interop.Sys.GetXattr(Path.Combine(_dir, "f"), "trusted.brickfs.bitrot.dirty", follow: false, out _), Is.EqualTo(Errno.None),
+            "the dirty range is marked while the file is open");
+        var client = new FopContext { Uid = 1000, Gid = 1000 };
+        Assert.That((await Storage.GetxattrAsync(client, fd.Gfid, BitrotTranslator.DirtyXattr)).Error, Is.EqualTo(Errno.ENODATA), "storage/posix hides it too");
+        await Bitrot.ReleaseAsync(Ctx, fd);
+
+        await CorruptAsync(fd.Gfid, "f", 5, [(byte)(data[5] ^ 1)]);
+        await RestartAsync();
+        var reader = new FileHandle(fd.Gfid, OpenFlags.ReadOnly);
+        Assert.That((await Bitrot.OpenAsync(Ctx, reader)).Ok, Is.True);
+        Assert.That((await Bitrot.ReadAsync(Ctx, reader, 0, Block)).Error, Is.EqualTo(Errno.EIO));
+        await Bitrot.ReleaseAsync(Ctx, reader);
+        Assert.That((await Storage.GetxattrAsync(client, fd.Gfid, BitrotTranslator.BadFileXattr)).Ok, Is.True,
+            "any client (replicate) reads the bad mark from storage/posix");
+        Assert.That((await Storage.RemovexattrAsync(Ctx, fd.Gfid, BitrotTranslator.BadFileXattr)).Error, Is.EqualTo(Errno.EPERM),
+            "only through bitrot (which clears its state too)");
+    }
 }

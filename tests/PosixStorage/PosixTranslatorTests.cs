@@ -244,11 +244,13 @@ public class PosixTranslatorTests
     }
 
     [Test]
-    public async Task ReservedXattrsAreInvisibleToClients()
+    public async Task BrickPrivateXattrsAreOutOfReachOfClients()
     {
         var t = await Start();
         var (f, _) = await Create(t, Gfid.Root, "f");
-        Assert.That((await t.GetxattrAsync(Root, f.Gfid, GfidIndex.Xattr)).Error, Is.EqualTo(Errno.ENODATA));
+        var gfid = await t.GetxattrAsync(Root, f.Gfid, GfidIndex.Xattr);
+        Assert.That(gfid.Error, Is.EqualTo(Errno.None), "the GFID is readable");
+        Assert.That(Gfid.FromBytes(gfid.Value), Is.EqualTo(f.Gfid));
         Assert.That((await t.SetxattrAsync(Root, f.Gfid, GfidIndex.Xattr, new byte[16], 0)).Error, Is.EqualTo(Errno.EPERM));
         Assert.That((await t.SetxattrAsync(Root, f.Gfid, "trusted.brickfs.other", new byte[1], 0)).Error, Is.EqualTo(Errno.EPERM));
         Assert.That((await t.RemovexattrAsync(Root, f.Gfid, GfidIndex.Xattr)).Error, Is.EqualTo(Errno.EPERM));

@@ -64,6 +64,58 @@ public class BrickSideTests
     }
 
     [Test]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task OverStoragePosixTheIndexDefaultsToDotBrickfsIndicesXattropAndOverMemoryToMemory()
+    {
+        string export = Path.Combine(Path.GetTempPath(), "brickfs-index-posix-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(export);
+        string volfile = $"""
+            volume posix
+                type storage/posix
+                option directory {export}
+            end-volume
+            volume bitrot
+                type features/bitrot
+                subvolumes posix
+            end-volume
+            volume index
+                type features/index
+                subvolumes bitrot
+            end-volume
+            """;
+        try
+        {
+            var gfid = Gfid.NewRandom();
+            string indexDir = Path.Combine(export, ".brickfs", "indices", "xattrop");
+            await using (var g = GraphBuilder.BuildText(volfile))
+            {
+                await g.InitAsync(CancellationToken.None);
+                Assert.That(g.Find<IndexTranslator>().IndexDirectory, Is.EqualTo(indexDir), "found through bitrot down to storage/posix");
+                Assert.That((await g.Top.MknodAsync(Ctx(), Gfid.Root, "f", ModeBits.Regular | 0x1A4, 0, gfid)).Ok, Is.True);
+                Assert.That((await g.Top.XattropAsync(Ctx(), gfid, null, Delta(1))).Ok, Is.True);
+                Assert.That(File.Exists(Path.Combine(indexDir, gfid.ToString())), Is.True);
+            }
+            await using (var g = GraphBuilder.BuildText(volfile))
+            {
+                await g.InitAsync(CancellationToken.None);
+                Assert.That(g.Find<IndexTranslator>().ListPending(), Is.EqualTo(new[] { gfid }), "reloaded after a restart");
+                Assert.That((await g.Top.XattropAsync(Ctx(), gfid, null, Delta(-1))).Ok, Is.True);
+                Assert.That(Directory.EnumerateFiles(indexDir), Is.Empty);
+                Assert.That((await g.Top.LookupAsync(Ctx(), Gfid.Root, ".brickfs")).Error, Is.EqualTo(Errno.ENOENT), "still hidden from the graph's callers");
+            }
+            await using (var g = GraphBuilder.BuildText(BrickVolfile(null)))
+            {
+                await g.InitAsync(CancellationToken.None);
+                Assert.That(g.Find<IndexTranslator>().IndexDirectory, Is.Null, "storage/memory: memory only");
+            }
+        }
+        finally
+        {
+            Directory.Delete(export, recursive: true);
+        }
+    }
+
+    [Test]
     public async Task InodeAndEntryLockDomainsAreSeparateNamespacesReleasedWithTheClient()
     {
         await using var g = GraphBuilder.BuildText(BrickVolfile(null));

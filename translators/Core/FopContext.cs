@@ -35,6 +35,15 @@ public sealed class FopContext
 
     public bool IsRoot => Uid == 0;
 
+    /// <summary>
+    /// A request made by a translator of the brick's own graph (bitrot's checksum store, the
+    /// index), never one that came over the wire: protocol/server builds its contexts from wire
+    /// fields only and cannot set this. storage/posix lets such requests reach the hidden
+    /// <c>.brickfs/</c> directory and the brick-private <c>trusted.brickfs.*</c> xattrs. Cluster
+    /// translators run on the client and must not set it.
+    /// </summary>
+    public bool BrickInternal { get; init; }
+
     /// <summary>Extra data between translators; allocated on first use.</summary>
     public Dictionary<string, object> Extra => _extra ??= new Dictionary<string, object>(StringComparer.Ordinal);
 
@@ -55,11 +64,15 @@ public sealed class FopContext
     public static FopContext Internal(CancellationToken cancellation = default) =>
         new() { Uid = 0, Gid = 0, Pid = 0, ClientId = "internal", Cancellation = cancellation };
 
+    /// <summary>The context of a request made by a brick-side translator for its own state (see <see cref="BrickInternal"/>).</summary>
+    public static FopContext Brick(CancellationToken cancellation = default) =>
+        new() { Uid = 0, Gid = 0, Pid = 0, ClientId = "brick", Cancellation = cancellation, BrickInternal = true };
+
     /// <summary>A copy with the same caller, for fan-out where each child may add its own extra data.</summary>
     public FopContext Fork() => new()
     {
         Uid = Uid, Gid = Gid, Pid = Pid, Groups = Groups, LockOwner = LockOwner, ClientId = ClientId,
-        RequestId = RequestId, Cancellation = Cancellation, XattrRequest = XattrRequest,
+        RequestId = RequestId, Cancellation = Cancellation, XattrRequest = XattrRequest, BrickInternal = BrickInternal,
         _extra = _extra is null ? null : new Dictionary<string, object>(_extra, StringComparer.Ordinal),
     };
 }

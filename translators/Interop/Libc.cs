@@ -161,6 +161,9 @@ internal static unsafe partial class Libc
     [LibraryImport(L, EntryPoint = "fdatasync", SetLastError = true)]
     public static partial int FDataSync(int fd);
 
+    [LibraryImport(L, EntryPoint = "syncfs", SetLastError = true)]
+    public static partial int SyncFs(int fd);
+
     [LibraryImport(L, EntryPoint = "fallocate", SetLastError = true)]
     public static partial int FAllocate(int fd, int mode, long offset, long len);
 

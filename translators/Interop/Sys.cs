@@ -125,6 +125,9 @@ internal static unsafe class Sys
     }
 
     public static Errno FSync(int fd, bool dataOnly) => Check(dataOnly ? Libc.FDataSync(fd) : Libc.FSync(fd));
+
+    /// <summary>Commits the whole filesystem holding <paramref name="fd"/> (not an O_PATH descriptor).</summary>
+    public static Errno SyncFs(int fd) => Check(Libc.SyncFs(fd));
     public static Errno FAllocate(int fd, int mode, long offset, long length) => Check(Libc.FAllocate(fd, mode, offset, length));
 
     public static Errno LSeek(int fd, long offset, int whence, out long result)

@@ -17,8 +17,16 @@ namespace Brickfs.Translators.Storage;
 /// are never followed, index symlinks are walked with RESOLVE_BENEATH.</item>
 /// <item>Permission checks, ownership of new entries, setgid inheritance and setuid dropping are
 /// the kernel's, done under the caller's fsuid/fsgid/groups (<see cref="Creds"/>).</item>
-/// <item><c>.brickfs</c> is invisible and untouchable through the graph, and
-/// <c>trusted.brickfs.*</c> xattrs are reserved.</item>
+/// <item><c>.brickfs</c> is invisible and untouchable from outside the brick: never listed, and
+/// only requests with <see cref="FopContext.BrickInternal"/> (translators of the brick's own
+/// graph) may look it up and make or remove entries below it, except the GFID index
+/// <c>.brickfs/gfid</c>, which nobody reaches through the graph. <c>.brickfs</c> has a random
+/// GFID known only to the brick and to internal callers that looked it up, so no outside
+/// caller can reach it by GFID either. <c>trusted.brickfs.*</c> xattrs follow
+/// <see cref="BrickXattrs"/>.</item>
+/// <item><see cref="XattropAsync"/> is atomic per inode, and a counter's change from zero is on
+/// disk before the call returns (see there).</item>
+/// <item><see cref="FopContext.XattrRequest"/> is answered in lookup, stat and readdirplus.</item>
 /// <item>Locks are not handled here (ENOSYS): features/locks sits above.</item>
 /// </list>
 /// The process umask is set to 0 at init so modes arrive exactly as the client sent them (the
@@ -46,6 +54,8 @@ public sealed partial class PosixTranslator : Translator
     private readonly DirLinkCounter _links = new();
     private PosixFd? _root;
     private PosixFd? _index;
+    private PosixFd? _syncFd;
+    private Gfid _hiddenGfid;
 
     public PosixTranslator(TranslatorOptions options)
     {
@@ -89,6 +99,25 @@ public sealed partial class PosixTranslator : Translator
         e = Sys.OpenAt2(root.Fd, GfidIndex.IndexFromRoot, Libc.O_PATH | Libc.O_DIRECTORY, 0, ResolveIndexFile, out var index);
         if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot open {_directory}/{GfidIndex.IndexFromRoot}: {e}");
         _index = index;
+        e = Sys.OpenAt(root.Fd, ".", Libc.O_RDONLY | Libc.O_DIRECTORY, 0, out var syncFd);
+        if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot open {_directory} for syncfs: {e}");
+        _syncFd = syncFd;
+
+        // .brickfs gets a random GFID (a secret: only internal lookups reveal it) and its index entry.
+        var hiddenPath = EntryPath(root.Fd, GfidIndex.HiddenDir);
+        if (ReadGfid(hiddenPath, follow: false) is not { } hidden)
+        {
+            hidden = Gfid.NewRandom();
+            e = WriteGfid(hiddenPath, follow: false, hidden, XattrFlags.Create);
+            if (e == Errno.EEXIST) hidden = ReadGfid(hiddenPath, follow: false) ?? throw new InvalidOperationException($"storage/posix: unreadable GFID on {_directory}/{GfidIndex.HiddenDir}");
+            else if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot set the GFID of {_directory}/{GfidIndex.HiddenDir}: {e}");
+        }
+        _hiddenGfid = hidden;
+        if (Sys.ReadLink(IndexFd, GfidIndex.RelPath(hidden), out var link) != Errno.None || link != GfidIndex.DirTarget(Gfid.Root, GfidIndex.HiddenDir))
+        {
+            e = SetDirLink(hidden, Gfid.Root, GfidIndex.HiddenDir);
+            if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot index {_directory}/{GfidIndex.HiddenDir}: {e}");
+        }
         return ValueTask.CompletedTask;
     }
 
@@ -96,6 +125,7 @@ public sealed partial class PosixTranslator : Translator
     {
         _dirs.Dispose();
         _index?.Dispose();
+        _syncFd?.Dispose();
         _root?.Dispose();
         return base.DisposeAsync();
     }
@@ -113,20 +143,34 @@ public sealed partial class PosixTranslator : Translator
         return Encoding.UTF8.GetByteCount(name) > 255 ? Errno.ENAMETOOLONG : Errno.None;
     }
 
-    private static bool IsHidden(Gfid parent, string name) => parent == Gfid.Root && name == GfidIndex.HiddenDir;
+    /// <summary>
+    /// Whether <paramref name="name"/> in <paramref name="parent"/> is beyond the caller's reach:
+    /// <c>.brickfs</c> for callers from outside the brick, the GFID index for everyone.
+    /// </summary>
+    private bool IsHidden(FopContext ctx, Gfid parent, string name) =>
+        (parent == Gfid.Root && name == GfidIndex.HiddenDir && !ctx.BrickInternal)
+        || (parent == _hiddenGfid && name == GfidIndex.IndexDirName);
 
-    /// <summary>Name check for fops that look up or remove an entry: the hidden directory does not exist.</summary>
-    private static Errno CheckExisting(Gfid parent, string name)
+    /// <summary>Name check for fops that look up or remove an entry: a hidden entry does not exist.</summary>
+    private Errno CheckExisting(FopContext ctx, Gfid parent, string name)
     {
         var e = CheckName(name);
-        return e != Errno.None ? e : IsHidden(parent, name) ? Errno.ENOENT : Errno.None;
+        return e != Errno.None ? e : IsHidden(ctx, parent, name) ? Errno.ENOENT : Errno.None;
     }
 
-    /// <summary>Name check for fops that create an entry: the hidden directory's name is refused.</summary>
-    private static Errno CheckNew(Gfid parent, string name)
+    /// <summary>Name check for fops that remove or move an entry away: as <see cref="CheckExisting"/>, and <c>.brickfs</c> itself stays.</summary>
+    private Errno CheckRemovable(FopContext ctx, Gfid parent, string name)
+    {
+        var e = CheckExisting(ctx, parent, name);
+        return e != Errno.None ? e : parent == Gfid.Root && name == GfidIndex.HiddenDir ? Errno.EPERM : Errno.None;
+    }
+
+    /// <summary>Name check for fops that create, replace or remove an entry: hidden names and <c>.brickfs</c> itself are refused.</summary>
+    private Errno CheckNew(FopContext ctx, Gfid parent, string name)
     {
         var e = CheckName(name);
-        return e != Errno.None ? e : IsHidden(parent, name) ? Errno.EPERM : Errno.None;
+        if (e != Errno.None) return e;
+        return IsHidden(ctx, parent, name) || (parent == Gfid.Root && name == GfidIndex.HiddenDir) ? Errno.EPERM : Errno.None;
     }
 
     // ---- GFIDs -------------------------------------------------------------------------
@@ -418,6 +462,34 @@ public sealed partial class PosixTranslator : Translator
             Mtime = new Core.Timespec(st.Mtime.Sec, st.Mtime.Nsec),
             Ctime = new Core.Timespec(st.Ctime.Sec, st.Ctime.Nsec),
         };
+    }
+
+    private static readonly IReadOnlyDictionary<string, byte[]> NoXattrs = System.Collections.Frozen.FrozenDictionary<string, byte[]>.Empty;
+
+    /// <summary>
+    /// <paramref name="attr"/> with the xattrs named in <see cref="FopContext.XattrRequest"/> that
+    /// exist and that the caller may read (<see cref="BrickXattrs"/>); unchanged when none were
+    /// asked for. <paramref name="path"/> reaches the object (a /proc path with
+    /// <paramref name="follow"/>, or dir/name without). Ordinary names are read under the caller's
+    /// credentials, as its getxattr would be.
+    /// </summary>
+    private static Iatt WithXattrs(FopContext ctx, Iatt attr, string path, bool follow)
+    {
+        if (ctx.XattrRequest is not { } names) return attr;
+        Dictionary<string, byte[]>? found = null;
+        foreach (var name in names)
+        {
+            if (!BrickXattrs.MayRead(ctx, name)) continue;
+            Errno e;
+            byte[] value;
+            if (ctx.Uid != 0 && !ctx.BrickInternal && !BrickXattrs.IsReserved(name))
+            {
+                using (Creds.As(ctx)) e = Sys.GetXattr(path, name, follow, out value);
+            }
+            else e = Sys.GetXattr(path, name, follow, out value);
+            if (e == Errno.None) (found ??= new Dictionary<string, byte[]>(StringComparer.Ordinal))[name] = value;
+        }
+        return attr with { Xattrs = found ?? NoXattrs };
     }
 
     /// <summary>glibc's makedev: the dev_t encoding mknod takes.</summary>

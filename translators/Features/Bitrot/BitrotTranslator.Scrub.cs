@@ -124,7 +124,7 @@ public sealed partial class BitrotTranslator
                 {
                     cookie = e.NextOffset;
                     if (e.Name is "." or "..") continue;
-                    if (dir == Gfid.Root && e.Name is ChecksumStore.DirName or ".brickfs") continue;
+                    if (dir == Gfid.Root && e.Name == ChecksumStore.HiddenDir) continue;
                     var attr = e.Attr;
                     if (attr is null)
                     {

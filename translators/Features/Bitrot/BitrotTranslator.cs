@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Interop;
+using Brickfs.Translators.Storage.Posix;
 
 namespace Brickfs.Translators.Features.Bitrot;
 
@@ -22,7 +23,7 @@ namespace Brickfs.Translators.Features.Bitrot;
 /// back from the child first). Writers, truncates and fallocates of one file are serialised by
 /// that file's lock; files never wait for each other, and reads take no lock.</item>
 /// <item>Order on disk, and why no crash gives a false verdict: a dirty marker
-/// (<c>trusted.bit-rot.dirty</c>, a block range) is set on the file before data in that range
+/// (<see cref="DirtyXattr"/>, a block range) is set on the file before data in that range
 /// changes, then data, then checksums; it is cleared when the last user of the file lets go with
 /// the record up to date. Whoever loads a file that still carries the marker (the process died
 /// between the steps, possibly leaving a torn block) re-hashes the marked blocks instead of
@@ -39,8 +40,13 @@ namespace Brickfs.Translators.Features.Bitrot;
 /// <item>With <c>enable off</c>, nothing is verified or signed and a modified file loses its
 /// record (it is unsigned again), so switching back on never flags stale checksums.</item>
 /// </list>
-/// The store's directory and the <c>trusted.bit-rot.*</c> xattrs are invisible to and untouchable
-/// from the graph above (the bad mark is readable, so replicate can see it).
+/// The store lives in <c>.brickfs/bitrot/</c> and the xattrs are <c>trusted.brickfs.bitrot.*</c>;
+/// bitrot reaches both with <see cref="FopContext.Brick"/> contexts. To callers from outside the
+/// brick (not <see cref="FopContext.BrickInternal"/>) they are invisible and untouchable, except
+/// that the bad mark is readable, so replicate can see that a copy is bad, and root removing it
+/// is heal saying the copy is good again. Bitrot enforces this itself (so it also holds over
+/// storage/memory, where it hides <c>.brickfs</c> at the root); storage/posix enforces the same
+/// (<see cref="BrickXattrs"/>).
 /// </summary>
 public sealed partial class BitrotTranslator : Translator
 {
@@ -56,11 +62,11 @@ public sealed partial class BitrotTranslator : Translator
     public static TranslatorType Type { get; } = new("features/bitrot", OptionSpecs, 1, 1,
         o => new BitrotTranslator(o), "per-block xxHash checksums verified on read, and a scrubber");
 
-    /// <summary>Set on a brick copy whose data failed verification (GlusterFS's name).</summary>
-    public const string BadFileXattr = "trusted.bit-rot.bad-file";
+    /// <summary>Set on a brick copy whose data failed verification (GlusterFS's trusted.bit-rot.bad-file).</summary>
+    public const string BadFileXattr = BrickXattrs.BitrotBad;
     /// <summary>Blocks [lo, hi) that may be ahead of their checksums: two big-endian int64.</summary>
-    public const string DirtyXattr = "trusted.bit-rot.dirty";
-    private const string XattrPrefix = "trusted.bit-rot.";
+    public const string DirtyXattr = BrickXattrs.BitrotDirty;
+    private const string XattrPrefix = "trusted.brickfs.bitrot.";
 
     private readonly int _blockShift;
     private readonly int _blockSize;
@@ -73,7 +79,7 @@ public sealed partial class BitrotTranslator : Translator
     private readonly Lock _badLock = new();
     private ChecksumStore? _store;
 
-    private static FopContext Ctx => FopContext.Internal();
+    private static FopContext Ctx => FopContext.Brick();
 
     public BitrotTranslator(TranslatorOptions options)
     {
@@ -120,7 +126,7 @@ public sealed partial class BitrotTranslator : Translator
     {
         _store = new ChecksumStore(Child, _blockSize);
         var e = await _store.InitAsync();
-        if (e != Errno.None) throw new InvalidOperationException($"features/bitrot '{Name}': cannot make its checksum store /{ChecksumStore.DirName}: {e}");
+        if (e != Errno.None) throw new InvalidOperationException($"features/bitrot '{Name}': cannot make its checksum store /{ChecksumStore.StorePath}: {e}");
         if (_enabled) StartScrubber();
     }
 
@@ -465,7 +471,7 @@ public sealed partial class BitrotTranslator : Translator
 
     public override async ValueTask<FopResult<Iatt>> CreateAsync(FopContext ctx, Gfid parent, string name, uint mode, FileHandle fd)
     {
-        if (parent == Gfid.Root && name == ChecksumStore.DirName) return Errno.EPERM;
+        if (IsHidden(ctx, parent, name)) return Errno.EPERM;
         var r = await Child.CreateAsync(ctx, parent, name, mode, fd);
         if (!r.Ok) return r;
         fd.SetContext(this, new FdSlot());
@@ -813,29 +819,31 @@ public sealed partial class BitrotTranslator : Translator
 
     // ---- namespace: hide the store, drop records with the last link ---------------------------
 
-    private static bool IsStore(Gfid parent, string name) => parent == Gfid.Root && name == ChecksumStore.DirName;
+    /// <summary><c>.brickfs</c> at the root, out of reach of every caller from outside the brick.</summary>
+    private static bool IsHidden(FopContext ctx, Gfid parent, string name) =>
+        parent == Gfid.Root && name == ChecksumStore.HiddenDir && !ctx.BrickInternal;
 
     public override ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, Gfid parent, string name) =>
-        IsStore(parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.ENOENT)) : Child.LookupAsync(ctx, parent, name);
+        IsHidden(ctx, parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.ENOENT)) : Child.LookupAsync(ctx, parent, name);
 
     public override ValueTask<FopResult<Iatt>> MknodAsync(FopContext ctx, Gfid parent, string name, uint mode, ulong rdev, Gfid newGfid) =>
-        IsStore(parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.MknodAsync(ctx, parent, name, mode, rdev, newGfid);
+        IsHidden(ctx, parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.MknodAsync(ctx, parent, name, mode, rdev, newGfid);
 
     public override ValueTask<FopResult<Iatt>> MkdirAsync(FopContext ctx, Gfid parent, string name, uint mode, Gfid newGfid) =>
-        IsStore(parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.MkdirAsync(ctx, parent, name, mode, newGfid);
+        IsHidden(ctx, parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.MkdirAsync(ctx, parent, name, mode, newGfid);
 
     public override ValueTask<FopResult<Iatt>> SymlinkAsync(FopContext ctx, Gfid parent, string name, string target, Gfid newGfid) =>
-        IsStore(parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.SymlinkAsync(ctx, parent, name, target, newGfid);
+        IsHidden(ctx, parent, name) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.SymlinkAsync(ctx, parent, name, target, newGfid);
 
     public override ValueTask<FopResult<Iatt>> LinkAsync(FopContext ctx, Gfid gfid, Gfid newParent, string newName) =>
-        IsStore(newParent, newName) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.LinkAsync(ctx, gfid, newParent, newName);
+        IsHidden(ctx, newParent, newName) ? ValueTask.FromResult(FopResult<Iatt>.Fail(Errno.EPERM)) : Child.LinkAsync(ctx, gfid, newParent, newName);
 
     public override ValueTask<FopResult> RmdirAsync(FopContext ctx, Gfid parent, string name) =>
-        IsStore(parent, name) ? ValueTask.FromResult(FopResult.Fail(Errno.ENOENT)) : Child.RmdirAsync(ctx, parent, name);
+        IsHidden(ctx, parent, name) ? ValueTask.FromResult(FopResult.Fail(Errno.ENOENT)) : Child.RmdirAsync(ctx, parent, name);
 
     public override async ValueTask<FopResult> UnlinkAsync(FopContext ctx, Gfid parent, string name)
     {
-        if (IsStore(parent, name)) return Errno.ENOENT;
+        if (IsHidden(ctx, parent, name)) return Errno.ENOENT;
         var victim = await Child.LookupAsync(Ctx, parent, name);
         var r = await Child.UnlinkAsync(ctx, parent, name);
         if (r.Ok && victim.Ok) await DropIfLastLinkAsync(victim.Value);
@@ -844,8 +852,8 @@ public sealed partial class BitrotTranslator : Translator
 
     public override async ValueTask<FopResult> RenameAsync(FopContext ctx, Gfid oldParent, string oldName, Gfid newParent, string newName, RenameFlags flags)
     {
-        if (IsStore(oldParent, oldName)) return Errno.ENOENT;
-        if (IsStore(newParent, newName)) return Errno.EPERM;
+        if (IsHidden(ctx, oldParent, oldName)) return Errno.ENOENT;
+        if (IsHidden(ctx, newParent, newName)) return Errno.EPERM;
         FopResult<Iatt> victim = Errno.ENOENT;
         if ((flags & (RenameFlags.NoReplace | RenameFlags.Exchange)) == 0) victim = await Child.LookupAsync(Ctx, newParent, newName);
         var r = await Child.RenameAsync(ctx, oldParent, oldName, newParent, newName, flags);
@@ -872,7 +880,7 @@ public sealed partial class BitrotTranslator : Translator
         fd.Gfid == Gfid.Root ? ListRootAsync(offset, o => Child.ReaddirplusAsync(ctx, fd, o, sizeHint)) : Child.ReaddirplusAsync(ctx, fd, offset, sizeHint);
 
     /// <summary>
-    /// A root listing without the store's entry. The other entries keep their cookies, so resuming
+    /// A root listing without <c>.brickfs</c> (for every caller, as storage/posix lists it). The other entries keep their cookies, so resuming
     /// is unaffected; a batch holding only the store's entry is replaced by the next batch, since
     /// an empty list means end of directory.
     /// </summary>
@@ -884,7 +892,7 @@ public sealed partial class BitrotTranslator : Translator
             var r = await list(offset);
             if (!r.Ok) return r;
             int i = -1;
-            for (int k = 0; k < r.Value.Count; k++) if (r.Value[k].Name == ChecksumStore.DirName) i = k;
+            for (int k = 0; k < r.Value.Count; k++) if (r.Value[k].Name == ChecksumStore.HiddenDir) i = k;
             if (i < 0) return r;
             if (r.Value.Count > 1)
             {
@@ -898,25 +906,27 @@ public sealed partial class BitrotTranslator : Translator
 
     // ---- xattrs: bitrot's own are reserved ------------------------------------------------------
 
-    private static bool IsOwnXattr(string name) => name.StartsWith(XattrPrefix, StringComparison.Ordinal);
+    /// <summary>Bitrot's own xattrs, as callers from outside the brick see them: the bad mark readable, nothing else.</summary>
+    private static bool IsOwnXattr(FopContext ctx, string name) =>
+        !ctx.BrickInternal && name.StartsWith(XattrPrefix, StringComparison.Ordinal);
 
     public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
-        IsOwnXattr(name) ? Errno.EPERM : await Child.SetxattrAsync(ctx, gfid, name, value, flags);
+        IsOwnXattr(ctx, name) ? Errno.EPERM : await Child.SetxattrAsync(ctx, gfid, name, value, flags);
 
     public override async ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        IsOwnXattr(name) && name != BadFileXattr ? Errno.ENODATA : await Child.GetxattrAsync(ctx, gfid, name);
+        IsOwnXattr(ctx, name) && name != BadFileXattr ? Errno.ENODATA : await Child.GetxattrAsync(ctx, gfid, name);
 
     public override async ValueTask<FopResult<IReadOnlyList<string>>> ListxattrAsync(FopContext ctx, Gfid gfid)
     {
         var r = await Child.ListxattrAsync(ctx, gfid);
-        if (!r.Ok || !r.Value.Any(n => IsOwnXattr(n) && n != BadFileXattr)) return r;
-        return r.Value.Where(n => !IsOwnXattr(n) || n == BadFileXattr).ToList();
+        if (!r.Ok || !r.Value.Any(n => IsOwnXattr(ctx, n) && n != BadFileXattr)) return r;
+        return r.Value.Where(n => !IsOwnXattr(ctx, n) || n == BadFileXattr).ToList();
     }
 
     /// <summary>Root removing <see cref="BadFileXattr"/> is heal saying the copy is good again.</summary>
     public override async ValueTask<FopResult> RemovexattrAsync(FopContext ctx, Gfid gfid, string name)
     {
-        if (!IsOwnXattr(name)) return await Child.RemovexattrAsync(ctx, gfid, name);
+        if (!IsOwnXattr(ctx, name)) return await Child.RemovexattrAsync(ctx, gfid, name);
         if (name != BadFileXattr || !ctx.IsRoot) return Errno.EPERM;
         return await ClearBadAsync(gfid);
     }

@@ -7,19 +7,22 @@ namespace Brickfs.Translators.Features.Bitrot;
 
 /// <summary>
 /// The per-file checksum records, kept through the child so they live on the brick next to the
-/// data and survive restarts. One sidecar file per GFID, <c>/.brickfs-bitrot/aa/&lt;gfid&gt;</c>
+/// data and survive restarts. One sidecar file per GFID, <c>/.brickfs/bitrot/aa/&lt;gfid&gt;</c>
 /// (aa = the first two hex digits): a 16-byte header (magic, version, block size) and then one
 /// little-endian XXH3-64 per block, block i at byte 16 + 8 i. An entry of 0, or one past the end
 /// of the sidecar, means "unsigned": the block has no checksum yet (it is never verified; the
 /// scrubber signs it). A sidecar with another block size is deleted on load (the file is unsigned again).
 /// </summary>
 /// <remarks>
-/// The directory is not under <c>.brickfs/</c> because storage/posix refuses every fop on that
-/// name; bitrot hides its own directory from everything above it instead.
+/// Every call uses a <see cref="FopContext.Brick"/> context: storage/posix lets only such
+/// requests into <c>.brickfs/</c>. Over storage/memory the store is an ordinary directory that
+/// bitrot hides from the graph above.
 /// </remarks>
 internal sealed class ChecksumStore
 {
-    public const string DirName = ".brickfs-bitrot";
+    public const string HiddenDir = ".brickfs";
+    public const string DirName = "bitrot";
+    public const string StorePath = HiddenDir + "/" + DirName;
     public const int HeaderSize = 16;
     private const ulong Magic = 0x544f525449425242; // "BRBITROT" little-endian
     private const uint Version = 1;
@@ -36,12 +39,14 @@ internal sealed class ChecksumStore
         _blockSize = blockSize;
     }
 
-    private static FopContext Ctx => FopContext.Internal();
+    private static FopContext Ctx => FopContext.Brick();
 
-    /// <summary>Finds or makes the store's directory at the brick root.</summary>
+    /// <summary>Finds or makes the store's directory, <see cref="StorePath"/> below the brick root.</summary>
     public async ValueTask<Errno> InitAsync()
     {
-        var r = await LookupOrMkdirAsync(Gfid.Root, DirName);
+        var hidden = await LookupOrMkdirAsync(Gfid.Root, HiddenDir);
+        if (!hidden.Ok) return hidden.Error;
+        var r = await LookupOrMkdirAsync(hidden.Value, DirName);
         if (!r.Ok) return r.Error;
         _dir = r.Value;
         return Errno.None;

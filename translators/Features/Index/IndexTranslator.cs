@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Brickfs.Translators.Core;
+using Brickfs.Translators.Storage;
 
 namespace Brickfs.Translators.Features.Index;
 
@@ -14,11 +15,15 @@ namespace Brickfs.Translators.Features.Index;
 /// Callers that change pending counters name every pending key of their replica set in each
 /// xattrop (zero deltas for the ones they do not change), so the answer shows all counters of
 /// the inode; cluster/replicate does. The index is a hint: the counters themselves are the
-/// truth, and a full crawl finds anything the index lost. With <c>index-directory</c> set
-/// (brickd sets <c>&lt;brick&gt;/.brickfs/indices/xattrop</c>), each GFID is also an empty
-/// file there, so the index survives a brick restart; without it the index lives in memory
-/// (storage/memory bricks, which do not survive a restart either). Xattrops of one inode are
-/// serialised around the child call, so the index never lags behind the counters' last change.
+/// truth, and a full crawl finds anything the index lost. Each GFID is also an empty file in
+/// the index directory, so the index survives a brick restart: <c>index-directory</c> when set,
+/// else <c>&lt;export&gt;/.brickfs/indices/xattrop</c> when the storage below (through
+/// single-child translators) is storage/posix. Over other storage (storage/memory, which does
+/// not survive a restart either) the index lives in memory only. The files are made directly in
+/// the brick's hidden directory, not through fops: they are a brick-local hint that needs no
+/// GFID, index link or checksum, and storage/posix never shows <c>.brickfs</c> to clients.
+/// Xattrops of one inode are serialised around the child call, so the index never lags behind
+/// the counters' last change.
 /// <para>Self-heal runs on a client graph, so the list travels over the existing wire fops:
 /// a getxattr of <see cref="PendingListXattr"/> on the root answers it (see
 /// <see cref="GetxattrAsync"/>); no other fop sees it and listxattr does not name it.</para>
@@ -40,7 +45,7 @@ public sealed class IndexTranslator : Translator
 
     public static readonly IReadOnlyList<OptionSpec> OptionSpecs =
     [
-        new("index-directory", OptionType.Path, null, "directory keeping one empty file per pending GFID; unset = memory only"),
+        new("index-directory", OptionType.Path, null, "directory keeping one empty file per pending GFID; unset = <export>/.brickfs/indices/xattrop over storage/posix, memory only otherwise"),
     ];
 
     public static TranslatorType Type { get; } = new("features/index", OptionSpecs, 1, 1,
@@ -48,7 +53,10 @@ public sealed class IndexTranslator : Translator
 
     private const int StripeCount = 64;
 
-    private readonly string? _directory;
+    /// <summary>Where the index lives below a storage/posix export.</summary>
+    public const string PosixIndexPath = ".brickfs/indices/xattrop";
+
+    private string? _directory;
     private readonly ConcurrentDictionary<Gfid, byte> _pending = new();
     private readonly SemaphoreSlim[] _stripes;
 
@@ -61,15 +69,40 @@ public sealed class IndexTranslator : Translator
 
     public IndexTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
 
+    /// <summary>The directory holding the persistent index; null when the index is in memory only.</summary>
+    public string? IndexDirectory => _directory;
+
     public override ValueTask InitAsync(CancellationToken cancellation)
     {
+        if (_directory is null && Storage() is PosixTranslator posix)
+        {
+            // Below .brickfs (0711, root's): only the brick reads these, so 0700.
+            var indices = Path.Combine(posix.Directory, Path.GetDirectoryName(PosixIndexPath)!);
+            MakePrivateDirectory(indices);
+            _directory = Path.Combine(posix.Directory, PosixIndexPath);
+        }
         if (_directory is null) return ValueTask.CompletedTask;
-        Directory.CreateDirectory(_directory);
+        MakePrivateDirectory(_directory);
         foreach (var path in Directory.EnumerateFiles(_directory))
         {
             if (Gfid.TryParse(Path.GetFileName(path), out var gfid)) _pending.TryAdd(gfid, 0);
         }
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>mkdir -p, 0700 for what it makes (the brick runs with umask 0, so the default would be 0777).</summary>
+    private static void MakePrivateDirectory(string path)
+    {
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(path);
+        else Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    /// <summary>The storage translator at the bottom of this brick's chain of single-child translators.</summary>
+    private Translator Storage()
+    {
+        Translator t = this;
+        while (t.Children.Count == 1) t = t.Children[0];
+        return t;
     }
 
     /// <summary>GFIDs of inodes that have (or had, at their last xattrop) a non-zero pending counter on this brick.</summary>

@@ -10,10 +10,12 @@ namespace Brickfs.Translators.Storage.Posix;
 /// </summary>
 internal static class GfidIndex
 {
-    public const string Xattr = "trusted.brickfs.gfid";
-    public const string ReservedXattrPrefix = "trusted.brickfs.";
+    public const string Xattr = BrickXattrs.Gfid;
     public const string HiddenDir = ".brickfs";
     public const string IndexFromRoot = ".brickfs/gfid/";
+
+    /// <summary>The index's own directory inside <see cref="HiddenDir"/>: off limits even to brick-internal callers.</summary>
+    public const string IndexDirName = "gfid";
 
     /// <summary>From an index bucket (<c>.brickfs/gfid/aa/bb</c>) up to the export root.</summary>
     private const string ToRoot = "../../../../";
@@ -62,6 +64,4 @@ internal static class GfidIndex
     }
 
     private static bool IsPlainName(string name) => name.Length > 0 && name != "." && name != ".." && !name.Contains('/');
-
-    public static bool IsReservedXattr(string name) => name.StartsWith(ReservedXattrPrefix, StringComparison.Ordinal);
 }

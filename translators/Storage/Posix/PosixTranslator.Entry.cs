@@ -9,10 +9,10 @@ namespace Brickfs.Translators.Storage;
 public sealed partial class PosixTranslator
 {
     /// <summary>Validates a new name and the caller's GFID, and leases the parent directory.</summary>
-    private Errno PrepareNew(Gfid parent, string name, Gfid newGfid, out FdLease dir)
+    private Errno PrepareNew(FopContext ctx, Gfid parent, string name, Gfid newGfid, out FdLease dir)
     {
         dir = default;
-        var e = CheckNew(parent, name);
+        var e = CheckNew(ctx, parent, name);
         if (e != Errno.None) return e;
         if (newGfid.IsNull || newGfid == Gfid.Root) return Errno.EINVAL;
         if (IndexExists(newGfid)) return Errno.EEXIST;
@@ -42,7 +42,7 @@ public sealed partial class PosixTranslator
     public override ValueTask<FopResult<Iatt>> MknodAsync(FopContext ctx, Gfid parent, string name, uint mode, ulong rdev, Gfid newGfid)
     {
         if (ModeBits.IsDirectory(mode) || ModeBits.IsSymlink(mode)) return Done<Iatt>(Errno.EINVAL);
-        var e = PrepareNew(parent, name, newGfid, out var dir);
+        var e = PrepareNew(ctx, parent, name, newGfid, out var dir);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
@@ -53,7 +53,7 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult<Iatt>> MkdirAsync(FopContext ctx, Gfid parent, string name, uint mode, Gfid newGfid)
     {
-        var e = PrepareNew(parent, name, newGfid, out var dir);
+        var e = PrepareNew(ctx, parent, name, newGfid, out var dir);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
@@ -65,7 +65,7 @@ public sealed partial class PosixTranslator
     public override ValueTask<FopResult<Iatt>> SymlinkAsync(FopContext ctx, Gfid parent, string name, string target, Gfid newGfid)
     {
         if (target.Length == 0 || target.Contains('\0')) return Done<Iatt>(target.Length == 0 ? Errno.ENOENT : Errno.EINVAL);
-        var e = PrepareNew(parent, name, newGfid, out var dir);
+        var e = PrepareNew(ctx, parent, name, newGfid, out var dir);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
@@ -81,7 +81,7 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult<Iatt>> CreateAsync(FopContext ctx, Gfid parent, string name, uint mode, FileHandle fd)
     {
-        var e = CheckNew(parent, name);
+        var e = CheckNew(ctx, parent, name);
         if (e != Errno.None) return Done<Iatt>(e);
         if (fd.Gfid.IsNull || fd.Gfid == Gfid.Root) return Done<Iatt>(Errno.EINVAL);
         e = ResolveDir(parent, out var dir, out _);
@@ -138,7 +138,7 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult> UnlinkAsync(FopContext ctx, Gfid parent, string name)
     {
-        var e = CheckExisting(parent, name);
+        var e = CheckRemovable(ctx, parent, name);
         if (e != Errno.None) return Done(e);
         e = ResolveDir(parent, out var dir, out _);
         if (e != Errno.None) return Done(e);
@@ -154,7 +154,7 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult> RmdirAsync(FopContext ctx, Gfid parent, string name)
     {
-        var e = CheckExisting(parent, name);
+        var e = CheckRemovable(ctx, parent, name);
         if (e != Errno.None) return Done(e);
         e = ResolveDir(parent, out var dir, out _);
         if (e != Errno.None) return Done(e);
@@ -171,8 +171,8 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult> RenameAsync(FopContext ctx, Gfid oldParent, string oldName, Gfid newParent, string newName, RenameFlags flags)
     {
-        var e = CheckExisting(oldParent, oldName);
-        if (e == Errno.None) e = CheckNew(newParent, newName);
+        var e = CheckRemovable(ctx, oldParent, oldName);
+        if (e == Errno.None) e = CheckNew(ctx, newParent, newName);
         if (e != Errno.None) return Done(e);
         e = ResolveDir(oldParent, out var from, out _);
         if (e != Errno.None) return Done(e);
@@ -213,7 +213,7 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult<Iatt>> LinkAsync(FopContext ctx, Gfid gfid, Gfid newParent, string newName)
     {
-        var e = CheckNew(newParent, newName);
+        var e = CheckNew(ctx, newParent, newName);
         if (e != Errno.None) return Done<Iatt>(e);
         e = Resolve(gfid, out var src, out var sst);
         if (e != Errno.None) return Done<Iatt>(e);

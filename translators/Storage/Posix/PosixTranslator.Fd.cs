@@ -110,9 +110,6 @@ public sealed partial class PosixTranslator
     public override ValueTask<FopResult> EntrylkAsync(FopContext ctx, string domain, Gfid parent, string? name, LockCommand command, LockType type) =>
         ValueTask.FromResult(FopResult.Fail(Errno.ENOSYS));
 
-    public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas) =>
-        ValueTask.FromResult(FopResult<IReadOnlyDictionary<string, long[]>>.Fail(Errno.ENOSYS)); // comes with cluster/replicate
-
     public override ValueTask<FopResult<FileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, FileLock lk) =>
         Done<FileLock>(Errno.ENOSYS); // features/locks above the storage owns locks
 
@@ -139,6 +136,7 @@ public sealed partial class PosixTranslator
         var result = new List<DirEntry>();
         int budget = Math.Max(sizeHint, 512);
         bool isRoot = fd.Gfid == Gfid.Root;
+        bool isHidden = fd.Gfid == _hiddenGfid; // .brickfs itself is never listed; its gfid index neither
         var buf = new byte[Math.Clamp(sizeHint, 4096, 65536)];
         if (offset == 0)
         {
@@ -163,7 +161,7 @@ public sealed partial class PosixTranslator
                 int pos = 0;
                 while (budget > 0 && Dirents.Next(buf.AsSpan(0, len), ref pos, out long next, out byte type, out var raw))
                 {
-                    if (Dirents.IsDot(raw) || (isRoot && raw.SequenceEqual(".brickfs"u8))) continue;
+                    if (Dirents.IsDot(raw) || (isRoot && raw.SequenceEqual(".brickfs"u8)) || (isHidden && raw.SequenceEqual("gfid"u8))) continue;
                     var name = Encoding.UTF8.GetString(raw);
                     DirEntry entry;
                     if (!plus && type != Dirents.DtUnknown)
@@ -179,7 +177,7 @@ public sealed partial class PosixTranslator
                         else if (!plus) entry = new DirEntry { Name = name, NextOffset = next, Type = ModeBits.ToDirentType(st.Mode) };
                         else
                         {
-                            var attr = EntryIatt(dirfd, name, fd.Gfid, st);
+                            var attr = WithXattrs(ctx, EntryIatt(dirfd, name, fd.Gfid, st), EntryPath(dirfd, name), follow: false);
                             entry = new DirEntry { Name = name, NextOffset = next, Type = ModeBits.ToDirentType(st.Mode), Gfid = attr.Gfid, Attr = attr };
                         }
                     }

@@ -9,7 +9,7 @@ public sealed partial class PosixTranslator
 {
     public override ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, Gfid parent, string name)
     {
-        var e = CheckExisting(parent, name);
+        var e = CheckExisting(ctx, parent, name);
         if (e != Errno.None) return Done<Iatt>(e);
         e = ResolveDir(parent, out var dir, out _);
         if (e != Errno.None) return Done<Iatt>(e);
@@ -18,7 +18,7 @@ public sealed partial class PosixTranslator
             Libc.Statx st;
             using (Creds.As(ctx)) e = Sys.Stat(dir.Fd, name, out st);
             if (e != Errno.None) return Done<Iatt>(e);
-            return Done(FopResult<Iatt>.Success(EntryIatt(dir.Fd, name, parent, st)));
+            return Done(FopResult<Iatt>.Success(WithXattrs(ctx, EntryIatt(dir.Fd, name, parent, st), EntryPath(dir.Fd, name), follow: false)));
         }
     }
 
@@ -27,11 +27,11 @@ public sealed partial class PosixTranslator
         if (fd is not null && fd.TryGetContext<OpenFile>(this, out var open))
         {
             var fe = Sys.Stat(open.Fd.Fd, "", out var fst);
-            return Done(fe != Errno.None ? fe : FopResult<Iatt>.Success(ToIatt(fd.Gfid, fst, open.Fd.Fd)));
+            return Done(fe != Errno.None ? fe : FopResult<Iatt>.Success(WithXattrs(ctx, ToIatt(fd.Gfid, fst, open.Fd.Fd), Sys.ProcPath(open.Fd.Fd), follow: true)));
         }
         var e = Resolve(gfid, out var lease, out var st);
         if (e != Errno.None) return Done<Iatt>(e);
-        using (lease) return Done(FopResult<Iatt>.Success(ToIatt(gfid, st, lease.Fd)));
+        using (lease) return Done(FopResult<Iatt>.Success(WithXattrs(ctx, ToIatt(gfid, st, lease.Fd), Sys.ProcPath(lease.Fd), follow: true)));
     }
 
     public override ValueTask<FopResult<Iatt>> SetattrAsync(FopContext ctx, Gfid gfid, FileHandle? fd, SetattrRequest r)
@@ -121,30 +121,35 @@ public sealed partial class PosixTranslator
     // ---- xattrs ---------------------------------------------------------------------------
     // The brick keeps CAP_SYS_ADMIN and CAP_SETFCAP whatever the fsuid, so what the kernel would
     // refuse an unprivileged caller for those capabilities is refused here: trusted.* and
-    // security.capability. trusted.brickfs.* belongs to Brickfs alone.
-
-    private static bool Privileged(FopContext ctx, string name) =>
-        name.StartsWith("trusted.", StringComparison.Ordinal) || name == "security.capability" ? ctx.Uid == 0 : true;
+    // security.capability. trusted.brickfs.* follows BrickXattrs; those names are read and
+    // written as root (the kernel would only ask for CAP_SYS_ADMIN, which the brick has).
 
     public override ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags)
     {
-        if (GfidIndex.IsReservedXattr(name) || !Privileged(ctx, name)) return Done(Errno.EPERM);
+        if (!BrickXattrs.MayWrite(ctx, name)) return Done(Errno.EPERM);
         var e = Resolve(gfid, out var lease, out _);
         if (e != Errno.None) return Done(e);
         using (lease)
-        using (Creds.As(ctx))
-            return Done(Sys.SetXattr(Sys.ProcPath(lease.Fd), name, value.Span, flags, follow: true));
+        {
+            if (BrickXattrs.IsReserved(name)) return Done(Sys.SetXattr(Sys.ProcPath(lease.Fd), name, value.Span, flags, follow: true));
+            using (Creds.As(ctx))
+                return Done(Sys.SetXattr(Sys.ProcPath(lease.Fd), name, value.Span, flags, follow: true));
+        }
     }
 
     public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name)
     {
-        if (GfidIndex.IsReservedXattr(name) || !Privileged(ctx, name)) return Done<byte[]>(Errno.ENODATA);
+        if (!BrickXattrs.MayRead(ctx, name)) return Done<byte[]>(Errno.ENODATA);
         var e = Resolve(gfid, out var lease, out _);
         if (e != Errno.None) return Done<byte[]>(e);
         using (lease)
         {
             byte[] value;
-            using (Creds.As(ctx)) e = Sys.GetXattr(Sys.ProcPath(lease.Fd), name, follow: true, out value);
+            if (BrickXattrs.IsReserved(name)) e = Sys.GetXattr(Sys.ProcPath(lease.Fd), name, follow: true, out value);
+            else
+            {
+                using (Creds.As(ctx)) e = Sys.GetXattr(Sys.ProcPath(lease.Fd), name, follow: true, out value);
+            }
             return Done(e != Errno.None ? e : FopResult<byte[]>.Success(value));
         }
     }
@@ -158,18 +163,118 @@ public sealed partial class PosixTranslator
             List<string> names;
             using (Creds.As(ctx)) e = Sys.ListXattr(Sys.ProcPath(lease.Fd), out names);
             if (e != Errno.None) return Done<IReadOnlyList<string>>(e);
-            names.RemoveAll(n => GfidIndex.IsReservedXattr(n) || (ctx.Uid != 0 && n.StartsWith("trusted.", StringComparison.Ordinal)));
+            names.RemoveAll(n => !BrickXattrs.MayList(ctx, n));
             return Done(FopResult<IReadOnlyList<string>>.Success(names));
         }
     }
 
     public override ValueTask<FopResult> RemovexattrAsync(FopContext ctx, Gfid gfid, string name)
     {
-        if (GfidIndex.IsReservedXattr(name) || !Privileged(ctx, name)) return Done(Errno.EPERM);
+        if (!BrickXattrs.MayWrite(ctx, name)) return Done(Errno.EPERM);
         var e = Resolve(gfid, out var lease, out _);
         if (e != Errno.None) return Done(e);
         using (lease)
-        using (Creds.As(ctx))
-            return Done(Sys.RemoveXattr(Sys.ProcPath(lease.Fd), name));
+        {
+            if (BrickXattrs.IsReserved(name)) return Done(Sys.RemoveXattr(Sys.ProcPath(lease.Fd), name));
+            using (Creds.As(ctx))
+                return Done(Sys.RemoveXattr(Sys.ProcPath(lease.Fd), name));
+        }
+    }
+
+    // ---- xattrop -------------------------------------------------------------------------------
+
+    private const int XattropStripes = 256;
+    private readonly Lock[] _xattropLocks = [.. Enumerable.Range(0, XattropStripes).Select(_ => new Lock())];
+
+    /// <summary>
+    /// Adds the deltas to the counters of one inode (through <paramref name="fd"/> when this brick
+    /// opened it, so it works after unlink; else by GFID) and returns the new values. Atomic per
+    /// inode: a lock striped by GFID is held across reading and writing every key of the call, and
+    /// a failure part-way restores the keys already written. Names follow
+    /// <see cref="BrickXattrs.MayChangeCounter"/> (EPERM otherwise).
+    /// <para>Durability: when an increment turns a counter slot from zero to non-zero, the inode
+    /// is fsynced before the call returns (under the lock, so a concurrent xattrop that sees the
+    /// non-zero value cannot return before it is stable). The data fop that the increment guards
+    /// therefore never reaches the disk ahead of its pending marker. Other changes (increments of
+    /// an already non-zero slot, decrements, zero deltas) are not synced: the filesystem's journal
+    /// (Btrfs, ext4, xfs) writes an inode's metadata changes in order, so whatever prefix survives
+    /// a crash shows a slot non-zero from its durable zero-to-non-zero change until its decrement
+    /// to zero; a lost decrement only leaves a spurious pending mark, which heal clears. Cost: one
+    /// fsync per transaction that starts from clean counters (one per replicated write today; a
+    /// replicate that keeps counters raised across a burst, as GlusterFS's eager lock does, pays it
+    /// once per burst). Special files and symlinks, which cannot be opened for fsync, cost a
+    /// syncfs.</para>
+    /// </summary>
+    public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
+    {
+        foreach (var key in deltas.Keys)
+        {
+            if (!BrickXattrs.MayChangeCounter(ctx, key)) return Done<IReadOnlyDictionary<string, long[]>>(Errno.EPERM);
+        }
+        FdLease lease;
+        OpenFile? open = null;
+        uint mode;
+        if (fd is not null && fd.TryGetContext<OpenFile>(this, out var held))
+        {
+            open = held;
+            lease = held.Fd.Lease();
+            mode = held.IsDirectory ? ModeBits.Directory : ModeBits.Regular;
+            gfid = fd.Gfid;
+        }
+        else
+        {
+            var re = Resolve(gfid, out lease, out var st);
+            if (re != Errno.None) return Done<IReadOnlyDictionary<string, long[]>>(re);
+            mode = st.Mode;
+        }
+        using (lease)
+        {
+            var path = Sys.ProcPath(lease.Fd);
+            var result = new Dictionary<string, long[]>(deltas.Count, StringComparer.Ordinal);
+            var undo = new List<(string Key, byte[]? Old)>(deltas.Count);
+            lock (_xattropLocks[(uint)gfid.GetHashCode() % XattropStripes])
+            {
+                bool mustSync = false;
+                var e = Errno.None;
+                foreach (var (key, delta) in deltas)
+                {
+                    e = Sys.GetXattr(path, key, follow: true, out var raw);
+                    if (e != Errno.None && e != Errno.ENODATA) break;
+                    bool existed = e == Errno.None;
+                    e = Errno.None;
+                    var current = existed ? XattrCounters.Decode(raw) : [];
+                    var sum = XattrCounters.Add(current, delta);
+                    result[key] = sum;
+                    if (!delta.Any(d => d != 0)) continue;
+                    for (int i = 0; i < delta.Length && !mustSync; i++)
+                        mustSync = delta[i] > 0 && (i >= current.Length || current[i] == 0);
+                    e = Sys.SetXattr(path, key, XattrCounters.Encode(sum), 0, follow: true);
+                    if (e != Errno.None) break;
+                    undo.Add((key, existed ? raw : null));
+                }
+                if (e == Errno.None && mustSync) e = SyncInode(open, path, mode);
+                if (e != Errno.None)
+                {
+                    foreach (var (key, old) in undo)
+                    {
+                        if (old is null) Sys.RemoveXattr(path, key);
+                        else Sys.SetXattr(path, key, old, 0, follow: true);
+                    }
+                    return Done<IReadOnlyDictionary<string, long[]>>(e);
+                }
+            }
+            return Done(FopResult<IReadOnlyDictionary<string, long[]>>.Success(result));
+        }
+    }
+
+    /// <summary>Makes the inode's metadata (its xattrs) stable: fsync of the inode, or syncfs where it cannot be opened.</summary>
+    private Errno SyncInode(OpenFile? open, string path, uint mode)
+    {
+        if (open is not null) return Sys.FSync(open.Fd.Fd, dataOnly: false);
+        if (!ModeBits.IsRegular(mode) && !ModeBits.IsDirectory(mode)) return Sys.SyncFs(_syncFd!.Fd);
+        int flags = Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY | (ModeBits.IsDirectory(mode) ? Libc.O_DIRECTORY : 0);
+        var e = Sys.OpenAt(Libc.AT_FDCWD, path, flags, 0, out var file);
+        if (e != Errno.None) return e;
+        using (file) return Sys.FSync(file.Fd, dataOnly: false);
     }
 }
