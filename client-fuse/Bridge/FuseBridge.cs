@@ -587,11 +587,26 @@ public sealed class FuseBridge : IFuseRequestHandler
 
     // ---- xattrs -------------------------------------------------------------------------------
 
+    /// <summary>
+    /// Brickfs's own xattrs (GFIDs, pending-change counters, layouts, link-to pointers, bitrot
+    /// marks). Bricks trust every authenticated client with them, so the mount is where
+    /// applications are kept away: setting or removing one is EPERM, reading one ENODATA, and
+    /// listxattr never names them.
+    /// </summary>
+    internal const string ReservedXattrPrefix = "trusted.brickfs.";
+
+    private static bool IsReserved(string name) => name.StartsWith(ReservedXattrPrefix, StringComparison.Ordinal);
+
     private async ValueTask SetxattrAsync(FuseRequest r)
     {
         if (!Node(r, out var gfid)) return;
         var a = r.Arg<FuseSetxattrInCompat>();
         string name = r.Name(Marshal.SizeOf<FuseSetxattrInCompat>(), out int next);
+        if (IsReserved(name))
+        {
+            Fail(r, Errno.EPERM);
+            return;
+        }
         var value = r.PayloadMemory(next, (int)a.Size);
         ReplyPlain(r, await _top.SetxattrAsync(Context(r), gfid, name, value, (int)a.Flags));
     }
@@ -601,6 +616,11 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var gfid)) return;
         var a = r.Arg<FuseGetxattrIn>();
         string name = r.Name(Marshal.SizeOf<FuseGetxattrIn>());
+        if (IsReserved(name))
+        {
+            Fail(r, Errno.ENODATA);
+            return;
+        }
         var res = await _top.GetxattrAsync(Context(r), gfid, name);
         if (!res.Ok)
         {
@@ -621,7 +641,7 @@ public sealed class FuseBridge : IFuseRequestHandler
             return;
         }
         var sb = new StringBuilder();
-        foreach (var n in res.Value) sb.Append(n).Append('\0');
+        foreach (var n in res.Value.Where(n => !IsReserved(n))) sb.Append(n).Append('\0');
         ReplySized(r, a.Size, Encoding.UTF8.GetBytes(sb.ToString()));
     }
 
@@ -636,7 +656,13 @@ public sealed class FuseBridge : IFuseRequestHandler
     private async ValueTask RemovexattrAsync(FuseRequest r)
     {
         if (!Node(r, out var gfid)) return;
-        ReplyPlain(r, await _top.RemovexattrAsync(Context(r), gfid, r.Name(0)));
+        string name = r.Name(0);
+        if (IsReserved(name))
+        {
+            Fail(r, Errno.EPERM);
+            return;
+        }
+        ReplyPlain(r, await _top.RemovexattrAsync(Context(r), gfid, name));
     }
 
     // ---- directories ----------------------------------------------------------------------------

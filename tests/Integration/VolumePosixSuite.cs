@@ -233,6 +233,13 @@ public abstract class VolumePosixSuite
         Assert.That(Sh($"ls -a '{Volume.MountPoint}'"), Does.Not.Contain(".brickfs"));
         Assert.That(Shell.Sh($"stat '{Volume.MountPoint}/.brickfs'").Ok, Is.False);
         Assert.That(Shell.Sh($"mkdir '{Volume.MountPoint}/.brickfs'").Ok, Is.False);
+
+        var dir = TestDir();
+        Sh($"touch '{dir}/f'");
+        Assert.That(Sh($"getfattr -d -m - '{dir}/f' 2>&1"), Does.Not.Contain("trusted.brickfs"), "Brickfs's own xattrs are not listed");
+        Assert.That(Shell.Sh($"getfattr -n trusted.brickfs.gfid '{dir}/f'").Stderr, Does.Contain("No such attribute"));
+        var set = Shell.Sh($"setfattr -n trusted.brickfs.layout -v 0x00 '{dir}/f'");
+        Assert.That(set.Stderr, Does.Contain("Operation not permitted"), "applications cannot forge cluster metadata");
     }
 
     [Test]
