@@ -116,29 +116,7 @@ public class ReplicateOfThreePosixConformance : ClusterOverPosixConformance
     protected override string Volfile()
     {
         var v = new StringBuilder();
-        for (int i = 0; i < 3; i++)
-        {
-            v.Append($"""
-                volume b{i}-posix
-                    type storage/posix
-                    option directory {NewBrickDirectory()}
-                end-volume
-                volume b{i}-index
-                    type features/index
-                    subvolumes b{i}-posix
-                end-volume
-                volume b{i}-locks
-                    type features/locks
-                    subvolumes b{i}-index
-                end-volume
-                volume b{i}
-                    type debug/error-gen
-                    option error-no ENOTCONN
-                    subvolumes b{i}-locks
-                end-volume
-
-                """);
-        }
+        for (int i = 0; i < 3; i++) v.Append(TestVolfiles.FaultableBrick(i, TestVolfiles.PosixStorage(NewBrickDirectory())));
         v.Append("volume vol\n    type cluster/replicate\n    subvolumes b0 b1 b2\nend-volume\n");
         return v.ToString();
     }

@@ -1,3 +1,4 @@
+using Brickfs.Tests.Support;
 using System.Text;
 using Brickfs.Translators.Cluster.Replicate;
 using Brickfs.Translators.Core;
@@ -31,28 +32,7 @@ internal sealed class ReplicaBench : IAsyncDisposable
     public static string Volfile(int count, params string[] options)
     {
         var v = new StringBuilder();
-        for (int i = 0; i < count; i++)
-        {
-            v.Append($"""
-                volume b{i}-mem
-                    type storage/memory
-                end-volume
-                volume b{i}-index
-                    type features/index
-                    subvolumes b{i}-mem
-                end-volume
-                volume b{i}-locks
-                    type features/locks
-                    subvolumes b{i}-index
-                end-volume
-                volume b{i}
-                    type debug/error-gen
-                    option error-no ENOTCONN
-                    subvolumes b{i}-locks
-                end-volume
-
-                """);
-        }
+        for (int i = 0; i < count; i++) v.Append(TestVolfiles.FaultableBrick(i, TestVolfiles.MemoryStorage));
         v.Append("volume vol\n    type cluster/replicate\n");
         foreach (var o in options) v.Append($"    option {o}\n");
         v.Append($"    subvolumes {string.Join(' ', Enumerable.Range(0, count).Select(i => $"b{i}"))}\nend-volume\n");

@@ -1,3 +1,4 @@
+using Brickfs.Tests.Support;
 using System.Security.Cryptography;
 using System.Text;
 using Brickfs.Shd;
@@ -48,23 +49,7 @@ internal sealed class ShdBench : IAsyncDisposable
         var bricks = new TranslatorGraph[count];
         for (int i = 0; i < count; i++)
         {
-            bricks[i] = GraphBuilder.BuildText($"""
-                volume b{i}-mem
-                    type storage/memory
-                end-volume
-                volume b{i}-index
-                    type features/index
-                    subvolumes b{i}-mem
-                end-volume
-                volume b{i}-locks
-                    type features/locks
-                    subvolumes b{i}-index
-                end-volume
-                volume b{i}
-                    type debug/error-gen
-                    option error-no ENOTCONN
-                    subvolumes b{i}-locks
-                end-volume
+            bricks[i] = GraphBuilder.BuildText(TestVolfiles.FaultableBrick(i, TestVolfiles.MemoryStorage) + $"""
                 volume b{i}-server
                     type protocol/server
                     option transport-type memory
@@ -133,7 +118,7 @@ internal sealed class ShdBench : IAsyncDisposable
     public IndexTranslator Index(int i) => Bricks[i].Find<IndexTranslator>();
 
     /// <summary>The brick's storage, below its index: what it really holds, and a way to change it behind the index's back.</summary>
-    public Translator Storage(int i) => Bricks[i][$"b{i}-mem"];
+    public Translator Storage(int i) => Bricks[i][$"b{i}-store"];
 
     public static FopContext Ctx() => new() { Uid = 0, Gid = 0, Pid = 1, ClientId = "test-mount", LockOwner = 1 };
 

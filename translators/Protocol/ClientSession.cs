@@ -45,6 +45,9 @@ internal sealed class ClientSession : IFrameHandler
     /// <summary>Completes with the reason once the session is dead.</summary>
     public Task<string> Closed => _closed.Task;
 
+    /// <summary>Why the session died; set before any waiting request learns of it.</summary>
+    public string? CloseReason { get; private set; }
+
     public long FrameMax => _channel.FrameMax;
 
     public void Start()
@@ -75,6 +78,7 @@ internal sealed class ClientSession : IFrameHandler
     public void Fail(string reason)
     {
         if (_dead) return;
+        CloseReason = reason;
         _dead = true;
         _closed.TrySetResult(reason);
         _handshake.TrySetException(new IOException(reason));

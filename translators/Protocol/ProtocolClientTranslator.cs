@@ -104,7 +104,13 @@ public sealed class ProtocolClientTranslator : Translator
     public long Connects => Interlocked.Read(ref _generation);
 
     /// <summary>Why the last connection attempt failed or the last connection ended.</summary>
-    public string? LastError { get; private set; }
+    public string? LastError
+    {
+        get => _session is { CloseReason: { } reason } ? reason : _lastError;
+        private set => _lastError = value;
+    }
+
+    private string? _lastError;
 
     private async ValueTask<Transport> DefaultConnectAsync(CancellationToken cancellation) => _inMemory
         ? InMemoryNetwork.Connect($"{_host}:{_port}")
@@ -148,8 +154,8 @@ public sealed class ProtocolClientTranslator : Translator
             {
                 backoff = MinBackoff;
                 string reason = await session.Closed;
-                if (ReferenceEquals(_session, session)) _session = null;
                 LastError = reason;
+                if (ReferenceEquals(_session, session)) _session = null;
                 if (stop.IsCancellationRequested) return;
                 Log.Write('W', Name, $"disconnected from brick '{_remoteSubvolume}' at {_host}:{_port}: {reason}");
                 continue; // reconnect at once after a working connection; back off on repeated failure
