@@ -62,5 +62,57 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 mkdir -p "$W/mnt-net-volume"
 mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
 
+# ---- bitrot block: brickfs-net1-bitrot, the net1 volume with features/bitrot on its brick ----
+# Same as brickfs-net1 (one brickd over loopback, own Btrfs image) plus features/bitrot (and
+# features/index, as brickd stacks them), so the two figures give the cost of checksumming.
+BITROT_PORT=24198
+bitrot_cleanup() {
+  [ -f "$W/brickd-bitrot.pid" ] && kill "$(cat "$W/brickd-bitrot.pid")" 2>/dev/null || true
+  for m in "$W/mnt-net-bitrot" "$W/brick-net-bitrot"; do
+    if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
+  done
+}
+trap 'bitrot_cleanup; cleanup' EXIT
+bitrot_cleanup
+img brick-net-bitrot
+cat > "$W/brick-net-bitrot.vol" <<VOL
+volume bitrot-posix
+    type storage/posix
+    option directory $W/brick-net-bitrot
+end-volume
+volume bitrot-bitrot
+    type features/bitrot
+    subvolumes bitrot-posix
+end-volume
+volume bitrot-index
+    type features/index
+    subvolumes bitrot-bitrot
+end-volume
+volume bitrot-locks
+    type features/locks
+    subvolumes bitrot-index
+end-volume
+volume bitrot-server
+    type protocol/server
+    option listen-host 127.0.0.1
+    option listen-port $BITROT_PORT
+    subvolumes bitrot-locks
+end-volume
+VOL
+cat > "$W/net-bitrot-volume.vol" <<VOL
+volume bitrot-client
+    type protocol/client
+    option remote-host 127.0.0.1
+    option remote-port $BITROT_PORT
+    option remote-subvolume bitrot-locks
+end-volume
+VOL
+brickd --volfile "$W/brick-net-bitrot.vol" --log-file "$W/brickd-bitrot.log" --pid-file "$W/brickd-bitrot.pid" &
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$BITROT_PORT) 2>/dev/null && break; sleep 0.1; done
+mkdir -p "$W/mnt-net-bitrot"
+mount.brickfs --volfile "$W/net-bitrot-volume.vol" "$W/mnt-net-bitrot"
+BITROT_TARGETS=(brickfs-net1-bitrot="$W/mnt-net-bitrot")
+# ---- end of bitrot block ----
+
 dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
-  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume"
+  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" "${BITROT_TARGETS[@]}"

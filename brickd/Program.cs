@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Brickfs.Translators.Features.Bitrot;
 using Brickfs.Translators.Graph;
 using Brickfs.Translators.Protocol;
 
@@ -63,6 +64,7 @@ public static class Program
             if (graph.Top is not ProtocolServerTranslator server)
                 return Fail($"{volfile}: the top volume '{graph.Top.Name}' is {graph.Top.TypeName}; a brick volfile's top must be protocol/server");
             server.Log = log;
+            foreach (var bitrot in graph.All.OfType<BitrotTranslator>()) bitrot.Log = log; // bad-file events go to the brick's log
 
             using var stop = new CancellationTokenSource();
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });

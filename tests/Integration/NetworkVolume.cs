@@ -16,14 +16,15 @@ public sealed class BrickProcess : IDisposable
     public string LogFile { get; }
     public int Port { get; }
 
-    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1")
+    /// <param name="brickGraph">The brick graph below protocol/server, whose top volume is named <paramref name="name"/>; default storage/posix under features/locks.</param>
+    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1", string? brickGraph = null)
     {
         Name = name;
         Directory = directory;
         Port = port ?? FreePort();
         Volfile = Path.Combine(workDir, $"{name}.vol");
         LogFile = Path.Combine(workDir, $"{name}.log");
-        File.WriteAllText(Volfile, $"""
+        brickGraph ??= $"""
             volume {name}-posix
                 type storage/posix
                 option directory {directory}
@@ -32,6 +33,9 @@ public sealed class BrickProcess : IDisposable
                 type features/locks
                 subvolumes {name}-posix
             end-volume
+            """;
+        File.WriteAllText(Volfile, brickGraph + $"""
+
             volume {name}-server
                 type protocol/server
                 option listen-host {host}

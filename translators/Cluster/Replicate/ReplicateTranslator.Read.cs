@@ -78,6 +78,7 @@ public sealed partial class ReplicateTranslator
     private int Pick(Gfid gfid, int mask)
     {
         mask &= UpMask & DataMask;
+        if (_readChild >= 0 && (mask & (1 << _readChild)) != 0) return _readChild;
         int n = BitOperations.PopCount((uint)mask);
         if (n == 0) return -1;
         int k = (int)((gfid.Hi ^ gfid.Lo) % (ulong)n);
@@ -111,9 +112,10 @@ public sealed partial class ReplicateTranslator
             {
                 if (refreshed) return Errno.ENOTCONN;
                 refreshed = true;
-                if (needFd && fd is not null) await EnsureOpenAsync(ctx, fd, UpMask);
                 s = (await RefreshAsync(ctx, gfid, fd)).State;
                 if (!s.Ok) return s.Error;
+                // After the refresh: it asked every child, so children that came back count as up.
+                if (needFd && fd is not null) await EnsureOpenAsync(ctx, fd, UpMask);
                 tried = 0;
                 continue;
             }
@@ -250,8 +252,12 @@ public sealed partial class ReplicateTranslator
 
     // ---- open files ------------------------------------------------------------------------------
 
+    /// <summary>
+    /// Reads from a readable copy; a copy its brick found corrupt (EIO with the bitrot bad mark)
+    /// is blamed and the read goes on from another copy (see <see cref="ReadAroundBadCopiesAsync"/>).
+    /// </summary>
     public override ValueTask<FopResult<DataBuffer>> ReadAsync(FopContext ctx, FileHandle fd, long offset, int size) =>
-        ReadFopAsync(ctx, fd.Gfid, fd, st => st.Data, DataBit, needFd: true, i => Children[i].ReadAsync(ctx, fd, offset, size));
+        ReadAroundBadCopiesAsync(ctx, fd, offset, size);
 
     public override ValueTask<FopResult<long>> LseekAsync(FopContext ctx, FileHandle fd, long offset, int whence) =>
         ReadFopAsync(ctx, fd.Gfid, fd, st => st.Data, DataBit, needFd: true, i => Children[i].LseekAsync(ctx, fd, offset, whence));

@@ -54,6 +54,7 @@ public sealed partial class ReplicateTranslator : Translator
         },
         new("quorum-count", OptionType.Int, "0", "children that must succeed with quorum-type fixed") { Min = 0, Max = 5 },
         new("arbiter-count", OptionType.Int, "0", "1: the last child is an arbiter (names and metadata, no data)") { Min = 0, Max = 1 },
+        new("read-subvolume-index", OptionType.Int, "-1", "the child that serves reads whenever its copy is readable and up; -1: spread files over the children by GFID") { Min = -1, Max = 4 },
     ];
 
     public static TranslatorType Type { get; } = new("cluster/replicate", OptionSpecs, 2, 5,
@@ -62,6 +63,7 @@ public sealed partial class ReplicateTranslator : Translator
     private readonly string _quorumType;
     private readonly int _quorumCount;
     private readonly bool _arbiter;
+    private readonly int _readChild;
     private int _downMask;
     private long _lockOwners = Random.Shared.NextInt64(1, 1L << 40) << 20;
     private string[]? _keys;
@@ -79,6 +81,7 @@ public sealed partial class ReplicateTranslator : Translator
         _quorumType = options.GetString("quorum-type");
         _quorumCount = (int)options.GetInt("quorum-count");
         _arbiter = options.GetInt("arbiter-count") == 1;
+        _readChild = (int)options.GetInt("read-subvolume-index");
         if (_quorumType == "fixed" && _quorumCount < 1) throw new ArgumentException("quorum-type fixed needs quorum-count 1..5");
     }
 
@@ -87,6 +90,7 @@ public sealed partial class ReplicateTranslator : Translator
     public override ValueTask InitAsync(CancellationToken cancellation)
     {
         if (_quorumCount > Children.Count) throw new InvalidOperationException($"{this}: quorum-count {_quorumCount} exceeds its {Children.Count} children");
+        if (_readChild >= Children.Count) throw new InvalidOperationException($"{this}: read-subvolume-index {_readChild} is not a child (it has {Children.Count})");
         if (_arbiter && Children.Count < 3) throw new InvalidOperationException($"{this}: an arbiter needs at least 3 children");
         return ValueTask.CompletedTask;
     }

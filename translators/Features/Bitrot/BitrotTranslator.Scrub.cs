@@ -33,7 +33,7 @@ public sealed partial class BitrotTranslator
             return s with
             {
                 FilesScrubbed = Interlocked.Read(ref _files), BytesScrubbed = Interlocked.Read(ref _bytes),
-                BlocksSigned = Interlocked.Read(ref _signed), BadFiles = bad,
+                BlocksSigned = Interlocked.Read(ref _signed), BadFiles = bad, RateBytesPerSecond = ScrubRate,
             };
         }
     }
@@ -73,9 +73,15 @@ public sealed partial class BitrotTranslator
     public Task<BitrotStatus> ScrubNowAsync(CancellationToken cancellation = default)
     {
         if (!_enabled) return Task.FromResult(Status);
+        return StartPass().WaitAsync(cancellation);
+    }
+
+    /// <summary>The running pass, or a new one started now; the pass itself is awaited by <see cref="StopScrubberAsync"/>.</summary>
+    private Task<BitrotStatus> StartPass()
+    {
         lock (_scrubLock)
         {
-            if (_pass is { IsCompleted: false } running) return running.WaitAsync(cancellation);
+            if (_pass is { IsCompleted: false } running) return running;
             _status = _status with { Running = true, LastRunStart = DateTimeOffset.UtcNow };
             Interlocked.Exchange(ref _files, 0);
             Interlocked.Exchange(ref _bytes, 0);
@@ -83,7 +89,7 @@ public sealed partial class BitrotTranslator
             var throttle = new ScrubThrottle(ScrubRate, ThrottleClock, ThrottleDelay);
             LastThrottle = throttle;
             _pass = Task.Run(() => RunPassAsync(throttle, _stop.Token));
-            return _pass.WaitAsync(cancellation);
+            return _pass;
         }
     }
 

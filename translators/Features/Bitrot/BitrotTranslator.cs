@@ -68,6 +68,22 @@ public sealed partial class BitrotTranslator : Translator
     public const string DirtyXattr = BrickXattrs.BitrotDirty;
     private const string XattrPrefix = "trusted.brickfs.bitrot.";
 
+    /// <summary>
+    /// Virtual xattr of the root: getxattr answers the scrubber's <see cref="Status"/> as JSON
+    /// (<see cref="BitrotStatus.ToJson"/>). Root callers only. It crosses protocol/client, so a
+    /// tool holding a client graph reaches every brick (<see cref="ScrubControl"/>).
+    /// </summary>
+    public const string ScrubStatusXattr = "trusted.brickfs.bitrot.scrub-status";
+
+    /// <summary>
+    /// Virtual xattr of the root: setxattr (any value) starts an on-demand scrub pass, or joins
+    /// the one running, and returns at once; ENOTSUP when bitrot is off. Root callers only.
+    /// </summary>
+    public const string ScrubNowXattr = "trusted.brickfs.bitrot.scrub-now";
+
+    /// <summary>Where bad-file events and clears are logged (brickd sets its log); null: not logged.</summary>
+    public Protocol.ProtocolLog? Log { get; set; }
+
     private readonly int _blockShift;
     private readonly int _blockSize;
     private readonly bool _verify;
@@ -427,7 +443,9 @@ public sealed partial class BitrotTranslator : Translator
         s.Bad = true;
         NoteBad(s.Gfid, path, block, by);
         var value = Encoding.ASCII.GetBytes($"block {block} by {by.ToString().ToLowerInvariant()} at {DateTimeOffset.UtcNow:O}");
-        await Child.SetxattrAsync(Ctx, s.Gfid, BadFileXattr, value, 0);
+        var r = await Child.SetxattrAsync(Ctx, s.Gfid, BadFileXattr, value, 0);
+        Log?.Write('E', Name, $"bitrot: {s.Gfid} ({path ?? "path not known to a read"}) block {block} does not match its checksum (found by {by.ToString().ToLowerInvariant()}); "
+            + $"this copy is bad and answers EIO until it is rewritten{(r.Ok ? "" : $"; marking it on disk failed: {r.Error}")}");
     }
 
     /// <summary>
@@ -453,6 +471,7 @@ public sealed partial class BitrotTranslator : Translator
     {
         var r = await Child.RemovexattrAsync(Ctx, s.Gfid, BadFileXattr);
         if (!r.Ok && r.Error != Errno.ENODATA) return r.Error;
+        if (s.Bad) Log?.Write('I', Name, $"bitrot: {s.Gfid} rewritten or cleared; its bad mark is gone");
         s.Bad = false;
         lock (_badLock) _bad.Remove(s.Gfid);
         return Errno.None;
@@ -910,11 +929,27 @@ public sealed partial class BitrotTranslator : Translator
     private static bool IsOwnXattr(FopContext ctx, string name) =>
         !ctx.BrickInternal && name.StartsWith(XattrPrefix, StringComparison.Ordinal);
 
-    public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
-        IsOwnXattr(ctx, name) ? Errno.EPERM : await Child.SetxattrAsync(ctx, gfid, name, value, flags);
+    public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags)
+    {
+        if (gfid == Gfid.Root && name == ScrubNowXattr)
+        {
+            if (!ctx.IsRoot) return Errno.EPERM;
+            if (!_enabled) return Errno.ENOTSUP;
+            _ = StartPass();
+            return FopResult.Success;
+        }
+        return IsOwnXattr(ctx, name) ? Errno.EPERM : await Child.SetxattrAsync(ctx, gfid, name, value, flags);
+    }
 
-    public override async ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        IsOwnXattr(ctx, name) && name != BadFileXattr ? Errno.ENODATA : await Child.GetxattrAsync(ctx, gfid, name);
+    public override async ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name)
+    {
+        if (gfid == Gfid.Root && name == ScrubStatusXattr)
+        {
+            if (!ctx.IsRoot) return Errno.EPERM;
+            return Status.ToJson();
+        }
+        return IsOwnXattr(ctx, name) && name != BadFileXattr ? Errno.ENODATA : await Child.GetxattrAsync(ctx, gfid, name);
+    }
 
     public override async ValueTask<FopResult<IReadOnlyList<string>>> ListxattrAsync(FopContext ctx, Gfid gfid)
     {
