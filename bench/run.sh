@@ -19,7 +19,7 @@ trap cleanup EXIT
 cleanup
 mkdir -p "$W"
 img() { # name -> mounted btrfs dir
-  rm -f "$W/$1.img"; truncate -s 6G "$W/$1.img"; mkfs.btrfs -q -f "$W/$1.img"
+  rm -f "$W/$1.img"; truncate -s 6G "$W/$1.img"; mkfs.btrfs -q -f "$W/$1.img" >/dev/null 2>&1
   mkdir -p "$W/$1"; mount -o loop "$W/$1.img" "$W/$1"
 }
 img local
