@@ -9,11 +9,13 @@ cd "$(dirname "$0")/.."
 dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=/var/tmp/brickfs-bench
+# A FUSE mount whose brick is gone fails stat (ENOTCONN), so mountpoint(1) cannot tell: ask /proc/mounts.
+mounted() { grep -q " $1 " /proc/mounts; }
+unmount() { if mounted "$1"; then umount "$1" 2>/dev/null || umount -l "$1"; fi; }
 cleanup() {
+  for m in "$W/mnt-local-volume" "$W/mnt-net-volume"; do unmount "$m"; done
   [ -f "$W/brickd.pid" ] && kill "$(cat "$W/brickd.pid")" 2>/dev/null || true
-  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/local" "$W/brick-local" "$W/brick-net"; do
-    if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
-  done
+  for m in "$W/local" "$W/brick-local" "$W/brick-net"; do unmount "$m"; done
 }
 trap cleanup EXIT
 cleanup
@@ -67,10 +69,9 @@ mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
 # features/index, as brickd stacks them), so the two figures give the cost of checksumming.
 BITROT_PORT=24198
 bitrot_cleanup() {
+  unmount "$W/mnt-net-bitrot"
   [ -f "$W/brickd-bitrot.pid" ] && kill "$(cat "$W/brickd-bitrot.pid")" 2>/dev/null || true
-  for m in "$W/mnt-net-bitrot" "$W/brick-net-bitrot"; do
-    if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
-  done
+  unmount "$W/brick-net-bitrot"
 }
 trap 'bitrot_cleanup; cleanup' EXIT
 bitrot_cleanup
