@@ -47,6 +47,23 @@ public sealed class FuseBridge : IFuseRequestHandler
         _top = top;
         _options = options ?? new FuseBridgeOptions();
         _entries = new EntryTracker(_options.EntryTimeout);
+        // Files whose locks a client lost are fenced below; their cached pages must not answer
+        // reads the fenced handle would refuse (LEASES.md).
+        foreach (var client in Graph(top).OfType<Brickfs.Translators.Protocol.ProtocolClientTranslator>())
+            client.LocksLost += gfid => InvalidateInode(gfid, 0, -1);
+    }
+
+    private static IEnumerable<Translator> Graph(Translator top)
+    {
+        var seen = new HashSet<Translator>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<Translator>([top]);
+        while (stack.Count > 0)
+        {
+            var t = stack.Pop();
+            if (!seen.Add(t)) continue;
+            yield return t;
+            foreach (var c in t.Children) stack.Push(c);
+        }
     }
 
     /// <summary>Node ids the kernel currently holds (root included).</summary>

@@ -16,8 +16,9 @@ public sealed class BrickProcess : IDisposable
     public string LogFile { get; }
     public int Port { get; }
 
-    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1")
+    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1", double? leaseTimeoutSeconds = null)
     {
+        string lease = leaseTimeoutSeconds is { } l ? $"option lease-timeout {l.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
         Name = name;
         Directory = directory;
         Port = port ?? FreePort();
@@ -36,6 +37,7 @@ public sealed class BrickProcess : IDisposable
                 type protocol/server
                 option listen-host {host}
                 option listen-port {Port}
+                {lease}
                 subvolumes {name}
             end-volume
             """);

@@ -540,6 +540,34 @@ public sealed class ProtocolClientTranslator : Translator
     /// <summary>How long before the brick's lease would run out this client gives its locks up itself.</summary>
     public static TimeSpan LeaseMargin(TimeSpan lease) => TimeSpan.FromMilliseconds(Math.Max(lease.TotalMilliseconds / 5, 100));
 
+    /// <summary>
+    /// Raised (on a pool thread, never inline in a fop) for each file whose locks were lost with a
+    /// lease, so a cache above (the FUSE bridge's kernel page cache) can stop serving it: a fenced
+    /// handle fails its reads too, and cached pages must not answer them instead.
+    /// </summary>
+    public event Action<CoreGfid>? LocksLost;
+
+    private void RaiseLocksLost(IEnumerable<CoreGfid> gfids)
+    {
+        var handler = LocksLost;
+        if (handler is null) return;
+        var list = gfids.ToList();
+        _ = Task.Run(() =>
+        {
+            foreach (var g in list)
+            {
+                try
+                {
+                    handler(g);
+                }
+                catch (Exception e)
+                {
+                    Log.Write('E', Name, $"LocksLost handler failed for {g}: {e}");
+                }
+            }
+        });
+    }
+
     /// <summary>Files on which this client may hold locks on the brick right now.</summary>
     public int LockedFiles
     {
@@ -568,6 +596,7 @@ public sealed class ProtocolClientTranslator : Translator
             }
         }
         if (fd.TryGetContext(this, out RemoteFd rfd)) rfd.Fenced = true;
+        RaiseLocksLost([fd.Gfid]);
         Log.Write('W', Name, $"lock on {fd.Gfid} granted by brick '{_remoteSubvolume}' as its connection was lost; the file is fenced (EIO until closed)");
         return false;
     }
@@ -603,6 +632,7 @@ public sealed class ProtocolClientTranslator : Translator
             rfd.Fenced = true;
             fenced++;
         }
+        RaiseLocksLost(lost);
         Log.Write('W', Name, $"lost the lease on brick '{_remoteSubvolume}' ({reason}): locks on {lost.Count} files are gone; {fenced} open handles fenced (EIO until closed)");
     }
 
@@ -614,7 +644,11 @@ public sealed class ProtocolClientTranslator : Translator
     private Errno FencedError(FileHandle fd, ulong epoch, Errno error)
     {
         if (epoch == 0 || error is not (Errno.ENOTCONN or Errno.ESTALE)) return error;
-        if (fd.TryGetContext(this, out RemoteFd rfd)) rfd.Fenced = true;
+        if (fd.TryGetContext(this, out RemoteFd rfd) && !rfd.Fenced)
+        {
+            rfd.Fenced = true;
+            RaiseLocksLost([fd.Gfid]);
+        }
         return Errno.EIO;
     }
 
