@@ -172,9 +172,9 @@ public sealed class ProtocolClientTranslator : Translator
             {
                 backoff = MinBackoff;
                 string reason = await session.Closed;
+                LastError = reason;
                 if (ReferenceEquals(_session, session)) _session = null;
                 FenceLocked(reason); // before the next session can re-open anything
-                LastError = reason;
                 if (stop.IsCancellationRequested) return;
                 Log.Write('W', Name, $"disconnected from brick '{_remoteSubvolume}' at {_host}:{_port}: {reason}");
                 continue; // reconnect at once after a working connection; back off on repeated failure
