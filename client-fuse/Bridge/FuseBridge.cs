@@ -36,6 +36,7 @@ public sealed class FuseBridge : IFuseRequestHandler
     private readonly Translator _top;
     private readonly FuseBridgeOptions _options;
     private readonly NodeTable _nodes = new();
+    private readonly EntryTracker _entries;
     private readonly ConcurrentDictionary<ulong, FileHandle> _handles = new();
     private readonly GroupCache _groups = new(TimeSpan.FromSeconds(1));
     private long _nextFh;
@@ -45,6 +46,24 @@ public sealed class FuseBridge : IFuseRequestHandler
     {
         _top = top;
         _options = options ?? new FuseBridgeOptions();
+        _entries = new EntryTracker(_options.EntryTimeout);
+        // Files whose locks a client lost are fenced below; their cached pages must not answer
+        // reads the fenced handle would refuse (LEASES.md).
+        foreach (var client in Graph(top).OfType<Brickfs.Translators.Protocol.ProtocolClientTranslator>())
+            client.LocksLost += gfid => InvalidateInode(gfid, 0, -1);
+    }
+
+    private static IEnumerable<Translator> Graph(Translator top)
+    {
+        var seen = new HashSet<Translator>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<Translator>([top]);
+        while (stack.Count > 0)
+        {
+            var t = stack.Pop();
+            if (!seen.Add(t)) continue;
+            yield return t;
+            foreach (var c in t.Children) stack.Push(c);
+        }
     }
 
     /// <summary>Node ids the kernel currently holds (root included).</summary>
@@ -80,6 +99,34 @@ public sealed class FuseBridge : IFuseRequestHandler
         int e = _session.NotifyInvalEntry(id, name);
         return e is 0 or 2;
     }
+
+    /// <summary>
+    /// A lock point (contract 3): once a lock is granted, nothing this mount cached about the file
+    /// may be served. Drops the inode's pages and attributes and every dentry handed out in its
+    /// parent directory that the kernel may still trust (SQLite's <c>-journal</c> probes), before
+    /// the grant is answered. Runs on the thread pool, never on a /dev/fuse reader: a notification
+    /// can wait for page or directory locks that requests still being read must release. The
+    /// kernel holds no inode lock while it waits for the lock reply, so that wait is not one.
+    /// </summary>
+    private async ValueTask InvalidateAtLockAsync(Gfid gfid)
+    {
+        if (_session is null) return;
+        await Task.Run(() =>
+        {
+            InvalidateInode(gfid, 0, -1);
+            if (!_nodes.TryGetParent(gfid, out var parent)) return;
+            foreach (var name in _entries.NamesIn(parent)) InvalidateEntry(parent, name);
+        });
+        Interlocked.Increment(ref _lockPoints);
+    }
+
+    private long _lockPoints;
+
+    /// <summary>How many granted locks invalidated the kernel's caches (diagnostics, tests).</summary>
+    public long LockPoints => Interlocked.Read(ref _lockPoints);
+
+    /// <summary>Names handed out in <paramref name="parent"/> that a lock point would invalidate now.</summary>
+    internal List<string> TrackedNames(Gfid parent) => _entries.NamesIn(parent);
 
     // ---- dispatch ------------------------------------------------------------------------
 
@@ -222,10 +269,17 @@ public sealed class FuseBridge : IFuseRequestHandler
     }
 
     /// <summary>Answers a new or found entry; the kernel's lookup count of its node grows by one.</summary>
-    private void ReplyEntry(FuseRequest r, Iatt a)
+    private void ReplyEntry(FuseRequest r, Iatt a, Gfid parent, string name)
     {
-        var e = Entry(_nodes.Remember(a.Gfid), a);
+        var e = Entry(Remember(a.Gfid, parent, name), a);
         r.Session.Reply(r, e);
+    }
+
+    /// <summary>Counts a kernel reference handed out as <paramref name="name"/> in <paramref name="parent"/> (tracked for lock-point invalidation).</summary>
+    private ulong Remember(Gfid gfid, Gfid parent, string name)
+    {
+        _entries.Handed(parent, name);
+        return _nodes.Remember(gfid, parent);
     }
 
     private void ReplyAttr(FuseRequest r, Iatt a)
@@ -240,9 +294,9 @@ public sealed class FuseBridge : IFuseRequestHandler
         else r.Session.ReplyError(r, (int)res.Error);
     }
 
-    private void ReplyEntryResult(FuseRequest r, FopResult<Iatt> res)
+    private void ReplyEntryResult(FuseRequest r, FopResult<Iatt> res, Gfid parent, string name)
     {
-        if (res.Ok) ReplyEntry(r, res.Value);
+        if (res.Ok) ReplyEntry(r, res.Value, parent, name);
         else Fail(r, res.Error);
     }
 
@@ -257,7 +311,8 @@ public sealed class FuseBridge : IFuseRequestHandler
             : await _top.LookupAsync(Context(r), parent, name);
         if (res.Ok)
         {
-            ReplyEntry(r, res.Value);
+            if (name == ".") r.Session.Reply(r, Entry(_nodes.Remember(res.Value.Gfid), res.Value));
+            else ReplyEntry(r, res.Value, parent, name);
         }
         else if (res.Error == Errno.ENOENT && _options.NegativeTimeout > TimeSpan.Zero)
         {
@@ -345,7 +400,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var parent)) return;
         var a = r.Arg<FuseMknodIn>();
         string name = r.Name(Marshal.SizeOf<FuseMknodIn>());
-        ReplyEntryResult(r, await _top.MknodAsync(Context(r), parent, name, a.Mode, a.Rdev, Gfid.NewRandom()));
+        ReplyEntryResult(r, await _top.MknodAsync(Context(r), parent, name, a.Mode, a.Rdev, Gfid.NewRandom()), parent, name);
     }
 
     private async ValueTask MkdirAsync(FuseRequest r)
@@ -353,7 +408,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var parent)) return;
         var a = r.Arg<FuseMkdirIn>();
         string name = r.Name(Marshal.SizeOf<FuseMkdirIn>());
-        ReplyEntryResult(r, await _top.MkdirAsync(Context(r), parent, name, a.Mode, Gfid.NewRandom()));
+        ReplyEntryResult(r, await _top.MkdirAsync(Context(r), parent, name, a.Mode, Gfid.NewRandom()), parent, name);
     }
 
     private async ValueTask SymlinkAsync(FuseRequest r)
@@ -361,7 +416,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var parent)) return;
         string name = r.Name(0, out int next);
         string target = r.Name(next);
-        ReplyEntryResult(r, await _top.SymlinkAsync(Context(r), parent, name, target, Gfid.NewRandom()));
+        ReplyEntryResult(r, await _top.SymlinkAsync(Context(r), parent, name, target, Gfid.NewRandom()), parent, name);
     }
 
     private async ValueTask UnlinkAsync(FuseRequest r, bool dir)
@@ -409,7 +464,7 @@ public sealed class FuseBridge : IFuseRequestHandler
             return;
         }
         string name = r.Name(Marshal.SizeOf<FuseLinkIn>());
-        ReplyEntryResult(r, await _top.LinkAsync(Context(r), target, newParent, name));
+        ReplyEntryResult(r, await _top.LinkAsync(Context(r), target, newParent, name), newParent, name);
     }
 
     // ---- open files -------------------------------------------------------------------------
@@ -461,7 +516,7 @@ public sealed class FuseBridge : IFuseRequestHandler
             }
         }
         _handles[fh] = fd;
-        r.Session.Reply(r, Entry(_nodes.Remember(attr.Gfid), attr), new FuseOpenOut { Fh = fh });
+        r.Session.Reply(r, Entry(Remember(attr.Gfid, parent, name), attr), new FuseOpenOut { Fh = fh });
     }
 
     private async ValueTask ReadAsync(FuseRequest r)
@@ -578,6 +633,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         }
         if (command != LockCommand.Get)
         {
+            if (lk.Type != LockType.Unlock) await InvalidateAtLockAsync(fd.Gfid);
             r.Session.ReplyOk(r);
             return;
         }
@@ -724,7 +780,7 @@ public sealed class FuseBridge : IFuseRequestHandler
             int nameLen = Encoding.UTF8.GetByteCount(e.Name);
             int rec = (EntryOutSize + DirentSize + nameLen + 7) & ~7;
             if (pos + rec > buf.Length) break;
-            var entry = e.Attr is { } attr && e.Gfid is not null ? Entry(_nodes.Remember(attr.Gfid), attr) : default;
+            var entry = e.Attr is { } attr && e.Gfid is not null ? Entry(Remember(attr.Gfid, dir.Gfid, e.Name), attr) : default;
             MemoryMarshal.Write(buf[pos..], in entry);
             var d = new FuseDirent { Ino = DirentIno(dir, e), Off = (ulong)e.NextOffset, NameLen = (uint)nameLen, Type = e.Type };
             MemoryMarshal.Write(buf[(pos + EntryOutSize)..], in d);

@@ -16,6 +16,9 @@ internal sealed class NodeTable
         public readonly ulong Id = id;
         public readonly Gfid Gfid = gfid;
         public ulong Lookups;
+
+        /// <summary>The directory the kernel last looked it up in (for hard links: any one of them).</summary>
+        public Gfid? Parent;
     }
 
     private readonly ConcurrentDictionary<ulong, Node> _byId = new();
@@ -59,7 +62,10 @@ internal sealed class NodeTable
     }
 
     /// <summary>Counts one more kernel reference to <paramref name="gfid"/> (an entry reply) and returns its node id.</summary>
-    public ulong Remember(Gfid gfid)
+    public ulong Remember(Gfid gfid) => Remember(gfid, null);
+
+    /// <summary>As <see cref="Remember(Gfid)"/>, noting the directory the entry was found in.</summary>
+    public ulong Remember(Gfid gfid, Gfid? parent)
     {
         lock (_lock)
         {
@@ -70,6 +76,7 @@ internal sealed class NodeTable
                 _byId[n.Id] = n;
             }
             n.Lookups++;
+            if (parent is not null) n.Parent = parent;
             return n.Id;
         }
     }
@@ -88,6 +95,21 @@ internal sealed class NodeTable
                 _byGfid.Remove(n.Gfid);
             }
         }
+    }
+
+    /// <summary>The directory <paramref name="gfid"/> was last found in, while the kernel holds it.</summary>
+    public bool TryGetParent(Gfid gfid, out Gfid parent)
+    {
+        lock (_lock)
+        {
+            if (_byGfid.TryGetValue(gfid, out var n) && n.Parent is { } p)
+            {
+                parent = p;
+                return true;
+            }
+        }
+        parent = default;
+        return false;
     }
 
     public ulong LookupsOf(ulong nodeId)

@@ -17,8 +17,11 @@ public sealed class BrickProcess : IDisposable
     public int Port { get; }
 
     /// <param name="brickGraph">The brick graph below protocol/server, whose top volume is named <paramref name="name"/>; default storage/posix under features/locks.</param>
-    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1", string? brickGraph = null)
+    /// <param name="leaseTimeoutSeconds">protocol/server's lease-timeout; its default when null.</param>
+    public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1",
+        string? brickGraph = null, double? leaseTimeoutSeconds = null)
     {
+        string lease = leaseTimeoutSeconds is { } l ? $"option lease-timeout {l.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
         Name = name;
         Directory = directory;
         Port = port ?? FreePort();
@@ -40,6 +43,7 @@ public sealed class BrickProcess : IDisposable
                 type protocol/server
                 option listen-host {host}
                 option listen-port {Port}
+                {lease}
                 subvolumes {name}
             end-volume
             """);

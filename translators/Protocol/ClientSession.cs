@@ -42,6 +42,15 @@ internal sealed class ClientSession : IFrameHandler
 
     public bool IsDead => _dead;
 
+    /// <summary>The lease epoch the brick gave this connection (0 before the handshake, or from a brick without leases).</summary>
+    public ulong LeaseEpoch { get; set; }
+
+    /// <summary>The brick's lease-timeout (zero: the brick expires no leases).</summary>
+    public TimeSpan LeaseTimeout { get; set; }
+
+    /// <summary>Milliseconds since anything last arrived from the brick.</summary>
+    public long SilentMs => Environment.TickCount64 - _channel.LastReceivedAt;
+
     /// <summary>Completes with the reason once the session is dead.</summary>
     public Task<string> Closed => _closed.Task;
 
@@ -97,10 +106,11 @@ internal sealed class ClientSession : IFrameHandler
     }
 
     /// <summary>
-    /// Called on the translator's timer: sends a ping when one is due and kills the session when
-    /// nothing (reply or pong) arrived for <paramref name="pingTimeout"/>.
+    /// Called on the translator's timer: sends a ping every <paramref name="pingInterval"/> (the
+    /// pings renew the client's lease on the brick) and kills the session when nothing (reply or
+    /// pong) arrived for <paramref name="pingTimeout"/>.
     /// </summary>
-    public void Tick(TimeSpan pingTimeout)
+    public void Tick(TimeSpan pingTimeout, TimeSpan pingInterval)
     {
         if (_dead) return;
         long now = Environment.TickCount64;
@@ -110,7 +120,7 @@ internal sealed class ClientSession : IFrameHandler
             Fail($"no reply from the brick within ping-timeout ({pingTimeout.TotalSeconds:0.##} s)");
             return;
         }
-        if (now - _lastPingAt >= pingTimeout.TotalMilliseconds / 3)
+        if (now - _lastPingAt >= pingInterval.TotalMilliseconds)
         {
             _lastPingAt = now;
             _ = SendPingAsync();

@@ -22,9 +22,15 @@ namespace Brickfs.Translators.Protocol;
 /// <item>Open files survive a reconnect: after each reconnect every open FileHandle is re-opened
 /// by GFID with its original flags minus O_CREAT/O_EXCL/O_TRUNC and the caller's credentials
 /// from the first open. A file that can no longer be opened (deleted meanwhile) gives EBADF.</item>
+/// <item>Leases and fencing (translators/Features/Locks/LEASES.md): every frame renews this
+/// client's lease on the brick; pings go out at least every lease/3. Locks are held under the
+/// lease of one connection (its epoch): they are not re-acquired after a reconnect. A file
+/// handle whose file had locks granted when the connection was lost (or when nothing arrived
+/// for lease - margin while locks were held, which ends the connection first) is fenced: every
+/// fop on it fails with EIO until it is released, even once the brick is back. Requests on
+/// files with locks carry the lock epoch, so the brick refuses them (ESTALE, answered here as
+/// EIO) if they ever arrive under another lease.</item>
 /// </list>
-/// Locks held on the brick are not re-acquired after a reconnect (the brick drops them with the
-/// old connection).
 /// </summary>
 public sealed class ProtocolClientTranslator : Translator
 {
@@ -54,7 +60,22 @@ public sealed class ProtocolClientTranslator : Translator
         public ulong Handle;
         public long Generation;
         public bool Lost;
+
+        /// <summary>Locks this file relied on were lost with a lease: EIO for everything until release.</summary>
+        public volatile bool Fenced;
         public readonly SemaphoreSlim Reopening = new(1, 1);
+    }
+
+    /// <summary>
+    /// A file on which this client may hold locks on the brick right now, and the lease epoch they
+    /// were granted under. Owners leave on a whole-file unlock, on flush (POSIX) and release
+    /// (flock/OFD); an entry is dropped when its last owner leaves, so an idle open database is
+    /// not fenced when a connection is lost between transactions.
+    /// </summary>
+    private sealed class LockedInode(ulong epoch)
+    {
+        public readonly ulong Epoch = epoch;
+        public readonly HashSet<(ulong Owner, LockKind Kind)> Owners = [];
     }
 
     private readonly string _host;
@@ -71,6 +92,9 @@ public sealed class ProtocolClientTranslator : Translator
     private Task? _connectLoop;
     private Timer? _ticker;
     private long _generation;
+    private long _tickMs;
+    private readonly Dictionary<CoreGfid, LockedInode> _locked = [];
+    private readonly Lock _lockedSync = new();
 
     public ProtocolClientTranslator(TranslatorOptions options)
     {
@@ -119,9 +143,9 @@ public sealed class ProtocolClientTranslator : Translator
     /// <summary>Starts connecting; waits for the first attempt (bounded by ping-timeout) but succeeds even if the brick is down.</summary>
     public override async ValueTask InitAsync(CancellationToken cancellation)
     {
+        _tickMs = (long)Math.Clamp(PingTimeout.TotalMilliseconds / 8, 25, 1000);
+        _ticker = new Timer(_ => OnTick(), null, _tickMs, _tickMs);
         _connectLoop = ConnectLoopAsync();
-        var tick = TimeSpan.FromMilliseconds(Math.Clamp(PingTimeout.TotalMilliseconds / 8, 25, 1000));
-        _ticker = new Timer(_ => _session?.Tick(PingTimeout), null, tick, tick);
         try
         {
             await _firstAttempt.Task.WaitAsync(PingTimeout > TimeSpan.Zero ? PingTimeout : TimeSpan.FromSeconds(10), cancellation);
@@ -156,6 +180,7 @@ public sealed class ProtocolClientTranslator : Translator
                 string reason = await session.Closed;
                 LastError = reason;
                 if (ReferenceEquals(_session, session)) _session = null;
+                FenceLocked(reason); // before the next session can re-open anything
                 if (stop.IsCancellationRequested) return;
                 Log.Write('W', Name, $"disconnected from brick '{_remoteSubvolume}' at {_host}:{_port}: {reason}");
                 continue; // reconnect at once after a working connection; back off on repeated failure
@@ -196,6 +221,9 @@ public sealed class ProtocolClientTranslator : Translator
                 Version = ProtocolServerTranslator.ProtocolVersion, Volume = _volumeName, Brick = _remoteSubvolume, ClientId = ClientId, Secret = _secret,
             }, timeout);
             if (reply.Errno != 0) throw new IOException($"brick refused the handshake: {reply.Reason}");
+            session.LeaseEpoch = reply.LeaseEpoch;
+            session.LeaseTimeout = TimeSpan.FromMilliseconds(reply.LeaseTimeoutMs);
+            AdjustTicker(session.LeaseTimeout);
         }
         catch (TimeoutException)
         {
@@ -226,6 +254,7 @@ public sealed class ProtocolClientTranslator : Translator
         await rfd.Reopening.WaitAsync();
         try
         {
+            if (rfd.Fenced) return Errno.EIO;
             if (rfd.Lost) return Errno.EBADF;
             if (rfd.Generation == session.Generation) return Errno.None;
             int flags = fd.Flags & ~(OpenFlags.Create | OpenFlags.Exclusive | OpenFlags.Truncate);
@@ -285,6 +314,7 @@ public sealed class ProtocolClientTranslator : Translator
     private async ValueTask<(ClientSession? Session, ulong Handle, Errno Error)> HandleOfAsync(FileHandle fd)
     {
         if (!fd.TryGetContext(this, out RemoteFd rfd)) return (null, 0, Errno.EBADF);
+        if (rfd.Fenced) return (null, 0, Errno.EIO);
         var session = Session;
         if (session is null) return (null, 0, Errno.ENOTCONN);
         if (rfd.Generation != session.Generation || rfd.Lost)
@@ -302,8 +332,10 @@ public sealed class ProtocolClientTranslator : Translator
         if (session is null) return error;
         var request = build(handle);
         request.Caller = ctx.ToCaller();
+        ulong epoch = request.Caller.LockEpoch = LockEpochOf(fd.Gfid);
         var w = await session.CallAsync(fop, request, default);
-        return Unwrap<T>(w);
+        var r = Unwrap<T>(w);
+        return r.Ok ? r : FencedError(fd, epoch, r.Error);
     }
 
     private void Track(FileHandle fd, FopContext ctx, ulong handle, long generation)
@@ -423,12 +455,14 @@ public sealed class ProtocolClientTranslator : Translator
         var (session, handle, error) = await HandleOfAsync(fd);
         if (session is null) return error;
         if (size > session.FrameMax - FrameHeader.Size - 64) return Errno.EINVAL;
-        var w = await session.CallAsync(Fop.Read, new ReadRequest { Caller = ctx.ToCaller(), Handle = handle, Offset = offset, Size = (uint)size }, default);
-        if (w.TransportError != Errno.None) return w.TransportError;
+        var caller = ctx.ToCaller();
+        ulong epoch = caller.LockEpoch = LockEpochOf(fd.Gfid);
+        var w = await session.CallAsync(Fop.Read, new ReadRequest { Caller = caller, Handle = handle, Offset = offset, Size = (uint)size }, default);
+        if (w.TransportError != Errno.None) return FencedError(fd, epoch, w.TransportError);
         if (w.Message!.Errno != 0)
         {
             w.Bulk?.Dispose();
-            return (Errno)w.Message.Errno;
+            return FencedError(fd, epoch, (Errno)w.Message.Errno);
         }
         return w.Bulk ?? DataBuffer.Rent(0);
     }
@@ -437,13 +471,20 @@ public sealed class ProtocolClientTranslator : Translator
     {
         var (session, handle, error) = await HandleOfAsync(fd);
         if (session is null) return error;
-        var w = await session.CallAsync(Fop.Write, new WriteRequest { Caller = ctx.ToCaller(), Handle = handle, Offset = offset }, data);
+        var caller = ctx.ToCaller();
+        ulong epoch = caller.LockEpoch = LockEpochOf(fd.Gfid);
+        var w = await session.CallAsync(Fop.Write, new WriteRequest { Caller = caller, Handle = handle, Offset = offset }, data);
         var r = Unwrap<WriteReply>(w);
-        return r.Ok ? (int)r.Value.Count : r.Error;
+        return r.Ok ? (int)r.Value.Count : FencedError(fd, epoch, r.Error);
     }
 
-    public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd) =>
-        (await CallFdAsync<FlushReply>(Fop.Flush, fd, ctx, h => new FlushRequest { Handle = h })).AsPlain();
+    /// <summary>close(2): the brick drops the caller's POSIX locks on the file, so they stop counting here.</summary>
+    public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd)
+    {
+        var r = (await CallFdAsync<FlushReply>(Fop.Flush, fd, ctx, h => new FlushRequest { Handle = h })).AsPlain();
+        if (r.Ok) NoteReleased(fd.Gfid, o => o == (ctx.LockOwner, LockKind.Posix));
+        return r;
+    }
 
     public override ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd) => ReleaseCommonAsync(ctx, fd, directory: false);
 
@@ -454,6 +495,7 @@ public sealed class ProtocolClientTranslator : Translator
     {
         if (!fd.RemoveContext(this, out var state) || state is not RemoteFd rfd) return FopResult.Success;
         _open.TryRemove(fd, out _);
+        if (fd.LockOwner != 0) NoteReleased(fd.Gfid, o => o.Owner == fd.LockOwner && o.Kind != LockKind.Posix);
         var session = Session;
         if (session is null || rfd.Generation != session.Generation || rfd.Lost) return FopResult.Success;
         IWireRequest request = directory
@@ -478,12 +520,174 @@ public sealed class ProtocolClientTranslator : Translator
 
     public override async ValueTask<FopResult<CoreFileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, CoreFileLock lk)
     {
+        // A fenced file holds nothing on the brick any more: unlocking it is already done.
+        if (lk.Type == LockType.Unlock && command != LockCommand.Get && fd.TryGetContext(this, out RemoteFd fenced) && fenced.Fenced) return lk;
         var (session, handle, error) = await HandleOfAsync(fd);
         if (session is null) return error;
         var request = new LkRequest { Caller = ctx.ToCaller(), Handle = handle, Command = (uint)command, Lock = lk.ToWire(), FdLockOwner = fd.LockOwner };
+        ulong epoch = request.Caller.LockEpoch = LockEpochOf(fd.Gfid);
         var w = await session.CallAsync(Fop.Lk, request, default, command == LockCommand.SetWait ? ctx.Cancellation : default);
         var r = Unwrap<LkReply>(w);
-        return r.Ok ? r.Value.Lock.FromWire() : r.Error;
+        if (!r.Ok) return FencedError(fd, epoch, r.Error);
+        if (command == LockCommand.Get) return r.Value.Lock.FromWire();
+        if (lk.Type != LockType.Unlock)
+        {
+            if (!NoteGranted(session, fd, lk)) return Errno.EIO;
+        }
+        else if (lk.Kind == LockKind.Flock || (lk.Start == 0 && lk.End == long.MaxValue))
+        {
+            NoteReleased(fd.Gfid, o => o == (lk.Owner, lk.Kind));
+        }
+        return r.Value.Lock.FromWire();
+    }
+
+    // ---- leases and fencing -------------------------------------------------------------------
+
+    /// <summary>How long before the brick's lease would run out this client gives its locks up itself.</summary>
+    public static TimeSpan LeaseMargin(TimeSpan lease) => TimeSpan.FromMilliseconds(Math.Max(lease.TotalMilliseconds / 5, 100));
+
+    /// <summary>
+    /// Raised (on a pool thread, never inline in a fop) for each file whose locks were lost with a
+    /// lease, so a cache above (the FUSE bridge's kernel page cache) can stop serving it: a fenced
+    /// handle fails its reads too, and cached pages must not answer them instead.
+    /// </summary>
+    public event Action<CoreGfid>? LocksLost;
+
+    private void RaiseLocksLost(IEnumerable<CoreGfid> gfids)
+    {
+        var handler = LocksLost;
+        if (handler is null) return;
+        var list = gfids.ToList();
+        _ = Task.Run(() =>
+        {
+            foreach (var g in list)
+            {
+                try
+                {
+                    handler(g);
+                }
+                catch (Exception e)
+                {
+                    Log.Write('E', Name, $"LocksLost handler failed for {g}: {e}");
+                }
+            }
+        });
+    }
+
+    /// <summary>Files on which this client may hold locks on the brick right now.</summary>
+    public int LockedFiles
+    {
+        get { lock (_lockedSync) return _locked.Count; }
+    }
+
+    private ulong LockEpochOf(CoreGfid gfid)
+    {
+        lock (_lockedSync) return _locked.TryGetValue(gfid, out var l) ? l.Epoch : 0;
+    }
+
+    /// <summary>
+    /// Records a granted lock under the session's epoch. A session that died meanwhile may have
+    /// lost the lock already (the brick released it with the connection): then the file is fenced
+    /// and false returned, so the caller never believes it holds the lock.
+    /// </summary>
+    private bool NoteGranted(ClientSession session, FileHandle fd, CoreFileLock lk)
+    {
+        lock (_lockedSync)
+        {
+            if (!session.IsDead)
+            {
+                if (!_locked.TryGetValue(fd.Gfid, out var l)) _locked[fd.Gfid] = l = new LockedInode(session.LeaseEpoch);
+                l.Owners.Add((lk.Owner, lk.Kind));
+                return true;
+            }
+        }
+        if (fd.TryGetContext(this, out RemoteFd rfd)) rfd.Fenced = true;
+        RaiseLocksLost([fd.Gfid]);
+        Log.Write('W', Name, $"lock on {fd.Gfid} granted by brick '{_remoteSubvolume}' as its connection was lost; the file is fenced (EIO until closed)");
+        return false;
+    }
+
+    private void NoteReleased(CoreGfid gfid, Func<(ulong Owner, LockKind Kind), bool> match)
+    {
+        lock (_lockedSync)
+        {
+            if (!_locked.TryGetValue(gfid, out var l)) return;
+            l.Owners.RemoveWhere(o => match(o));
+            if (l.Owners.Count == 0) _locked.Remove(gfid);
+        }
+    }
+
+    /// <summary>
+    /// The session that held this client's locks is gone (the brick released them with it):
+    /// every open file that had locks is fenced, so nothing written through it can land outside
+    /// the lock it relied on.
+    /// </summary>
+    private void FenceLocked(string reason)
+    {
+        HashSet<CoreGfid> lost;
+        lock (_lockedSync)
+        {
+            if (_locked.Count == 0) return;
+            lost = [.. _locked.Keys];
+            _locked.Clear();
+        }
+        int fenced = 0;
+        foreach (var (fd, rfd) in _open)
+        {
+            if (!lost.Contains(fd.Gfid) || rfd.Fenced) continue;
+            rfd.Fenced = true;
+            fenced++;
+        }
+        RaiseLocksLost(lost);
+        Log.Write('W', Name, $"lost the lease on brick '{_remoteSubvolume}' ({reason}): locks on {lost.Count} files are gone; {fenced} open handles fenced (EIO until closed)");
+    }
+
+    /// <summary>
+    /// The errno for a failed fd request. One that relied on locks (non-zero epoch) and ended
+    /// because the connection died or the brick fenced its epoch has lost those locks: its file
+    /// handle is fenced and the caller sees EIO, never a retryable ENOTCONN.
+    /// </summary>
+    private Errno FencedError(FileHandle fd, ulong epoch, Errno error)
+    {
+        if (epoch == 0 || error is not (Errno.ENOTCONN or Errno.ESTALE)) return error;
+        if (fd.TryGetContext(this, out RemoteFd rfd) && !rfd.Fenced)
+        {
+            rfd.Fenced = true;
+            RaiseLocksLost([fd.Gfid]);
+        }
+        return Errno.EIO;
+    }
+
+    private void OnTick()
+    {
+        var s = _session;
+        if (s is null || s.IsDead) return;
+        var lease = s.LeaseTimeout;
+        var interval = PingTimeout / 3;
+        if (lease > TimeSpan.Zero && lease / 3 < interval) interval = lease / 3;
+        s.Tick(PingTimeout, interval);
+        if (s.IsDead || lease <= TimeSpan.Zero) return;
+        long limit = (long)(lease - LeaseMargin(lease)).TotalMilliseconds;
+        long silent = s.SilentMs;
+        if (silent > limit && LockedFiles > 0)
+            s.Fail($"nothing from the brick for {silent / 1000.0:0.0#} s while holding locks: giving the lease up before it expires ({lease.TotalSeconds:0.##} s)");
+    }
+
+    /// <summary>Ticks often enough to ping within lease/3 and to give a lease up within its margin.</summary>
+    private void AdjustTicker(TimeSpan lease)
+    {
+        if (lease <= TimeSpan.Zero) return;
+        long want = (long)Math.Clamp(lease.TotalMilliseconds / 10, 25, 1000);
+        if (want >= Interlocked.Read(ref _tickMs)) return;
+        Interlocked.Exchange(ref _tickMs, want);
+        try
+        {
+            _ticker?.Change(want, want);
+        }
+        catch (ObjectDisposedException)
+        {
+            // shutting down
+        }
     }
 
     // ---- internal fops ------------------------------------------------------------------------

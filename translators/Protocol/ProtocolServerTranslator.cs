@@ -28,6 +28,7 @@ public sealed class ProtocolServerTranslator : Translator
         new("frame-max", OptionType.Size, "4160KB", "largest frame accepted or sent (header + message + bulk)") { Min = 64 * 1024, Max = 1L << 30 },
         new("write-timeout", OptionType.Seconds, "10", "a connection whose replies cannot be sent for this long is closed") { Min = 0, Max = 3600 },
         new("outstanding-rpc-limit", OptionType.Int, "256", "requests in flight per connection before the server stops reading it") { Min = 1, Max = 65536 },
+        new("lease-timeout", OptionType.Seconds, "10", "a client that sends no frame (pings included) for this long loses its lease: its connection, locks and lock epoch are dropped; 0 = only a closed connection does") { Min = 0, Max = 3600 },
     ];
 
     public static TranslatorType Type { get; } = new("protocol/server", OptionSpecs, 1, 1,
@@ -62,11 +63,25 @@ public sealed class ProtocolServerTranslator : Translator
         FrameMax = options.GetSize("frame-max");
         WriteTimeout = options.GetSeconds("write-timeout");
         OutstandingRpcLimit = (int)options.GetInt("outstanding-rpc-limit");
+        LeaseTimeout = options.GetSeconds("lease-timeout");
     }
 
     public long FrameMax { get; }
     public TimeSpan WriteTimeout { get; }
     public int OutstandingRpcLimit { get; }
+
+    /// <summary>How long a client's lease lasts without a frame from it (see LEASES.md in translators/Features/Locks).</summary>
+    public TimeSpan LeaseTimeout { get; }
+
+    /// <summary>
+    /// Lease epochs: one per accepted connection. Seeded from the wall clock in 100 ns ticks, so a
+    /// restarted brick never hands out an epoch an earlier run gave (unless the clock went back or
+    /// a run accepted ten million connections a second), and a request stamped with a lock epoch
+    /// of an earlier run is refused like one of an earlier connection.
+    /// </summary>
+    private long _lastEpoch = DateTime.UtcNow.Ticks;
+
+    internal ulong NextLeaseEpoch() => (ulong)Interlocked.Increment(ref _lastEpoch);
 
     /// <summary>Where log lines go; set before InitAsync.</summary>
     public ProtocolLog Log { get; set; } = ProtocolLog.Stderr;
@@ -122,7 +137,9 @@ public sealed class ProtocolServerTranslator : Translator
             _acceptLoop = AcceptLoopAsync(socket);
             Log.Write('I', Name, $"serving brick '{BrickName}' on {ListenEndPoint}");
         }
-        var period = TimeSpan.FromMilliseconds(Math.Clamp(WriteTimeout.TotalMilliseconds / 4, 50, 1000));
+        double periodMs = WriteTimeout.TotalMilliseconds / 4;
+        if (LeaseTimeout > TimeSpan.Zero) periodMs = Math.Min(periodMs, LeaseTimeout.TotalMilliseconds / 8);
+        var period = TimeSpan.FromMilliseconds(Math.Clamp(periodMs, 50, 1000));
         _watchdog = new Timer(_ => CheckConnections(), null, period, period);
         return ValueTask.CompletedTask;
     }
@@ -179,10 +196,10 @@ public sealed class ProtocolServerTranslator : Translator
         }
     }
 
-    /// <summary>Closes connections whose replies have been stuck (client not reading) or whose handshake never came.</summary>
+    /// <summary>Closes connections whose replies have been stuck (client not reading), whose handshake never came, or whose lease expired.</summary>
     private void CheckConnections()
     {
-        foreach (var conn in _connections.Keys) conn.CheckTimeouts(WriteTimeout);
+        foreach (var conn in _connections.Keys) conn.CheckTimeouts(WriteTimeout, LeaseTimeout);
     }
 
     /// <summary>

@@ -26,6 +26,7 @@ internal sealed class ServerConnection : IFrameHandler
     private volatile State _state = State.AwaitingHandshake;
     private string? _closeReason;
     private long _nextHandle;
+    private long _lastFrameAt = Environment.TickCount64;
 
     public ServerConnection(ProtocolServerTranslator server, Transport transport)
     {
@@ -37,6 +38,9 @@ internal sealed class ServerConnection : IFrameHandler
 
     public string RemoteAddress { get; }
     public string ClientId { get; private set; } = "";
+
+    /// <summary>This connection's lease epoch (0 until the handshake is accepted); requests stamped with another are fenced.</summary>
+    public ulong LeaseEpoch { get; private set; }
 
     /// <summary>Completes when the connection is closed and its handles are released.</summary>
     public Task Finished => _finished.Task;
@@ -91,14 +95,32 @@ internal sealed class ServerConnection : IFrameHandler
         try { _closing.Cancel(); } catch (ObjectDisposedException) { }
     }
 
-    public void CheckTimeouts(TimeSpan writeTimeout)
+    public void CheckTimeouts(TimeSpan writeTimeout, TimeSpan leaseTimeout)
     {
         var age = _channel.CurrentWriteAge;
-        if (writeTimeout > TimeSpan.Zero && age > writeTimeout)
+        // A connection whose reading we paused (outstanding-rpc-limit) may have renewing frames
+        // waiting in the socket: its silence is ours, not the client's, so its lease holds.
+        if (LeaseExpired(leaseTimeout, out long silentMs) && _inflight.CurrentCount > 0)
+            ExpireLease(leaseTimeout, silentMs);
+        else if (writeTimeout > TimeSpan.Zero && age > writeTimeout)
             Abort($"the client stopped reading: a reply waited {age.TotalSeconds:0.#} s to be sent (write-timeout {writeTimeout.TotalSeconds:0.#} s)");
         else if (_state == State.AwaitingHandshake && Environment.TickCount64 - _startedAt > Math.Max(writeTimeout.TotalMilliseconds, 1000))
             Abort("no handshake in time");
     }
+
+    private bool LeaseExpired(TimeSpan leaseTimeout, out long silentMs)
+    {
+        silentMs = Environment.TickCount64 - Volatile.Read(ref _lastFrameAt);
+        return _state == State.Open && leaseTimeout > TimeSpan.Zero && silentMs > leaseTimeout.TotalMilliseconds;
+    }
+
+    /// <summary>
+    /// The client's lease ran out: the connection goes, and with it (as for any closed
+    /// connection) the client's handles, its locks (waiters behind them are granted) and this
+    /// lease epoch; nothing it sent afterwards on this connection is run.
+    /// </summary>
+    private void ExpireLease(TimeSpan leaseTimeout, long silentMs) =>
+        Abort($"lease expired: no frame for {silentMs / 1000.0:0.0#} s (lease-timeout {leaseTimeout.TotalSeconds:0.##} s); its locks are released and epoch {LeaseEpoch} fenced");
 
     private async ValueTask ReleaseAllAsync()
     {
@@ -155,11 +177,15 @@ internal sealed class ServerConnection : IFrameHandler
 
     public ValueTask DeliverAsync(FrameHeader header, object? message, DataBuffer? bulk)
     {
+        // A frame that arrives after the lease ran out (a stopped client resumed before the
+        // watchdog noticed) renews nothing and is not run: the lease is checked before it counts.
+        if (LeaseExpired(_server.LeaseTimeout, out long silentMs)) ExpireLease(_server.LeaseTimeout, silentMs);
         if (_state == State.Closing)
         {
             bulk?.Dispose();
             return ValueTask.CompletedTask;
         }
+        Volatile.Write(ref _lastFrameAt, Environment.TickCount64);
         switch (header.Kind)
         {
             case FrameKind.Handshake:
@@ -206,6 +232,8 @@ internal sealed class ServerConnection : IFrameHandler
             work.Bulk?.Dispose();
             throw;
         }
+        // Reading was paused by us, not silenced by the client: its lease restarts from now.
+        Volatile.Write(ref _lastFrameAt, Environment.TickCount64);
         ThreadPool.UnsafeQueueUserWorkItem(work, preferLocal: false);
     }
 
@@ -242,9 +270,14 @@ internal sealed class ServerConnection : IFrameHandler
         }
         ClientId = hs.ClientId;
         await _server.RegisterClientAsync(this);
+        LeaseEpoch = _server.NextLeaseEpoch();
+        Volatile.Write(ref _lastFrameAt, Environment.TickCount64);
         _state = State.Open;
         _server.Log.Write('I', _server.Name, $"accepted client {ClientId} from {RemoteAddress} for brick '{hs.Brick}'");
-        await SendQuietlyAsync(FrameKind.HandshakeReply, 0, 0, new HandshakeReply { Version = ProtocolServerTranslator.ProtocolVersion });
+        await SendQuietlyAsync(FrameKind.HandshakeReply, 0, 0, new HandshakeReply
+        {
+            Version = ProtocolServerTranslator.ProtocolVersion, LeaseEpoch = LeaseEpoch, LeaseTimeoutMs = (ulong)_server.LeaseTimeout.TotalMilliseconds,
+        });
     }
 
     /// <summary>Sends; a broken transport is the reader loop's to report, so errors here only close.</summary>
@@ -278,8 +311,19 @@ internal sealed class ServerConnection : IFrameHandler
                 _cancellable[id] = cts;
                 token = cts.Token;
             }
-            var ctx = work.Message.Caller.ToContext(ClientId, id, token);
-            (reply, replyBulk) = await DispatchAsync(fop, work.Message, work.Bulk, ctx);
+            ulong stamped = work.Message.Caller?.LockEpoch ?? 0;
+            if (stamped != 0 && stamped != LeaseEpoch)
+            {
+                // Fencing: the request relies on locks of an earlier lease (this client's earlier
+                // connection, or an earlier run of this brick); those locks are gone.
+                _server.Log.Write('W', _server.Name, $"{Who}: {fop} request {id} refused with ESTALE: it carries lock epoch {stamped}, the client's lease is epoch {LeaseEpoch}");
+                reply = Fail(Errno.ESTALE);
+            }
+            else
+            {
+                var ctx = work.Message.Caller.ToContext(ClientId, id, token);
+                (reply, replyBulk) = await DispatchAsync(fop, work.Message, work.Bulk, ctx);
+            }
         }
         catch (Exception e)
         {
