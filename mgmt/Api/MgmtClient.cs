@@ -42,6 +42,21 @@ public sealed class MgmtClient(HttpClient http, string server)
     public Task<MgmtResult<VolumeInfo>> AddBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/add-brick", r);
     public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
 
+    public Task<MgmtResult<HealResponse>> HealAsync(string vol, HealRequest r) => SendAsync<HealResponse>(HttpMethod.Post, $"volumes/{E(vol)}/heal", r);
+    public Task<MgmtResult<MessageResponse>> BitrotAsync(string vol, string command) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/bitrot", new CommandRequest(command));
+    public Task<MgmtResult<MessageResponse>> RebalanceAsync(string vol, string command) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/rebalance", new CommandRequest(command));
+    public Task<MgmtResult<List<SnapshotInfo>>> SnapshotsAsync(string? volume = null) =>
+        SendAsync<List<SnapshotInfo>>(HttpMethod.Get, volume is null ? "snapshots" : $"snapshots?volume={E(volume)}");
+    public Task<MgmtResult<SnapshotInfo>> SnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Get, $"snapshots/{E(snap)}");
+    public Task<MgmtResult<SnapshotInfo>> CreateSnapshotAsync(string snap, string vol) =>
+        SendAsync<SnapshotInfo>(HttpMethod.Post, "snapshots", new SnapshotCreateRequest(snap, vol));
+    public Task<MgmtResult<SnapshotInfo>> DeleteSnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Delete, $"snapshots/{E(snap)}");
+    public Task<MgmtResult<SnapshotInfo>> RestoreSnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Post, $"snapshots/{E(snap)}/restore");
+    public Task<MgmtResult<SnapshotInfo>> ActivateSnapshotAsync(string snap, bool active) =>
+        SendAsync<SnapshotInfo>(HttpMethod.Post, $"snapshots/{E(snap)}/{(active ? "activate" : "deactivate")}");
+
     /// <summary>The client volfile (<paramref name="brick"/> null) or brick N's volfile, as text.</summary>
     public Task<MgmtResult<string>> VolfileAsync(string vol, int? brick = null) =>
         SendAsync<string>(HttpMethod.Get, brick is { } n ? $"volumes/{E(vol)}/volfile?kind=brick&brick={n}" : $"volumes/{E(vol)}/volfile?kind=client");

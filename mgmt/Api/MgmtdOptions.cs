@@ -14,20 +14,27 @@ public sealed class MgmtdOptions
     /// <summary>Extra name or address under which peers and bricks refer to this node.</summary>
     public string? NodeAddress { get; set; }
     public string? BrickdPath { get; set; }
+    public string? ShdPath { get; set; }
     /// <summary>The address bricks listen on (protocol/server listen-host).</summary>
     public string BrickListenHost { get; set; } = Volgen.Volgen.DefaultListenHost;
     /// <summary>Whether this machine's host name and interface addresses count as local (tests turn it off to fake remote hosts).</summary>
     public bool MatchMachineAddresses { get; set; } = true;
 
-    public string ResolvedBrickdPath =>
-        BrickdPath ?? (File.Exists(Path.Combine(AppContext.BaseDirectory, "brickd")) ? Path.Combine(AppContext.BaseDirectory, "brickd") : "brickd");
+    public string ResolvedBrickdPath => BrickdPath ?? Beside("brickd");
+
+    public string ResolvedShdPath => ShdPath ?? Beside("brickfs-shd");
+
+    /// <summary>A program installed beside brickfs-mgmtd (install.sh publishes them together), else the name for a PATH search.</summary>
+    private static string Beside(string program) =>
+        File.Exists(Path.Combine(AppContext.BaseDirectory, program)) ? Path.Combine(AppContext.BaseDirectory, program) : program;
 
     public const string Usage = """
-        usage: brickfs-mgmtd [--state-dir DIR] [--listen HOST:PORT] [--node-address HOST] [--brickd PATH] [--brick-listen HOST]
+        usage: brickfs-mgmtd [--state-dir DIR] [--listen HOST:PORT] [--node-address HOST] [--brickd PATH] [--shd PATH] [--brick-listen HOST]
           --state-dir DIR      peers, volumes, volfiles, brick logs and pid files (default /var/lib/brickfs)
           --listen HOST:PORT   the HTTP API address (default 0.0.0.0:24007)
           --node-address HOST  a name or address bricks and peers use for this node, besides its host name and addresses
           --brickd PATH        the brick daemon (default: brickd beside brickfs-mgmtd, else on PATH)
+          --shd PATH           the self-heal program heal commands run (default: brickfs-shd beside brickfs-mgmtd, else on PATH)
           --brick-listen HOST  the address bricks listen on (default 0.0.0.0)
         """;
 
@@ -65,6 +72,7 @@ public sealed class MgmtdOptions
                         break;
                     case "--node-address": o.NodeAddress = Next(); break;
                     case "--brickd": o.BrickdPath = Path.GetFullPath(Next()); break;
+                    case "--shd": o.ShdPath = Path.GetFullPath(Next()); break;
                     case "--brick-listen": o.BrickListenHost = Next(); break;
                     default: throw new FormatException($"unknown argument '{arg}'");
                 }

@@ -12,11 +12,17 @@ namespace Brickfs.Mgmt.Api;
 /// both spawn its bricks. Files a started volume needs are written before its status changes,
 /// so a failure there leaves the definition as it was.
 /// </summary>
-public sealed class VolumeManager(
+public sealed partial class VolumeManager(
     StateStore store, VolumeValidator validator, Func<string, bool> isLocal, BrickSupervisor supervisor,
     string stateDir, string brickListenHost, ILogger logger)
 {
     private readonly SemaphoreSlim _lock = new(1, 1);
+
+    /// <summary>The self-heal program that heal commands run against a volume's client volfile.</summary>
+    public string ShdPath { get; init; } = "brickfs-shd";
+
+    /// <summary>How long a heal command may run before mgmtd gives up on it.</summary>
+    public TimeSpan HealTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     public string VolumesDir => Path.Combine(stateDir, "vols");
     public string RunDir => Path.Combine(stateDir, "run");
@@ -35,6 +41,7 @@ public sealed class VolumeManager(
             var v = validator.ValidateCreate(state, r.Name ?? "", r.Replica, r.Arbiter, r.Bricks ?? [], r.Force);
             if (!v.Ok) return v;
             if (BrickPorts.Assign(state, v.Value) is { } noPort) return noPort;
+            if (CreateBrickSubvolumes(v.Value) is { } cannot) return cannot;
             state.Volumes.Add(v.Value);
             return v;
         }, ct);
@@ -91,6 +98,8 @@ public sealed class VolumeManager(
             var v = state.FindVolume(name);
             if (v is null) return MgmtError.NoSuchVolume(name);
             if (v.Status == VolumeStatus.Started) return MgmtError.Conflict($"volume {name} is started; stop it first");
+            var snaps = state.Snapshots.Where(s => s.VolumeId == v.Id).Select(s => s.Name).ToList();
+            if (snaps.Count > 0) return MgmtError.Conflict($"volume {name} has snapshots ({string.Join(", ", snaps)}); delete them first");
             state.Volumes.Remove(v);
             return v;
         }, ct);
@@ -214,6 +223,38 @@ public sealed class VolumeManager(
                 logger.LogError(1008, "volume {Volume}: cannot start its bricks: {Reason}", v.Name, e.Message);
             }
         }
+        foreach (var snap in (await store.ReadAsync(ct)).Snapshots.Where(s => s.Active))
+        {
+            try
+            {
+                StartSnapshotBricks(snap);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                logger.LogError(1009, "snapshot {Snapshot}: cannot start its bricks: {Reason}", snap.Name, e.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes each local brick of a new volume that does not exist yet and lies on Btrfs a
+    /// subvolume of its own, so snapshots cover one brick each. Those made here are removed
+    /// again when a later one fails, so a refused create leaves the disks as they were.
+    /// </summary>
+    private MgmtError? CreateBrickSubvolumes(VolumeDefinition v)
+    {
+        var made = new List<string>();
+        foreach (var b in v.Bricks.Where(b => isLocal(b.Host) && !Directory.Exists(b.Path)))
+        {
+            if (Node.MountPoint.Of(b.Path).FileSystemType != "btrfs") continue;
+            if (Node.Btrfs.CreateSubvolume(b.Path) is { } error)
+            {
+                foreach (var m in made) Node.Btrfs.DeleteSubvolume(m);
+                return error;
+            }
+            made.Add(b.Path);
+        }
+        return null;
     }
 
     public static string Key(string volume, BrickDefinition b) => $"{volume}-brick-{b.Number}";

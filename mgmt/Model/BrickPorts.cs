@@ -13,7 +13,7 @@ public static class BrickPorts
     /// <summary>Gives every brick of <paramref name="volume"/> with port 0 a free port; an error when a host has run out of ports.</summary>
     public static MgmtError? Assign(MgmtState state, VolumeDefinition volume)
     {
-        var all = state.Volumes.Where(v => v != volume).SelectMany(v => v.Bricks).Concat(volume.Bricks).ToList();
+        var all = state.PortHolders.Where(v => v != volume).SelectMany(v => v.Bricks).Concat(volume.Bricks).ToList();
         foreach (var b in volume.Bricks.Where(b => b.Port == 0))
         {
             var used = all.Where(o => string.Equals(o.Host, b.Host, StringComparison.OrdinalIgnoreCase) && o.Port != 0)
