@@ -63,7 +63,7 @@ public sealed class MgmtHost : IAsyncDisposable
         var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path), Btrfs.IsSubvolume);
         var supervisor = new BrickSupervisor(options.ResolvedBrickdPath, loggers.CreateLogger("Brickfs.Mgmt.Bricks"));
         var volumes = new VolumeManager(store, validator, node.IsLocal, supervisor, options.StateDir, options.BrickListenHost,
-            loggers.CreateLogger("Brickfs.Mgmt.Volumes")) { ShdPath = options.ResolvedShdPath };
+            loggers.CreateLogger("Brickfs.Mgmt.Volumes")) { ShdPath = options.ResolvedShdPath, ProbePorts = options.ProbeBrickPorts };
         var peers = new PeerManager(store, new HttpClient(), loggers.CreateLogger("Brickfs.Mgmt.Peers"));
         MapRoutes(app, store, node, volumes, peers, options.BrickListenHost);
         return new MgmtHost(app, store, supervisor, volumes);

@@ -17,6 +17,8 @@ public sealed class MgmtdOptions
     public string? ShdPath { get; set; }
     /// <summary>The address bricks listen on (protocol/server listen-host).</summary>
     public string BrickListenHost { get; set; } = Volgen.Volgen.DefaultListenHost;
+    /// <summary>Whether brick ports this node's bricks would get are probed for other listeners first (tests with a fake brickd turn it off for predictable ports).</summary>
+    public bool ProbeBrickPorts { get; set; } = true;
     /// <summary>Whether this machine's host name and interface addresses count as local (tests turn it off to fake remote hosts).</summary>
     public bool MatchMachineAddresses { get; set; } = true;
 

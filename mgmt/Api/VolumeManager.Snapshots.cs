@@ -190,6 +190,8 @@ public sealed partial class VolumeManager
             try
             {
                 if (Directory.Exists(dir) && !Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir);
+                var all = Path.GetDirectoryName(dir)!;
+                if (Directory.Exists(all) && !Directory.EnumerateFileSystemEntries(all).Any()) Directory.Delete(all);
             }
             catch (IOException)
             {
@@ -213,7 +215,7 @@ public sealed partial class VolumeManager
             snap.Active = active;
             if (active)
             {
-                if (BrickPorts.Assign(s, snap.Bricks) is { } noPort) return noPort;
+                if (BrickPorts.Assign(s, snap.Bricks, PortTaken) is { } noPort) return noPort;
             }
             else
             {

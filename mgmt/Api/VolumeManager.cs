@@ -24,6 +24,9 @@ public sealed partial class VolumeManager(
     /// <summary>How long a heal command may run before mgmtd gives up on it.</summary>
     public TimeSpan HealTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>Whether ports for this node's bricks are probed for other listeners (see <see cref="MgmtdOptions.ProbeBrickPorts"/>).</summary>
+    public bool ProbePorts { get; init; } = true;
+
     public string VolumesDir => Path.Combine(stateDir, "vols");
     public string RunDir => Path.Combine(stateDir, "run");
     public string LogDir => Path.Combine(stateDir, "logs", "bricks");
@@ -40,7 +43,7 @@ public sealed partial class VolumeManager(
         {
             var v = validator.ValidateCreate(state, r.Name ?? "", r.Replica, r.Arbiter, r.Bricks ?? [], r.Force);
             if (!v.Ok) return v;
-            if (BrickPorts.Assign(state, v.Value) is { } noPort) return noPort;
+            if (BrickPorts.Assign(state, v.Value, PortTaken) is { } noPort) return noPort;
             if (CreateBrickSubvolumes(v.Value) is { } cannot) return cannot;
             state.Volumes.Add(v.Value);
             return v;
@@ -54,6 +57,23 @@ public sealed partial class VolumeManager(
         var current = (await store.ReadAsync(ct)).FindVolume(name);
         if (current is null) return MgmtError.NoSuchVolume(name);
         if (current.Status == VolumeStatus.Started && !force) return MgmtError.Conflict($"volume {name} is already started");
+        // A port another program took since the brick got it would keep that brick from ever
+        // listening (and a client could reach the wrong server there): such a brick gets a new
+        // port, which the client volfile mounts fetch from now on carries.
+        var moved = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            var blocked = v.Bricks.Where(b => supervisor.State(Key(name, b)) is null && PortTaken(b.Host, b.Port)).ToList();
+            if (blocked.Count == 0) return Unchanged;
+            foreach (var b in blocked) b.Port = 0;
+            if (BrickPorts.Assign(state, v, PortTaken) is { } noPort) return noPort;
+            logger.LogWarning(1010, "volume {Volume}: ports of {Bricks} are taken by other programs; moved to {Ports}", name,
+                string.Join(" ", blocked.Select(b => b.Spec)), string.Join(" ", blocked.Select(b => b.Port)));
+            return v;
+        }, ct);
+        if (moved.Ok) current = moved.Value;
+        else if (!ReferenceEquals(moved.Error, Unchanged)) return moved.Error!;
         try
         {
             WriteVolfiles(current, createBrickDirs: true);
@@ -142,7 +162,7 @@ public sealed partial class VolumeManager(
             var v = state.FindVolume(name);
             if (v is null) return MgmtError.NoSuchVolume(name);
             if (validator.CheckBricks(state, v, r.Bricks ?? [], r.Force) is { } bad) return bad;
-            if (BrickPorts.Assign(state, v) is { } noPort) return noPort;
+            if (BrickPorts.Assign(state, v, PortTaken) is { } noPort) return noPort;
             return v;
         }, ct);
         if (!result.Ok) return result;
@@ -255,6 +275,27 @@ public sealed partial class VolumeManager(
             made.Add(b.Path);
         }
         return null;
+    }
+
+    /// <summary>Ends a store update that has nothing to change without writing.</summary>
+    private static readonly MgmtError Unchanged = MgmtError.Conflict("unchanged");
+
+    /// <summary>Whether a program already listens on <paramref name="port"/> of this node (for another node: unknown, so no).</summary>
+    private bool PortTaken(string host, int port)
+    {
+        if (!ProbePorts || port == 0 || !isLocal(host)) return false;
+        var address = System.Net.IPAddress.TryParse(brickListenHost, out var a) ? a : System.Net.IPAddress.Any;
+        try
+        {
+            var probe = new System.Net.Sockets.TcpListener(address, port);
+            probe.Start();
+            probe.Stop();
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return true;
+        }
     }
 
     public static string Key(string volume, BrickDefinition b) => $"{volume}-brick-{b.Number}";
