@@ -33,6 +33,11 @@ for prog in brickd brickfs-mgmtd brickctl brickfs-shd; do ln -sf "$PREFIX/lib/$p
 ln -sf "$PREFIX/lib/mount.brickfs" /usr/local/bin/mount.brickfs
 # mount(8) looks for /sbin/mount.TYPE; on merged-/usr Debian /sbin is /usr/sbin.
 ln -sf "$PREFIX/lib/mount.brickfs" /sbin/mount.brickfs
+# The shared secret brickfs-mgmtd (the unit, run-main.sh) requires and brickctl sends; made once, root only.
+if [ ! -s /etc/brickfs/secret ]; then
+  mkdir -p /etc/brickfs
+  (umask 077; head -c 24 /dev/urandom | base64 > /etc/brickfs/secret)
+fi
 install -m 0644 mgmt/systemd/brickfs-mgmtd.service /etc/systemd/system/brickfs-mgmtd.service
 install -m 0644 mgmt/systemd/brickfs-shd@.service /etc/systemd/system/brickfs-shd@.service
 # Only where systemd runs (not in a plain container): make it see the (new) units.

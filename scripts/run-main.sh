@@ -71,7 +71,7 @@ for i in 1 2 3; do
 done
 say "three Btrfs disks ($STATE/disk{1,2,3}.img) mounted at $DISKS/b{1,2,3}"
 
-setsid brickfs-mgmtd --state-dir "$STATE/mgmtd" --listen "127.0.0.1:$PORT" --brick-listen 127.0.0.1 \
+setsid brickfs-mgmtd --state-dir "$STATE/mgmtd" --listen "127.0.0.1:$PORT" --brick-listen 127.0.0.1 --secret-file /etc/brickfs/secret \
   </dev/null >>"$LOG/mgmtd-demo.log" 2>&1 &
 echo $! > "$STATE/mgmtd.pid"
 for _ in $(seq 300); do "${CTL[@]}" --timeout 2 volume list >/dev/null 2>&1 && break; sleep 0.1; done

@@ -15,14 +15,32 @@ public sealed class MgmtClient(HttpClient http, string server)
     /// <summary>The "HOST:PORT" this client talks to, for messages.</summary>
     public string Server => server;
 
-    public static MgmtClient Create(string hostPort, TimeSpan timeout, HttpMessageHandler? handler = null)
+    /// <summary>The header that carries the shared secret (see <see cref="MgmtdOptions.SecretFile"/>).</summary>
+    public const string SecretHeader = "X-Brickfs-Secret";
+
+    public static MgmtClient Create(string hostPort, TimeSpan timeout, HttpMessageHandler? handler = null, string? secret = null)
     {
         MgmtdOptions.TryParseHostPort(hostPort, MgmtdOptions.DefaultPort, out var host, out var port);
         string h = host.Contains(':') ? $"[{host}]" : host;
         var http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
         http.BaseAddress = new Uri($"http://{h}:{port}/api/v1/");
         http.Timeout = timeout;
+        if (secret is not null) http.DefaultRequestHeaders.Add(SecretHeader, secret);
         return new MgmtClient(http, $"{h}:{port}");
+    }
+
+    /// <summary>Reads a shared-secret file: its first line, trimmed; an error when it is unreadable or empty.</summary>
+    public static MgmtResult<string> ReadSecret(string path)
+    {
+        try
+        {
+            var secret = (File.ReadLines(path).FirstOrDefault() ?? "").Trim();
+            return secret.Length > 0 ? secret : MgmtError.Invalid($"{path}: the secret file is empty");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return MgmtError.Invalid($"{path}: cannot read the secret file: {e.Message}");
+        }
     }
 
     public Task<MgmtResult<HealthResponse>> HealthAsync() => SendAsync<HealthResponse>(HttpMethod.Get, "health");

@@ -55,6 +55,13 @@ public sealed class MgmtHost : IAsyncDisposable
             builder.Logging.AddSystemdConsole();
         }
         if (logging is not null) logging(builder.Logging);
+        string? secret = null;
+        if (options.SecretFile is not null)
+        {
+            var read = MgmtClient.ReadSecret(options.SecretFile);
+            if (!read.Ok) throw new IOException(read.Error!.Message);
+            secret = read.Value;
+        }
         var app = builder.Build();
 
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
@@ -65,7 +72,7 @@ public sealed class MgmtHost : IAsyncDisposable
         var volumes = new VolumeManager(store, validator, node.IsLocal, supervisor, options.StateDir, options.BrickListenHost,
             loggers.CreateLogger("Brickfs.Mgmt.Volumes")) { ShdPath = options.ResolvedShdPath, ProbePorts = options.ProbeBrickPorts };
         var peers = new PeerManager(store, new HttpClient(), loggers.CreateLogger("Brickfs.Mgmt.Peers"));
-        MapRoutes(app, store, node, volumes, peers, options.BrickListenHost);
+        MapRoutes(app, store, node, volumes, peers, options.BrickListenHost, secret);
         return new MgmtHost(app, store, supervisor, volumes);
     }
 
@@ -92,7 +99,7 @@ public sealed class MgmtHost : IAsyncDisposable
     public static string Version =>
         typeof(MgmtHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
 
-    private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost)
+    private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost, string? secret)
     {
         // A bug or broken infrastructure (disk full, permissions) still answers one line, and is logged.
         var failures = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Brickfs.Mgmt.Api");
@@ -109,6 +116,24 @@ public sealed class MgmtHost : IAsyncDisposable
                 await context.Response.WriteAsJsonAsync(new ErrorResponse($"internal error in brickfs-mgmtd: {e.Message}"), MgmtJson.Options);
             }
         });
+        if (secret is not null)
+        {
+            var expected = System.Text.Encoding.UTF8.GetBytes(secret);
+            app.Use(async (context, next) =>
+            {
+                var path = context.Request.Path.Value ?? "";
+                bool open = HttpMethods.IsGet(context.Request.Method) && (path == "/api/v1/health" || path.EndsWith("/volfile", StringComparison.Ordinal));
+                var given = System.Text.Encoding.UTF8.GetBytes(context.Request.Headers[MgmtClient.SecretHeader].ToString());
+                if (!open && !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(given, expected))
+                {
+                    failures.LogWarning(1302, "{Method} {Path} from {Remote}: wrong or missing shared secret", context.Request.Method, path, context.Connection.RemoteIpAddress);
+                    context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                    await context.Response.WriteAsJsonAsync(new ErrorResponse("wrong or missing shared secret (brickctl --secret-file FILE)"), MgmtJson.Options);
+                    return;
+                }
+                await next(context);
+            });
+        }
         var api = app.MapGroup("/api/v1");
         api.MapGet("/health", async (CancellationToken ct) =>
             new HealthResponse("ok", (await store.ReadAsync(ct)).NodeId, node.Name, Version));

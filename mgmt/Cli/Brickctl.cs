@@ -58,13 +58,16 @@ public sealed class Brickctl
         new("snapshot deactivate", "SNAP", "stop serving a snapshot", (c, a) => c.SnapshotVerbAsync(a, "deactivate")),
     ];
 
-    private const string GlobalUsage = "usage: brickctl [--server HOST[:PORT]] [--json] [--timeout SECONDS] COMMAND ...";
+    private const string GlobalUsage = "usage: brickctl [--server HOST[:PORT]] [--json] [--timeout SECONDS] [--secret-file FILE] COMMAND ...";
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, HttpMessageHandler? handler = null)
     {
         var ctl = new Brickctl(stdout, stderr);
         string server = Environment.GetEnvironmentVariable("BRICKFS_SERVER") is { Length: > 0 } env ? env : "localhost";
         double timeout = 60;
+        // The node's own secret (install.sh makes it, readable by root only) is used unless another is named.
+        string? secretFile = Environment.GetEnvironmentVariable("BRICKFS_SECRET_FILE") is { Length: > 0 } sf ? sf
+            : File.Exists(DefaultSecretFile) && CanRead(DefaultSecretFile) ? DefaultSecretFile : null;
         bool help = false;
         var words = new List<string>();
         for (int i = 0; i < args.Count; i++)
@@ -89,6 +92,10 @@ public sealed class Brickctl
                 case "--timeout":
                     if (!double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out timeout) || timeout <= 0)
                         return ctl.UsageError("--timeout needs a number of seconds");
+                    break;
+                case "--secret-file":
+                    secretFile = Value();
+                    if (string.IsNullOrEmpty(secretFile)) return ctl.UsageError("--secret-file needs a FILE");
                     break;
                 default:
                     if (a.StartsWith("--")) return ctl.UsageError($"unknown option '{a}'");
@@ -118,9 +125,31 @@ public sealed class Brickctl
             stdout.WriteLine($"global options: [--server HOST[:PORT]] (default localhost:24007, or $BRICKFS_SERVER) [--json] [--timeout SECONDS]");
             return Ok;
         }
-        ctl._client = MgmtClient.Create(server, TimeSpan.FromSeconds(timeout), handler);
+        string? secret = null;
+        if (secretFile is not null)
+        {
+            var read = MgmtClient.ReadSecret(secretFile);
+            if (!read.Ok) return ctl.UsageError(read.Error!.Message);
+            secret = read.Value;
+        }
+        ctl._client = MgmtClient.Create(server, TimeSpan.FromSeconds(timeout), handler, secret);
         ctl._command = match;
         return await match.Run(ctl, words.Skip(2).ToList());
+    }
+
+    public const string DefaultSecretFile = "/etc/brickfs/secret";
+
+    private static bool CanRead(string path)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private Command _command = null!;
@@ -135,6 +164,7 @@ public sealed class Brickctl
         _out.WriteLine("  --server HOST[:PORT]  the brickfs-mgmtd to ask (default localhost:24007, or $BRICKFS_SERVER)");
         _out.WriteLine("  --json                print state as JSON");
         _out.WriteLine("  --timeout SECONDS     give up waiting for mgmtd (default 60)");
+        _out.WriteLine("  --secret-file FILE    the shared secret of a brickfs-mgmtd started with --secret-file (default $BRICKFS_SECRET_FILE, else /etc/brickfs/secret)");
         _out.WriteLine("  COMMAND --help        usage of one command");
     }
 

@@ -155,6 +155,10 @@ public class MgmtEndToEndTests
         var disk = Own(new BtrfsImage("mgmt-kill", 512L << 20));
         var mgmtd = Own(new MgmtdProcess(Dir("mgmtd")));
         var random = new Random(8);
+        // brickctl's own start-up takes most of a request's time: aim the kills around its length.
+        var clock = Stopwatch.StartNew();
+        mgmtd.MustCtl("volume", "list");
+        int typical = (int)clock.ElapsedMilliseconds;
         for (int round = 0; round < 4; round++)
         {
             string vol = $"k{round}";
@@ -163,15 +167,18 @@ public class MgmtEndToEndTests
             foreach (var a in new[] { "--server", mgmtd.Server, "--timeout", "30", "volume", "create", vol, "replica", "3" }.Concat(bricks).Append("force"))
                 psi.ArgumentList.Add(a);
             using var ctl = Process.Start(psi)!;
+            clock.Restart();
             var output = ctl.StandardError.ReadToEndAsync();
             // The fault lands at a different moment of the request each round: before, during or after the store update.
-            await Task.Delay(random.Next(0, 120));
+            await Task.Delay(random.Next(typical / 2, typical * 3 / 2 + 1));
             mgmtd.Kill9();
+            clock.Stop();
             using (var limit = new CancellationTokenSource(TimeSpan.FromSeconds(40))) await ctl.WaitForExitAsync(limit.Token);
             await output;
             mgmtd.Start();
 
             var info = mgmtd.Ctl("--json", "volume", "info", vol);
+            TestContext.Out.WriteLine($"round {round}: killed after {clock.ElapsedMilliseconds} ms of {typical}; definition {(info.Ok ? "complete" : "absent")}");
             if (info.Ok)
             {
                 var v = System.Text.Json.JsonDocument.Parse(info.Stdout).RootElement;

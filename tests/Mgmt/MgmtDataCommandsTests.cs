@@ -1,4 +1,6 @@
+using Brickfs.Mgmt.Api;
 using Brickfs.Tests.Support;
+using Microsoft.Extensions.Logging;
 
 namespace Brickfs.Tests.Mgmt;
 
@@ -96,5 +98,46 @@ public class MgmtDataCommandsTests
         Assert.That(Shell.Sh($"btrfs subvolume show '{fresh}'").Ok, Is.True, "volume create made the brick a subvolume");
         Assert.That(await Refused(1, "volume", "create", "w", $"node1:{fresh}"), Is.EqualTo($"volume create: w: failed: brick node1:{fresh} is already a brick of volume v"));
         await Ok("volume", "create", "w", $"node1:{plain}", "force");
+    }
+
+    [Test, CancelAfter(30_000)]
+    public async Task With_a_secret_file_requests_without_the_secret_are_refused_and_change_nothing()
+    {
+        string root = Directory.CreateTempSubdirectory("brickfs-mgmtd-secret-").FullName;
+        string secretFile = Path.Combine(root, "secret"), wrongFile = Path.Combine(root, "wrong");
+        await File.WriteAllTextAsync(secretFile, "s3cret\n");
+        await File.WriteAllTextAsync(wrongFile, "guess\n");
+        var host = MgmtHost.Create(new MgmtdOptions
+        {
+            StateDir = Path.Combine(root, "state"), ListenHost = "127.0.0.1", ListenPort = 0, NodeAddress = "node1",
+            MatchMachineAddresses = false, ProbeBrickPorts = false, SecretFile = secretFile,
+        }, logging => logging.SetMinimumLevel(LogLevel.Critical));
+        await host.StartAsync();
+        try
+        {
+            string server = $"127.0.0.1:{host.Address.Port}";
+            string state = Path.Combine(root, "state", "state.json");
+            var before = await File.ReadAllBytesAsync(state);
+            foreach (var auth in new[] { Array.Empty<string>(), ["--secret-file", wrongFile] })
+            {
+                var r = await MgmtdHarness.RunCtlAsync(["--server", server, .. auth, "volume", "create", "v", "node2:/x/a"]);
+                Assert.That(r.Exit, Is.EqualTo(1), r.ToString());
+                Assert.That(r.Err, Is.EqualTo("volume create: v: failed: wrong or missing shared secret (brickctl --secret-file FILE)\n"));
+            }
+            Assert.That(await File.ReadAllBytesAsync(state), Is.EqualTo(before), "a refused request stores nothing");
+            var ok = await MgmtdHarness.RunCtlAsync("--server", server, "--secret-file", secretFile, "volume", "create", "v", "node2:/x/a");
+            Assert.That(ok.Exit, Is.EqualTo(0), ok.ToString());
+            // Mounts fetch volfiles without the secret: a volfile lets nobody change anything.
+            using var http = new HttpClient();
+            Assert.That(await http.GetStringAsync($"http://{server}/api/v1/volumes/v/volfile?kind=client"), Does.Contain("type protocol/client"));
+            var missing = await MgmtdHarness.RunCtlAsync("--server", server, "--secret-file", Path.Combine(root, "absent"), "volume", "list");
+            Assert.That(missing.Exit, Is.EqualTo(2));
+            Assert.That(missing.Err, Does.StartWith($"brickctl: {Path.Combine(root, "absent")}: cannot read the secret file"));
+        }
+        finally
+        {
+            await host.DisposeAsync();
+            Directory.Delete(root, recursive: true);
+        }
     }
 }
