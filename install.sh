@@ -25,13 +25,21 @@ grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null || true
 PREFIX=/opt/brickfs
 mkdir -p "$PREFIX/lib" /var/log/brickfs /var/lib/brickfs
 for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj \
-            mgmt/mgmtd/*.csproj mgmt/brickctl/*.csproj; do
+            mgmt/mgmtd/*.csproj mgmt/brickctl/*.csproj mgmt/shd/*.csproj; do
   dotnet publish "$proj" -c Release -o "$PREFIX/lib" --nologo -v q >/dev/null
 done
 
-for prog in brickd brickfs-mgmtd brickctl; do ln -sf "$PREFIX/lib/$prog" "/usr/local/bin/$prog"; done
+for prog in brickd brickfs-mgmtd brickctl brickfs-shd; do ln -sf "$PREFIX/lib/$prog" "/usr/local/bin/$prog"; done
 ln -sf "$PREFIX/lib/mount.brickfs" /usr/local/bin/mount.brickfs
 # mount(8) looks for /sbin/mount.TYPE; on merged-/usr Debian /sbin is /usr/sbin.
 ln -sf "$PREFIX/lib/mount.brickfs" /sbin/mount.brickfs
+# The shared secret brickfs-mgmtd (the unit, run-main.sh) requires and brickctl sends; made once, root only.
+if [ ! -s /etc/brickfs/secret ]; then
+  mkdir -p /etc/brickfs
+  (umask 077; head -c 24 /dev/urandom | base64 > /etc/brickfs/secret)
+fi
 install -m 0644 mgmt/systemd/brickfs-mgmtd.service /etc/systemd/system/brickfs-mgmtd.service
-echo "install.sh: installed brickd, mount.brickfs, brickfs-mgmtd, brickctl from $PREFIX/lib"
+install -m 0644 mgmt/systemd/brickfs-shd@.service /etc/systemd/system/brickfs-shd@.service
+# Only where systemd runs (not in a plain container): make it see the (new) units.
+if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+echo "install.sh: installed brickd, mount.brickfs, brickfs-mgmtd, brickctl, brickfs-shd from $PREFIX/lib; units brickfs-mgmtd.service, brickfs-shd@.service"

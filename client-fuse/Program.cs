@@ -33,6 +33,12 @@ public static class Program
                 return 0;
             }
             Check(options);
+            if (options.Source is { } source)
+            {
+                options = Fetch(options, source);
+                // The background process mounts the file fetched here instead of asking again.
+                args = [.. args, "-o", $"volfile={options.Volfile}{(options.ReadOnly ? ",ro" : "")}"];
+            }
         }
         catch (UsageException e)
         {
@@ -53,12 +59,29 @@ public static class Program
     private static void Check(MountOptions o)
     {
         if (Native.GetEuid() != 0) throw new UsageException("must be run as root");
-        if (!File.Exists(o.Volfile)) throw new UsageException($"{o.Volfile}: no such volfile");
+        if (o.Source is null && !File.Exists(o.Volfile)) throw new UsageException($"{o.Volfile}: no such volfile");
         string dir = o.MountPoint;
         if (File.Exists(dir)) throw new UsageException($"{dir}: not a directory");
         if (!Directory.Exists(dir)) throw new UsageException($"{dir}: no such directory");
         if (Directory.EnumerateFileSystemEntries(dir).Any()) throw new UsageException($"{dir}: directory is not empty");
         if (!File.Exists(o.FuseDevice)) throw new UsageException($"{o.FuseDevice}: no FUSE device (is the fuse module loaded?)");
+    }
+
+    /// <summary>Fetches the client volfile from brickfs-mgmtd and keeps it in /run for the life of the mount.</summary>
+    private static MountOptions Fetch(MountOptions o, VolumeSource source)
+    {
+        string text = VolfileServers.FetchAsync(source, o.BackupVolfileServers, o.VolfileTimeout).GetAwaiter().GetResult();
+        string path = VolfileServers.CachePath(o.MountPoint);
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllText(path, text);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UsageException($"{path}: cannot keep the fetched volfile: {e.Message}");
+        }
+        return o with { Volfile = path };
     }
 
     // ---- front process --------------------------------------------------------------------

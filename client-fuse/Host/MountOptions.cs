@@ -28,17 +28,26 @@ public sealed record MountOptions
     public int ReaderThreads { get; init; } = 4;
     public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
     public IReadOnlyList<string> Ignored { get; init; } = [];
+    /// <summary>The parsed SPEC when the volfile comes from brickfs-mgmtd (no --volfile given).</summary>
+    public VolumeSource? Source { get; init; }
+    public IReadOnlyList<string> BackupVolfileServers { get; init; } = [];
+    public TimeSpan VolfileTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     public const string Usage = """
         usage: mount.brickfs --volfile FILE [-o OPTIONS] [-f] DIR
-               mount.brickfs SPEC DIR [-o OPTIONS]          (as called by mount -t brickfs)
+               mount.brickfs HOST[:PORT]:/VOL DIR [-o OPTIONS]   (as called by mount -t brickfs)
 
         Mounts a Brickfs volume on DIR through FUSE. Without -f it returns once the mount
-        answers and keeps serving in the background.
+        answers and keeps serving in the background. With HOST[:PORT]:/VOL the client volfile
+        comes from brickfs-mgmtd on HOST (port 24007 unless given); HOST:/snaps/SNAP/VOL
+        mounts snapshot SNAP of volume VOL (read-only).
 
           --volfile FILE        client volfile to build the translator graph from
           -o OPTIONS            comma-separated mount options:
                volfile=FILE            same as --volfile
+               backup-volfile-servers=H2:H3:...
+                                       ask these brickfs-mgmtd hosts (same port) when HOST does not answer
+               volfile-timeout=SEC     seconds to wait for each volfile server (default 10)
                log-file=FILE           default /var/log/brickfs/<DIR with / as ->.log
                attribute-timeout=SEC   kernel attribute cache time (default 1)
                entry-timeout=SEC       kernel name cache time (default 1)
@@ -110,9 +119,11 @@ public sealed record MountOptions
         };
         if (o.Volfile is null)
         {
-            throw new UsageException(o.Spec is null
-                ? "no volfile given (use --volfile FILE or -o volfile=FILE)"
-                : $"{o.Spec}: fetching the volfile from a management server is not supported yet; give -o volfile=FILE");
+            if (o.Spec is null) throw new UsageException("no volfile given (use --volfile FILE, -o volfile=FILE or HOST:/VOL)");
+            if (!VolumeSource.TryParse(o.Spec, out var source))
+                throw new UsageException($"{o.Spec}: not HOST[:PORT]:/VOLUME (or give -o volfile=FILE)");
+            // A snapshot is a point in the past: its mount is read-only whatever the options say.
+            o = o with { Source = source, ReadOnly = o.ReadOnly || source.Volume.StartsWith("snaps/", StringComparison.Ordinal) };
         }
         return o with { Ignored = ignored };
     }
@@ -128,6 +139,8 @@ public sealed record MountOptions
             o = key switch
             {
                 "volfile" => o with { Volfile = Value() },
+                "backup-volfile-servers" => o with { BackupVolfileServers = Value().Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) },
+                "volfile-timeout" => o with { VolfileTimeout = Seconds(key, Value()) },
                 "log-file" => o with { LogFile = Value() },
                 "attribute-timeout" => o with { AttributeTimeout = Seconds(key, Value()) },
                 "entry-timeout" => o with { EntryTimeout = Seconds(key, Value()) },

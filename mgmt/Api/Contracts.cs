@@ -44,3 +44,22 @@ public sealed record PeerInfo(string Host, int Port, Guid NodeId, bool Connected
 public sealed record PeerStatusResponse(List<PeerInfo> Peers);
 
 public sealed record MessageResponse(string Message);
+
+public sealed record HealRequest(List<string> Arguments, bool Json = false);
+
+/// <summary>What brickfs-shd printed for a heal command (JSON when asked with --json).</summary>
+public sealed record HealResponse(string Output);
+
+public sealed record CommandRequest(string Command);
+
+public sealed record SnapshotCreateRequest(string Name, string Volume);
+
+public sealed record SnapshotBrickInfo(string Host, string Path, string Origin, int Port);
+
+public sealed record SnapshotInfo(string Name, Guid Id, string Volume, Guid VolumeId, DateTimeOffset CreatedAt, bool Active,
+    List<SnapshotBrickInfo> Bricks, double? PausedMilliseconds = null)
+{
+    public static SnapshotInfo From(SnapshotDefinition s, double? paused = null) => new(
+        s.Name, s.Id, s.Volume, s.VolumeId, s.CreatedAt, s.Active,
+        s.Bricks.Bricks.Select((b, i) => new SnapshotBrickInfo(b.Host, b.Path, s.Origins[i], b.Port)).ToList(), paused);
+}

@@ -15,14 +15,32 @@ public sealed class MgmtClient(HttpClient http, string server)
     /// <summary>The "HOST:PORT" this client talks to, for messages.</summary>
     public string Server => server;
 
-    public static MgmtClient Create(string hostPort, TimeSpan timeout, HttpMessageHandler? handler = null)
+    /// <summary>The header that carries the shared secret (see <see cref="MgmtdOptions.SecretFile"/>).</summary>
+    public const string SecretHeader = "X-Brickfs-Secret";
+
+    public static MgmtClient Create(string hostPort, TimeSpan timeout, HttpMessageHandler? handler = null, string? secret = null)
     {
         MgmtdOptions.TryParseHostPort(hostPort, MgmtdOptions.DefaultPort, out var host, out var port);
         string h = host.Contains(':') ? $"[{host}]" : host;
         var http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
         http.BaseAddress = new Uri($"http://{h}:{port}/api/v1/");
         http.Timeout = timeout;
+        if (secret is not null) http.DefaultRequestHeaders.Add(SecretHeader, secret);
         return new MgmtClient(http, $"{h}:{port}");
+    }
+
+    /// <summary>Reads a shared-secret file: its first line, trimmed; an error when it is unreadable or empty.</summary>
+    public static MgmtResult<string> ReadSecret(string path)
+    {
+        try
+        {
+            var secret = (File.ReadLines(path).FirstOrDefault() ?? "").Trim();
+            return secret.Length > 0 ? secret : MgmtError.Invalid($"{path}: the secret file is empty");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return MgmtError.Invalid($"{path}: cannot read the secret file: {e.Message}");
+        }
     }
 
     public Task<MgmtResult<HealthResponse>> HealthAsync() => SendAsync<HealthResponse>(HttpMethod.Get, "health");
@@ -41,6 +59,21 @@ public sealed class MgmtClient(HttpClient http, string server)
         SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/options", new SetOptionRequest(key, value));
     public Task<MgmtResult<VolumeInfo>> AddBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/add-brick", r);
     public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
+
+    public Task<MgmtResult<HealResponse>> HealAsync(string vol, HealRequest r) => SendAsync<HealResponse>(HttpMethod.Post, $"volumes/{E(vol)}/heal", r);
+    public Task<MgmtResult<MessageResponse>> BitrotAsync(string vol, string command) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/bitrot", new CommandRequest(command));
+    public Task<MgmtResult<MessageResponse>> RebalanceAsync(string vol, string command) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/rebalance", new CommandRequest(command));
+    public Task<MgmtResult<List<SnapshotInfo>>> SnapshotsAsync(string? volume = null) =>
+        SendAsync<List<SnapshotInfo>>(HttpMethod.Get, volume is null ? "snapshots" : $"snapshots?volume={E(volume)}");
+    public Task<MgmtResult<SnapshotInfo>> SnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Get, $"snapshots/{E(snap)}");
+    public Task<MgmtResult<SnapshotInfo>> CreateSnapshotAsync(string snap, string vol) =>
+        SendAsync<SnapshotInfo>(HttpMethod.Post, "snapshots", new SnapshotCreateRequest(snap, vol));
+    public Task<MgmtResult<SnapshotInfo>> DeleteSnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Delete, $"snapshots/{E(snap)}");
+    public Task<MgmtResult<SnapshotInfo>> RestoreSnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Post, $"snapshots/{E(snap)}/restore");
+    public Task<MgmtResult<SnapshotInfo>> ActivateSnapshotAsync(string snap, bool active) =>
+        SendAsync<SnapshotInfo>(HttpMethod.Post, $"snapshots/{E(snap)}/{(active ? "activate" : "deactivate")}");
 
     /// <summary>The client volfile (<paramref name="brick"/> null) or brick N's volfile, as text.</summary>
     public Task<MgmtResult<string>> VolfileAsync(string vol, int? brick = null) =>

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -54,17 +55,24 @@ public sealed class MgmtHost : IAsyncDisposable
             builder.Logging.AddSystemdConsole();
         }
         if (logging is not null) logging(builder.Logging);
+        string? secret = null;
+        if (options.SecretFile is not null)
+        {
+            var read = MgmtClient.ReadSecret(options.SecretFile);
+            if (!read.Ok) throw new IOException(read.Error!.Message);
+            secret = read.Value;
+        }
         var app = builder.Build();
 
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
         var store = FileStateStore.Open(options.StateDir);
         var node = new NodeIdentity([options.NodeAddress ?? "", options.ListenHost], options.MatchMachineAddresses);
-        var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path));
+        var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path), Btrfs.IsSubvolume);
         var supervisor = new BrickSupervisor(options.ResolvedBrickdPath, loggers.CreateLogger("Brickfs.Mgmt.Bricks"));
         var volumes = new VolumeManager(store, validator, node.IsLocal, supervisor, options.StateDir, options.BrickListenHost,
-            loggers.CreateLogger("Brickfs.Mgmt.Volumes"));
+            loggers.CreateLogger("Brickfs.Mgmt.Volumes")) { ShdPath = options.ResolvedShdPath, ProbePorts = options.ProbeBrickPorts };
         var peers = new PeerManager(store, new HttpClient(), loggers.CreateLogger("Brickfs.Mgmt.Peers"));
-        MapRoutes(app, store, node, volumes, peers, options.BrickListenHost);
+        MapRoutes(app, store, node, volumes, peers, options.BrickListenHost, secret);
         return new MgmtHost(app, store, supervisor, volumes);
     }
 
@@ -91,7 +99,7 @@ public sealed class MgmtHost : IAsyncDisposable
     public static string Version =>
         typeof(MgmtHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
 
-    private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost)
+    private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost, string? secret)
     {
         // A bug or broken infrastructure (disk full, permissions) still answers one line, and is logged.
         var failures = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Brickfs.Mgmt.Api");
@@ -108,6 +116,24 @@ public sealed class MgmtHost : IAsyncDisposable
                 await context.Response.WriteAsJsonAsync(new ErrorResponse($"internal error in brickfs-mgmtd: {e.Message}"), MgmtJson.Options);
             }
         });
+        if (secret is not null)
+        {
+            var expected = System.Text.Encoding.UTF8.GetBytes(secret);
+            app.Use(async (context, next) =>
+            {
+                var path = context.Request.Path.Value ?? "";
+                bool open = HttpMethods.IsGet(context.Request.Method) && (path == "/api/v1/health" || path.EndsWith("/volfile", StringComparison.Ordinal));
+                var given = System.Text.Encoding.UTF8.GetBytes(context.Request.Headers[MgmtClient.SecretHeader].ToString());
+                if (!open && !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(given, expected))
+                {
+                    failures.LogWarning(1302, "{Method} {Path} from {Remote}: wrong or missing shared secret", context.Request.Method, path, context.Connection.RemoteIpAddress);
+                    context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                    await context.Response.WriteAsJsonAsync(new ErrorResponse("wrong or missing shared secret (brickctl --secret-file FILE)"), MgmtJson.Options);
+                    return;
+                }
+                await next(context);
+            });
+        }
         var api = app.MapGroup("/api/v1");
         api.MapGet("/health", async (CancellationToken ct) =>
             new HealthResponse("ok", (await store.ReadAsync(ct)).NodeId, node.Name, Version));
@@ -137,6 +163,7 @@ public sealed class MgmtHost : IAsyncDisposable
             Reply(await volumes.AddBricksAsync(vol, r, ct)));
         api.MapPost("/volumes/{vol}/remove-brick", async (string vol, BricksRequest r, CancellationToken ct) =>
             Reply(await volumes.RemoveBricksAsync(vol, r, ct)));
+        MapDataRoutes(api, volumes);
         api.MapGet("/volumes/{vol}/volfile", async (string vol, string? kind, int? brick, CancellationToken ct) =>
         {
             var v = await volumes.GetAsync(vol, ct);
@@ -152,6 +179,36 @@ public sealed class MgmtHost : IAsyncDisposable
                 default:
                     return Error(MgmtError.Invalid($"kind must be client or brick, not '{kind}'"));
             }
+        });
+    }
+
+    private static void MapDataRoutes(RouteGroupBuilder api, VolumeManager volumes)
+    {
+        api.MapPost("/volumes/{vol}/heal", async (string vol, HealRequest r, CancellationToken ct) => Reply(await volumes.HealAsync(vol, r, ct)));
+        api.MapPost("/volumes/{vol}/bitrot", async (string vol, CommandRequest r, CancellationToken ct) =>
+            Reply(await volumes.BitrotAsync(vol, r.Command ?? "", ct)));
+        api.MapPost("/volumes/{vol}/rebalance", async (string vol, CommandRequest r, CancellationToken ct) =>
+            Reply(await volumes.RebalanceAsync(vol, r.Command ?? "", ct)));
+
+        api.MapGet("/snapshots", async (string? volume, CancellationToken ct) => await volumes.ListSnapshotsAsync(volume, ct));
+        api.MapPost("/snapshots", async (SnapshotCreateRequest r, CancellationToken ct) =>
+        {
+            var s = await volumes.CreateSnapshotAsync(r, ct);
+            return s.Ok ? Results.Created($"/api/v1/snapshots/{s.Value.Name}", s.Value) : Error(s.Error!);
+        });
+        api.MapGet("/snapshots/{snap}", async (string snap, CancellationToken ct) =>
+        {
+            var s = await volumes.GetSnapshotAsync(snap, ct);
+            return s.Ok ? Results.Ok(SnapshotInfo.From(s.Value)) : Error(s.Error!);
+        });
+        api.MapDelete("/snapshots/{snap}", async (string snap, CancellationToken ct) => Reply(await volumes.DeleteSnapshotAsync(snap, ct)));
+        api.MapPost("/snapshots/{snap}/restore", async (string snap, CancellationToken ct) => Reply(await volumes.RestoreSnapshotAsync(snap, ct)));
+        api.MapPost("/snapshots/{snap}/activate", async (string snap, CancellationToken ct) => Reply(await volumes.ActivateSnapshotAsync(snap, true, ct)));
+        api.MapPost("/snapshots/{snap}/deactivate", async (string snap, CancellationToken ct) => Reply(await volumes.ActivateSnapshotAsync(snap, false, ct)));
+        api.MapGet("/snapshots/{snap}/volfile", async (string snap, CancellationToken ct) =>
+        {
+            var v = await volumes.SnapshotVolfileAsync(snap, ct);
+            return v.Ok ? Results.Text(v.Value, "text/plain; charset=utf-8") : Error(v.Error!);
         });
     }
 

@@ -12,11 +12,20 @@ namespace Brickfs.Mgmt.Api;
 /// both spawn its bricks. Files a started volume needs are written before its status changes,
 /// so a failure there leaves the definition as it was.
 /// </summary>
-public sealed class VolumeManager(
+public sealed partial class VolumeManager(
     StateStore store, VolumeValidator validator, Func<string, bool> isLocal, BrickSupervisor supervisor,
     string stateDir, string brickListenHost, ILogger logger)
 {
     private readonly SemaphoreSlim _lock = new(1, 1);
+
+    /// <summary>The self-heal program that heal commands run against a volume's client volfile.</summary>
+    public string ShdPath { get; init; } = "brickfs-shd";
+
+    /// <summary>How long a heal command may run before mgmtd gives up on it.</summary>
+    public TimeSpan HealTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Whether ports for this node's bricks are probed for other listeners (see <see cref="MgmtdOptions.ProbeBrickPorts"/>).</summary>
+    public bool ProbePorts { get; init; } = true;
 
     public string VolumesDir => Path.Combine(stateDir, "vols");
     public string RunDir => Path.Combine(stateDir, "run");
@@ -34,7 +43,8 @@ public sealed class VolumeManager(
         {
             var v = validator.ValidateCreate(state, r.Name ?? "", r.Replica, r.Arbiter, r.Bricks ?? [], r.Force);
             if (!v.Ok) return v;
-            if (BrickPorts.Assign(state, v.Value) is { } noPort) return noPort;
+            if (BrickPorts.Assign(state, v.Value, PortTaken) is { } noPort) return noPort;
+            if (CreateBrickSubvolumes(v.Value) is { } cannot) return cannot;
             state.Volumes.Add(v.Value);
             return v;
         }, ct);
@@ -47,6 +57,23 @@ public sealed class VolumeManager(
         var current = (await store.ReadAsync(ct)).FindVolume(name);
         if (current is null) return MgmtError.NoSuchVolume(name);
         if (current.Status == VolumeStatus.Started && !force) return MgmtError.Conflict($"volume {name} is already started");
+        // A port another program took since the brick got it would keep that brick from ever
+        // listening (and a client could reach the wrong server there): such a brick gets a new
+        // port, which the client volfile mounts fetch from now on carries.
+        var moved = await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            var blocked = v.Bricks.Where(b => supervisor.State(Key(name, b)) is null && PortTaken(b.Host, b.Port)).ToList();
+            if (blocked.Count == 0) return Unchanged;
+            foreach (var b in blocked) b.Port = 0;
+            if (BrickPorts.Assign(state, v, PortTaken) is { } noPort) return noPort;
+            logger.LogWarning(1010, "volume {Volume}: ports of {Bricks} are taken by other programs; moved to {Ports}", name,
+                string.Join(" ", blocked.Select(b => b.Spec)), string.Join(" ", blocked.Select(b => b.Port)));
+            return v;
+        }, ct);
+        if (moved.Ok) current = moved.Value;
+        else if (!ReferenceEquals(moved.Error, Unchanged)) return moved.Error!;
         try
         {
             WriteVolfiles(current, createBrickDirs: true);
@@ -91,6 +118,8 @@ public sealed class VolumeManager(
             var v = state.FindVolume(name);
             if (v is null) return MgmtError.NoSuchVolume(name);
             if (v.Status == VolumeStatus.Started) return MgmtError.Conflict($"volume {name} is started; stop it first");
+            var snaps = state.Snapshots.Where(s => s.VolumeId == v.Id).Select(s => s.Name).ToList();
+            if (snaps.Count > 0) return MgmtError.Conflict($"volume {name} has snapshots ({string.Join(", ", snaps)}); delete them first");
             state.Volumes.Remove(v);
             return v;
         }, ct);
@@ -133,7 +162,7 @@ public sealed class VolumeManager(
             var v = state.FindVolume(name);
             if (v is null) return MgmtError.NoSuchVolume(name);
             if (validator.CheckBricks(state, v, r.Bricks ?? [], r.Force) is { } bad) return bad;
-            if (BrickPorts.Assign(state, v) is { } noPort) return noPort;
+            if (BrickPorts.Assign(state, v, PortTaken) is { } noPort) return noPort;
             return v;
         }, ct);
         if (!result.Ok) return result;
@@ -213,6 +242,59 @@ public sealed class VolumeManager(
             {
                 logger.LogError(1008, "volume {Volume}: cannot start its bricks: {Reason}", v.Name, e.Message);
             }
+        }
+        foreach (var snap in (await store.ReadAsync(ct)).Snapshots.Where(s => s.Active))
+        {
+            try
+            {
+                StartSnapshotBricks(snap);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                logger.LogError(1009, "snapshot {Snapshot}: cannot start its bricks: {Reason}", snap.Name, e.Message);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes each local brick of a new volume that does not exist yet and lies on Btrfs a
+    /// subvolume of its own, so snapshots cover one brick each. Those made here are removed
+    /// again when a later one fails, so a refused create leaves the disks as they were.
+    /// </summary>
+    private MgmtError? CreateBrickSubvolumes(VolumeDefinition v)
+    {
+        var made = new List<string>();
+        foreach (var b in v.Bricks.Where(b => isLocal(b.Host) && !Directory.Exists(b.Path)))
+        {
+            if (Node.MountPoint.Of(b.Path).FileSystemType != "btrfs") continue;
+            if (Node.Btrfs.CreateSubvolume(b.Path) is { } error)
+            {
+                foreach (var m in made) Node.Btrfs.DeleteSubvolume(m);
+                return error;
+            }
+            made.Add(b.Path);
+        }
+        return null;
+    }
+
+    /// <summary>Ends a store update that has nothing to change without writing.</summary>
+    private static readonly MgmtError Unchanged = MgmtError.Conflict("unchanged");
+
+    /// <summary>Whether a program already listens on <paramref name="port"/> of this node (for another node: unknown, so no).</summary>
+    private bool PortTaken(string host, int port)
+    {
+        if (!ProbePorts || port == 0 || !isLocal(host)) return false;
+        var address = System.Net.IPAddress.TryParse(brickListenHost, out var a) ? a : System.Net.IPAddress.Any;
+        try
+        {
+            var probe = new System.Net.Sockets.TcpListener(address, port);
+            probe.Start();
+            probe.Stop();
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return true;
         }
     }
 

@@ -45,22 +45,29 @@ public sealed class Brickctl
         new("volume add-brick", "VOL HOST:/BRICKDIR... [force]", "add bricks (whole replica sets)", (c, a) => c.BricksAsync(a, add: true)),
         new("volume remove-brick", "VOL HOST:/BRICKDIR... force", "remove bricks (whole replica sets; their files leave the volume)", (c, a) => c.BricksAsync(a, add: false)),
         new("volume volfile", "VOL [client | brick N]", "print a generated volfile (for mount.brickfs --volfile or brickd --volfile)", (c, a) => c.VolfileAsync(a)),
-        new("volume rebalance", "VOL start|status", "spread files over added bricks", (c, a) => c.NotYet("volume rebalance")),
-        new("volume heal", "VOL [info|full|split-brain ...]", "show or repair pending heals", (c, a) => c.NotYet("volume heal")),
-        new("volume bitrot", "VOL scrub status|ondemand", "checksum scrubbing", (c, a) => c.NotYet("volume bitrot")),
-        new("snapshot create", "SNAP VOL", "snapshot every brick of a volume", (c, a) => c.NotYet("snapshot")),
-        new("snapshot list", "", "list snapshots", (c, a) => c.NotYet("snapshot")),
-        new("snapshot restore", "SNAP", "roll a stopped volume back to a snapshot", (c, a) => c.NotYet("snapshot")),
-        new("snapshot delete", "SNAP", "delete a snapshot", (c, a) => c.NotYet("snapshot")),
+        new("volume rebalance", "VOL start|status", "spread files over added bricks", (c, a) => c.RebalanceAsync(a)),
+        new("volume heal", "VOL [info|full|split-brain (bigger-file|latest-mtime|source-brick BRICK) PATH]",
+            "without a subcommand: heal what the pending-heal indexes list, once; info: pending heals per brick; full: crawl and heal everything", (c, a) => c.HealAsync(a)),
+        new("volume bitrot", "VOL scrub status|ondemand", "checksum scrubbing", (c, a) => c.BitrotAsync(a)),
+        new("snapshot create", "SNAP VOL", "take a read-only Btrfs snapshot of every brick of a volume (writes pause while the bricks snap)", (c, a) => c.SnapshotCreateAsync(a)),
+        new("snapshot list", "[VOL]", "list snapshots (of one volume)", (c, a) => c.SnapshotListAsync(a)),
+        new("snapshot info", "SNAP", "show a snapshot: its volume, time, bricks and whether it is activated", (c, a) => c.SnapshotInfoAsync(a)),
+        new("snapshot restore", "SNAP", "roll a stopped volume back to a snapshot (the snapshot stays)", (c, a) => c.SnapshotVerbAsync(a, "restore")),
+        new("snapshot delete", "SNAP", "delete a snapshot", (c, a) => c.SnapshotVerbAsync(a, "delete")),
+        new("snapshot activate", "SNAP", "serve a snapshot, so mount -t brickfs HOST:/snaps/SNAP/VOL mounts it read-only", (c, a) => c.SnapshotVerbAsync(a, "activate")),
+        new("snapshot deactivate", "SNAP", "stop serving a snapshot", (c, a) => c.SnapshotVerbAsync(a, "deactivate")),
     ];
 
-    private const string GlobalUsage = "usage: brickctl [--server HOST[:PORT]] [--json] [--timeout SECONDS] COMMAND ...";
+    private const string GlobalUsage = "usage: brickctl [--server HOST[:PORT]] [--json] [--timeout SECONDS] [--secret-file FILE] COMMAND ...";
 
     public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, HttpMessageHandler? handler = null)
     {
         var ctl = new Brickctl(stdout, stderr);
         string server = Environment.GetEnvironmentVariable("BRICKFS_SERVER") is { Length: > 0 } env ? env : "localhost";
         double timeout = 60;
+        // The node's own secret (install.sh makes it, readable by root only) is used unless another is named.
+        string? secretFile = Environment.GetEnvironmentVariable("BRICKFS_SECRET_FILE") is { Length: > 0 } sf ? sf
+            : File.Exists(DefaultSecretFile) && CanRead(DefaultSecretFile) ? DefaultSecretFile : null;
         bool help = false;
         var words = new List<string>();
         for (int i = 0; i < args.Count; i++)
@@ -85,6 +92,10 @@ public sealed class Brickctl
                 case "--timeout":
                     if (!double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out timeout) || timeout <= 0)
                         return ctl.UsageError("--timeout needs a number of seconds");
+                    break;
+                case "--secret-file":
+                    secretFile = Value();
+                    if (string.IsNullOrEmpty(secretFile)) return ctl.UsageError("--secret-file needs a FILE");
                     break;
                 default:
                     if (a.StartsWith("--")) return ctl.UsageError($"unknown option '{a}'");
@@ -114,9 +125,31 @@ public sealed class Brickctl
             stdout.WriteLine($"global options: [--server HOST[:PORT]] (default localhost:24007, or $BRICKFS_SERVER) [--json] [--timeout SECONDS]");
             return Ok;
         }
-        ctl._client = MgmtClient.Create(server, TimeSpan.FromSeconds(timeout), handler);
+        string? secret = null;
+        if (secretFile is not null)
+        {
+            var read = MgmtClient.ReadSecret(secretFile);
+            if (!read.Ok) return ctl.UsageError(read.Error!.Message);
+            secret = read.Value;
+        }
+        ctl._client = MgmtClient.Create(server, TimeSpan.FromSeconds(timeout), handler, secret);
         ctl._command = match;
         return await match.Run(ctl, words.Skip(2).ToList());
+    }
+
+    public const string DefaultSecretFile = "/etc/brickfs/secret";
+
+    private static bool CanRead(string path)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private Command _command = null!;
@@ -131,6 +164,7 @@ public sealed class Brickctl
         _out.WriteLine("  --server HOST[:PORT]  the brickfs-mgmtd to ask (default localhost:24007, or $BRICKFS_SERVER)");
         _out.WriteLine("  --json                print state as JSON");
         _out.WriteLine("  --timeout SECONDS     give up waiting for mgmtd (default 60)");
+        _out.WriteLine("  --secret-file FILE    the shared secret of a brickfs-mgmtd started with --secret-file (default $BRICKFS_SECRET_FILE, else /etc/brickfs/secret)");
         _out.WriteLine("  COMMAND --help        usage of one command");
     }
 
@@ -149,11 +183,6 @@ public sealed class Brickctl
         return Failed;
     }
 
-    private Task<int> NotYet(string what)
-    {
-        _err.WriteLine($"brickctl: {what} is not available yet in this version of Brickfs");
-        return Task.FromResult(Failed);
-    }
 
     private void PrintJson<T>(T value) => _out.WriteLine(JsonSerializer.Serialize(value, MgmtJson.Indented));
 
@@ -435,5 +464,100 @@ public sealed class Brickctl
         if (!r.Ok) return Fail($"volume volfile: {a[0]}", r.Error!);
         _out.Write(r.Value);
         return Ok;
+    }
+
+    private async Task<int> HealAsync(List<string> a)
+    {
+        if (a.Count < 1) return WrongArguments("needs VOL");
+        if (a.Count >= 2 && a[1] is not ("info" or "full" or "split-brain"))
+            return WrongArguments($"unknown heal command '{a[1]}'");
+        var r = await _client.HealAsync(a[0], new HealRequest(a.Skip(1).ToList(), _json));
+        if (!r.Ok) return Fail($"volume heal: {a[0]}", r.Error!);
+        _out.Write(r.Value.Output);
+        return Ok;
+    }
+
+    private async Task<int> BitrotAsync(List<string> a)
+    {
+        if (a.Count != 3 || a[1] != "scrub" || a[2] is not ("status" or "ondemand")) return WrongArguments("needs VOL scrub status|ondemand");
+        var r = await _client.BitrotAsync(a[0], a[2]);
+        return r.Ok ? Success(r.Value, r.Value.Message) : Fail($"volume bitrot: {a[0]}", r.Error!);
+    }
+
+    private async Task<int> RebalanceAsync(List<string> a)
+    {
+        if (a.Count != 2 || a[1] is not ("start" or "status")) return WrongArguments("needs VOL start|status");
+        var r = await _client.RebalanceAsync(a[0], a[1]);
+        return r.Ok ? Success(r.Value, r.Value.Message) : Fail($"volume rebalance: {a[0]}", r.Error!);
+    }
+
+    private async Task<int> SnapshotCreateAsync(List<string> a)
+    {
+        if (a.Count != 2) return WrongArguments("needs SNAP and VOL");
+        var r = await _client.CreateSnapshotAsync(a[0], a[1]);
+        if (!r.Ok) return Fail($"snapshot create: {a[0]}", r.Error!);
+        return Success(r.Value, string.Create(CultureInfo.InvariantCulture,
+            $"snapshot create: success: Snap {a[0]} created successfully (writes paused {r.Value.PausedMilliseconds ?? 0:0} ms)"));
+    }
+
+    private async Task<int> SnapshotListAsync(List<string> a)
+    {
+        if (a.Count > 1) return WrongArguments("takes at most one VOL");
+        if (a.Count == 1)
+        {
+            var v = await _client.VolumeAsync(a[0]);
+            if (!v.Ok) return Fail("snapshot list", v.Error!);
+        }
+        var r = await _client.SnapshotsAsync(a.Count == 1 ? a[0] : null);
+        if (!r.Ok) return Fail("snapshot list", r.Error!);
+        if (_json)
+        {
+            PrintJson(r.Value);
+            return Ok;
+        }
+        if (r.Value.Count == 0) _out.WriteLine("No snapshots present");
+        foreach (var s in r.Value) _out.WriteLine(s.Name);
+        return Ok;
+    }
+
+    private async Task<int> SnapshotInfoAsync(List<string> a)
+    {
+        if (a.Count != 1) return WrongArguments("needs one SNAP");
+        var r = await _client.SnapshotAsync(a[0]);
+        if (!r.Ok) return Fail("snapshot info", r.Error!);
+        if (_json)
+        {
+            PrintJson(r.Value);
+            return Ok;
+        }
+        var s = r.Value;
+        _out.WriteLine($"Snapshot                  : {s.Name}");
+        _out.WriteLine($"Snap UUID                 : {s.Id}");
+        _out.WriteLine($"Created                   : {s.CreatedAt.ToUniversalTime():yyyy-MM-dd HH:mm:ss} UTC");
+        _out.WriteLine($"Origin Volume             : {s.Volume}");
+        _out.WriteLine($"Status                    : {(s.Active ? "Started" : "Stopped")}");
+        foreach (var b in s.Bricks) _out.WriteLine($"Brick                     : {b.Host}:{b.Path} (of {b.Origin}{(s.Active ? $", port {b.Port}" : "")})");
+        return Ok;
+    }
+
+    private async Task<int> SnapshotVerbAsync(List<string> a, string verb)
+    {
+        if (a.Count != 1) return WrongArguments("needs one SNAP");
+        var r = verb switch
+        {
+            "restore" => await _client.RestoreSnapshotAsync(a[0]),
+            "delete" => await _client.DeleteSnapshotAsync(a[0]),
+            "activate" => await _client.ActivateSnapshotAsync(a[0], true),
+            _ => await _client.ActivateSnapshotAsync(a[0], false),
+        };
+        if (!r.Ok) return Fail($"snapshot {verb}: {a[0]}", r.Error!);
+        string line = verb switch
+        {
+            "restore" => $"snapshot restore: success: Snap {a[0]} restored onto volume {r.Value.Volume}",
+            "delete" => $"snapshot delete: {a[0]}: snap removed successfully",
+            "activate" => $"snapshot activate: {a[0]}: Snap activated successfully (mount HOST:/snaps/{a[0]}/{r.Value.Volume})",
+            _ => $"snapshot deactivate: {a[0]}: Snap deactivated successfully",
+        };
+        return Success(r.Value, line);
     }
 }

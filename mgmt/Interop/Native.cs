@@ -2,11 +2,11 @@ using System.Runtime.InteropServices;
 
 namespace Brickfs.Mgmt.Interop;
 
-/// <summary>The few libc calls .NET does not expose: fsync of a directory, and SIGTERM.</summary>
+/// <summary>The few libc calls .NET does not expose: fsync of a directory, and signals (SIGTERM, SIGSTOP/SIGCONT).</summary>
 internal static partial class Native
 {
     private const int O_RDONLY = 0, O_DIRECTORY = 0x10000, O_CLOEXEC = 0x80000;
-    public const int SIGTERM = 15;
+    public const int SIGTERM = 15, SIGSTOP = 19, SIGCONT = 18;
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);

@@ -82,6 +82,30 @@ public sealed class MgmtState
     public Guid NodeId { get; set; }
     public List<PeerDefinition> Peers { get; init; } = [];
     public List<VolumeDefinition> Volumes { get; init; } = [];
+    public List<SnapshotDefinition> Snapshots { get; init; } = [];
 
     public VolumeDefinition? FindVolume(string name) => Volumes.FirstOrDefault(v => v.Name == name);
+    public SnapshotDefinition? FindSnapshot(string name) => Snapshots.FirstOrDefault(s => s.Name == name);
+
+    /// <summary>Every brick that holds a port on some host: the volumes' and the activated snapshots'.</summary>
+    public IEnumerable<VolumeDefinition> PortHolders => Volumes.Concat(Snapshots.Select(s => s.Bricks));
+}
+
+/// <summary>
+/// A read-only Btrfs snapshot of every brick of a volume, taken at one point. <see cref="Bricks"/>
+/// is the volume as it was, with each brick's path replaced by its snapshot's path, so the
+/// snapshot can be served (activated) and mounted as a volume of its own; its name is the
+/// snapshot's name. <see cref="Origins"/> lists the origin brick paths in the same order.
+/// </summary>
+public sealed class SnapshotDefinition
+{
+    public required string Name { get; init; }
+    public required Guid Id { get; init; }
+    public required string Volume { get; init; }
+    public required Guid VolumeId { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public required VolumeDefinition Bricks { get; init; }
+    public List<string> Origins { get; init; } = [];
+    /// <summary>Whether brickds serve the snapshot's bricks, so it can be mounted read-only.</summary>
+    public bool Active { get; set; }
 }

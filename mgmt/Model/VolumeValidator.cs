@@ -11,7 +11,7 @@ namespace Brickfs.Mgmt.Model;
 /// one host) give way to <c>force</c>; the others never do. Filesystem checks apply to this
 /// node's bricks only: another node's disks are that node's mgmtd's business.
 /// </summary>
-public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func<string, MountPoint> mountOf)
+public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func<string, MountPoint> mountOf, Func<string, bool>? isSubvolume = null)
 {
     public const int MaxNameLength = 64;
     public const int MaxReplica = 16;
@@ -99,6 +99,10 @@ public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func
                 if (mount.IsRoot) return MgmtError.Invalid($"brick {b.Spec} is on the root filesystem (add 'force' to use it anyway)");
                 if (mount.FileSystemType != "btrfs")
                     return MgmtError.Invalid($"brick {b.Spec} is on {mount.FileSystemType} at {mount.Path}, not Btrfs, so snapshots will not work (add 'force' to use it anyway)");
+                // A brick that exists must be a subvolume of its own, so one snapshot covers exactly
+                // that brick; one that does not exist yet is created as a subvolume.
+                if (isSubvolume is not null && Directory.Exists(b.Path) && !isSubvolume(b.Path))
+                    return MgmtError.Invalid($"brick {b.Spec} is a plain directory, not a Btrfs subvolume, so it cannot be snapshot on its own (give a path that does not exist yet, or a subvolume, or add 'force')");
             }
         }
         foreach (var b in parsed) b.Number = volume.NextBrickNumber++;

@@ -42,6 +42,9 @@ public sealed class ShdCommand
           --help                         this text
         """;
 
+    /// <summary>How long commands wait for every brick to connect before they work with those that did.</summary>
+    public static TimeSpan ConnectGrace { get; set; } = TimeSpan.FromSeconds(3);
+
     private readonly TextWriter _out;
     private readonly TextWriter _err;
     private string? _volfile, _server, _volume;
@@ -207,6 +210,12 @@ public sealed class ShdCommand
             await graph.DisposeAsync();
             return (null, $"{name}: {e.Message}");
         }
+        // A brick whose first connection attempt failed (busy, or just restarted) gets a few
+        // seconds of retries, so info does not report a brick down that answers a moment later;
+        // a brick that is really down costs this much once.
+        var clients = graph.All.OfType<ProtocolClientTranslator>().ToList();
+        var deadline = DateTime.UtcNow + ConnectGrace;
+        while (clients.Any(c => !c.IsConnected) && DateTime.UtcNow < deadline) await Task.Delay(50);
         return (graph, null);
     }
 

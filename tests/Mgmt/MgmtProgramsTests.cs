@@ -10,20 +10,22 @@ namespace Brickfs.Tests.Mgmt;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class MgmtProgramsTests
 {
-    private static string Unit([CallerFilePath] string source = "") =>
-        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(source)!, "..", "..", "mgmt", "systemd", "brickfs-mgmtd.service"));
+    private static string Unit(string name, [CallerFilePath] string source = "") =>
+        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(source)!, "..", "..", "mgmt", "systemd", name));
 
-    [Test]
-    public void The_systemd_unit_passes_systemd_analyze_verify()
+    [TestCase("brickfs-mgmtd.service", "brickfs-mgmtd.service", "brickfs-mgmtd", "Type=notify")]
+    [TestCase("brickfs-shd@.service", "brickfs-shd@gv0.service", "brickfs-shd", "--volume %i")]
+    public void The_systemd_units_pass_systemd_analyze_verify(string unit, string instance, string program, string expected)
     {
         // verify insists that ExecStart exists; point it at the build instead of the installed path.
-        var text = File.ReadAllText(Unit());
-        Assert.That(text, Does.Contain("ExecStart=/usr/local/bin/brickfs-mgmtd ").And.Contain("Type=notify"));
+        var text = File.ReadAllText(Unit(unit));
+        Assert.That(text, Does.Contain($"ExecStart=/usr/local/bin/{program} ").And.Contain(expected));
+        Assert.That(File.ReadAllText(Unit("../../install.sh")), Does.Contain($"mgmt/systemd/{unit} /etc/systemd/system/{unit}"), "install.sh installs the unit");
         var dir = Directory.CreateTempSubdirectory("brickfs-unit-").FullName;
         try
         {
-            var copy = Path.Combine(dir, "brickfs-mgmtd.service");
-            File.WriteAllText(copy, text.Replace("/usr/local/bin/brickfs-mgmtd", Programs.Find("brickfs-mgmtd")));
+            var copy = Path.Combine(dir, instance);
+            File.WriteAllText(copy, text.Replace($"/usr/local/bin/{program}", Programs.Find(program)));
             // Other tests in this process may have set umask 0; verify warns about world-writable units.
             File.SetUnixFileMode(copy, (UnixFileMode)0x1A4);
             var r = Shell.Run("systemd-analyze", ["verify", copy], TimeSpan.FromSeconds(30));

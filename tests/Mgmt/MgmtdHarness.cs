@@ -55,6 +55,7 @@ public sealed class MgmtdHarness : IAsyncDisposable
             NodeAddress = "node1",
             BrickdPath = FakeBrickd,
             MatchMachineAddresses = false,
+            ProbeBrickPorts = false,
         }, logging => logging.SetMinimumLevel(LogLevel.Warning));
         await Host.StartAsync();
     }

@@ -1,0 +1,143 @@
+using Brickfs.Mgmt.Api;
+using Brickfs.Tests.Support;
+using Microsoft.Extensions.Logging;
+
+namespace Brickfs.Tests.Mgmt;
+
+/// <summary>
+/// heal, bitrot, rebalance and snapshot commands, and the Btrfs brick checks, through brickctl's
+/// real code against an in-process brickfs-mgmtd (fake brickd). Every refusal is one line, and
+/// leaves the stored state byte for byte as it was.
+/// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public class MgmtDataCommandsTests
+{
+    private MgmtdHarness _d = null!;
+
+    [SetUp]
+    public async Task SetUp() => _d = await MgmtdHarness.StartAsync();
+
+    [TearDown]
+    public async Task TearDown() => await _d.DisposeAsync();
+
+    private string StateFile => Path.Combine(_d.StateDir, "state.json");
+
+    private async Task Ok(params string[] args)
+    {
+        var r = await _d.CtlAsync(args);
+        Assert.That(r.Exit, Is.EqualTo(0), r.ToString());
+    }
+
+    /// <summary>Runs a command that must be refused with <paramref name="exit"/>; returns its one line and checks nothing stored changed.</summary>
+    private async Task<string> Refused(int exit, params string[] args)
+    {
+        var before = await File.ReadAllBytesAsync(StateFile);
+        var r = await _d.CtlAsync(args);
+        Assert.That(r.Exit, Is.EqualTo(exit), r.ToString());
+        Assert.That(r.Out, Is.Empty, r.ToString());
+        Assert.That(r.Err.TrimEnd('\n'), Does.Not.Contain("\n"), "one line");
+        Assert.That(await File.ReadAllBytesAsync(StateFile), Is.EqualTo(before), $"{string.Join(' ', args)} changed the stored state");
+        return r.Err.TrimEnd('\n');
+    }
+
+    [Test, CancelAfter(30_000)]
+    public async Task Heal_bitrot_and_rebalance_say_why_they_cannot_run()
+    {
+        await Ok("volume", "create", "plain", "node2:/x/a", "node3:/x/a");
+        await Ok("volume", "create", "rep", "replica", "3", "node2:/x/r", "node3:/x/r", "node4:/x/r");
+        Assert.That(await Refused(1, "volume", "heal", "plain", "info"), Is.EqualTo("volume heal: plain: failed: volume plain is not replicated (Distribute): there is nothing to heal"));
+        Assert.That(await Refused(1, "volume", "heal", "rep"), Is.EqualTo("volume heal: rep: failed: volume rep is not started"));
+        Assert.That(await Refused(2, "volume", "heal", "rep", "everything"), Does.StartWith("brickctl: volume heal: unknown heal command 'everything'"));
+
+        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub", "status"), Is.EqualTo("volume bitrot: rep: failed: bitrot is off on volume rep (brickctl volume set rep features.bitrot on)"));
+        await Ok("volume", "set", "rep", "features.bitrot", "on");
+        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub", "ondemand"), Does.StartWith("volume bitrot: rep: failed: scrub ondemand is not available yet"));
+        Assert.That(await Refused(2, "volume", "bitrot", "rep", "scrub"), Does.Contain("needs VOL scrub status|ondemand"));
+
+        Assert.That(await Refused(1, "volume", "rebalance", "rep", "start"), Is.EqualTo("volume rebalance: rep: failed: volume rep has one replica set: there is nothing to rebalance"));
+        Assert.That(await Refused(1, "volume", "rebalance", "plain", "status"), Is.EqualTo("volume rebalance: plain: failed: rebalance status is not available yet in brickfs-mgmtd"));
+        Assert.That(await Refused(2, "volume", "rebalance", "plain", "go"), Does.Contain("needs VOL start|status"));
+    }
+
+    [Test, CancelAfter(30_000)]
+    public async Task Snapshot_commands_refuse_bad_names_unknown_snapshots_and_bricks_they_cannot_snap()
+    {
+        await Ok("volume", "create", "far", "node2:/x/a");
+        string plainDir = Path.Combine(_d.Root, "plain");
+        await Ok("volume", "create", "near", $"node1:{plainDir}", "force");
+        Directory.CreateDirectory(plainDir);
+
+        Assert.That(await Refused(1, "snapshot", "create", "s/1", "near"), Is.EqualTo("snapshot create: s/1: failed: snapshot name s/1 may contain only letters, digits, '_' and '-'"));
+        Assert.That(await Refused(1, "snapshot", "create", "s1", "nope"), Is.EqualTo("snapshot create: s1: failed: volume nope does not exist"));
+        Assert.That(await Refused(1, "snapshot", "create", "s1", "far"), Is.EqualTo("snapshot create: s1: failed: brick node2:/x/a is on another node; snapshots of volumes spanning nodes are not available yet"));
+        Assert.That(await Refused(1, "snapshot", "create", "s1", "near"), Is.EqualTo($"snapshot create: s1: failed: brick node1:{plainDir} is not a Btrfs subvolume, so it cannot be snapshot"));
+        foreach (var verb in new[] { "restore", "delete", "info", "activate", "deactivate" })
+            Assert.That(await Refused(1, "snapshot", verb, "nope"), Does.EndWith(": failed: snapshot nope does not exist"), verb);
+        Assert.That(await Refused(2, "snapshot", "create", "s1"), Does.Contain("needs SNAP and VOL"));
+        Assert.That(await Refused(1, "snapshot", "list", "nope"), Is.EqualTo("snapshot list: failed: volume nope does not exist"));
+        var list = await _d.CtlAsync("snapshot", "list");
+        Assert.That(list.Out, Is.EqualTo("No snapshots present\n"), list.ToString());
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task Bricks_must_be_Btrfs_subvolumes_unless_forced_and_new_ones_are_created_as_subvolumes()
+    {
+        using var disk = new BtrfsImage("mgmt-subvol", 512L << 20);
+        string plain = Path.Combine(disk.MountPoint, "plain");
+        Directory.CreateDirectory(plain);
+        string tmpBrick = Path.Combine(_d.Root, "on-tmp");
+
+        Assert.That(await Refused(1, "volume", "create", "v", $"node1:{plain}"), Does.Contain($"brick node1:{plain} is a plain directory, not a Btrfs subvolume"));
+        Assert.That(await Refused(1, "volume", "create", "v", $"node1:{tmpBrick}"), Does.Contain("not Btrfs").Or.Contain("root filesystem"));
+        Assert.That(Directory.Exists(tmpBrick), Is.False, "a refused create makes no directory");
+        Assert.That(await Refused(1, "volume", "create", "v", $"node1:{plain}/b", $"node1:{plain}/b"), Does.Contain("is given twice"));
+        Assert.That(Directory.Exists(Path.Combine(plain, "b")), Is.False);
+
+        string fresh = Path.Combine(disk.MountPoint, "bricks", "b1");
+        await Ok("volume", "create", "v", $"node1:{fresh}");
+        Assert.That(Shell.Sh($"btrfs subvolume show '{fresh}'").Ok, Is.True, "volume create made the brick a subvolume");
+        Assert.That(await Refused(1, "volume", "create", "w", $"node1:{fresh}"), Is.EqualTo($"volume create: w: failed: brick node1:{fresh} is already a brick of volume v"));
+        await Ok("volume", "create", "w", $"node1:{plain}", "force");
+    }
+
+    [Test, CancelAfter(30_000)]
+    public async Task With_a_secret_file_requests_without_the_secret_are_refused_and_change_nothing()
+    {
+        string root = Directory.CreateTempSubdirectory("brickfs-mgmtd-secret-").FullName;
+        string secretFile = Path.Combine(root, "secret"), wrongFile = Path.Combine(root, "wrong");
+        await File.WriteAllTextAsync(secretFile, "s3cret\n");
+        await File.WriteAllTextAsync(wrongFile, "guess\n");
+        var host = MgmtHost.Create(new MgmtdOptions
+        {
+            StateDir = Path.Combine(root, "state"), ListenHost = "127.0.0.1", ListenPort = 0, NodeAddress = "node1",
+            MatchMachineAddresses = false, ProbeBrickPorts = false, SecretFile = secretFile,
+        }, logging => logging.SetMinimumLevel(LogLevel.Critical));
+        await host.StartAsync();
+        try
+        {
+            string server = $"127.0.0.1:{host.Address.Port}";
+            string state = Path.Combine(root, "state", "state.json");
+            var before = await File.ReadAllBytesAsync(state);
+            foreach (var auth in new[] { Array.Empty<string>(), ["--secret-file", wrongFile] })
+            {
+                var r = await MgmtdHarness.RunCtlAsync(["--server", server, .. auth, "volume", "create", "v", "node2:/x/a"]);
+                Assert.That(r.Exit, Is.EqualTo(1), r.ToString());
+                Assert.That(r.Err, Is.EqualTo("volume create: v: failed: wrong or missing shared secret (brickctl --secret-file FILE)\n"));
+            }
+            Assert.That(await File.ReadAllBytesAsync(state), Is.EqualTo(before), "a refused request stores nothing");
+            var ok = await MgmtdHarness.RunCtlAsync("--server", server, "--secret-file", secretFile, "volume", "create", "v", "node2:/x/a");
+            Assert.That(ok.Exit, Is.EqualTo(0), ok.ToString());
+            // Mounts fetch volfiles without the secret: a volfile lets nobody change anything.
+            using var http = new HttpClient();
+            Assert.That(await http.GetStringAsync($"http://{server}/api/v1/volumes/v/volfile?kind=client"), Does.Contain("type protocol/client"));
+            var missing = await MgmtdHarness.RunCtlAsync("--server", server, "--secret-file", Path.Combine(root, "absent"), "volume", "list");
+            Assert.That(missing.Exit, Is.EqualTo(2));
+            Assert.That(missing.Err, Does.StartWith($"brickctl: {Path.Combine(root, "absent")}: cannot read the secret file"));
+        }
+        finally
+        {
+            await host.DisposeAsync();
+            Directory.Delete(root, recursive: true);
+        }
+    }
+}
