@@ -10,8 +10,11 @@ dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=/var/tmp/brickfs-bench
 cleanup() {
-  [ -f "$W/brickd.pid" ] && kill "$(cat "$W/brickd.pid")" 2>/dev/null || true
-  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/local" "$W/brick-local" "$W/brick-net"; do
+  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume"; do
+    if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
+  done
+  for f in "$W"/brickd*.pid; do [ -f "$f" ] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }; done
+  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2"; do
     if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
   done
 }
@@ -25,6 +28,9 @@ img() { # name -> mounted btrfs dir
 img local
 img brick-local
 img brick-net
+img brick-r0
+img brick-r1
+img brick-r2
 
 # Local volume: the graph in the mount process over storage/posix on its own Btrfs image.
 sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
@@ -62,5 +68,68 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break;
 mkdir -p "$W/mnt-net-volume"
 mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
 
+# Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
+# the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
+listening() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+rep_brick() { # i -> starts brickd for brick-r$i on port 24201+i
+  local i=$1 port=$((24201 + $1))
+  cat > "$W/brick-r$i.vol" <<VOL
+volume r$i-posix
+    type storage/posix
+    option directory $W/brick-r$i
+end-volume
+volume r$i-index
+    type features/index
+    subvolumes r$i-posix
+end-volume
+volume r$i
+    type features/locks
+    subvolumes r$i-index
+end-volume
+volume r$i-server
+    type protocol/server
+    option listen-host 127.0.0.1
+    option listen-port $port
+    subvolumes r$i
+end-volume
+VOL
+  brickd --volfile "$W/brick-r$i.vol" --log-file "$W/brickd-r$i.log" --pid-file "$W/brickd-r$i.pid" &
+  listening "$port" || { echo "bench/run.sh: brickd r$i does not listen on $port" >&2; exit 1; }
+}
+: > "$W/rep3-volume.vol"
+for i in 0 1 2; do
+  rep_brick "$i"
+  cat >> "$W/rep3-volume.vol" <<VOL
+volume rep3-client-$i
+    type protocol/client
+    option remote-host 127.0.0.1
+    option remote-port $((24201 + i))
+    option remote-subvolume r$i
+end-volume
+VOL
+done
+cat >> "$W/rep3-volume.vol" <<VOL
+volume rep3
+    type cluster/replicate
+    subvolumes rep3-client-0 rep3-client-1 rep3-client-2
+end-volume
+VOL
+mkdir -p "$W/mnt-rep3-volume"
+mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
+
 dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
-  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume"
+  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" brickfs-rep3="$W/mnt-rep3-volume"
+
+# Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
+HEAL_MIB=1024
+for a in "$@"; do [ "$a" = --quick ] && HEAL_MIB=256; done
+dotnet build mgmt/shd/Brickfs.Shd.csproj -c Release --nologo -v q >/dev/null
+kill "$(cat "$W/brickd-r2.pid")"; rm -f "$W/brickd-r2.pid"
+dd if=/dev/urandom of="$W/mnt-rep3-volume/heal-me" bs=1M count="$HEAL_MIB" conv=fsync status=none
+rep_brick 2
+sync; echo 3 > /proc/sys/vm/drop_caches
+start=$(date +%s.%N)
+dotnet mgmt/shd/bin/Release/net10.0/brickfs-shd.dll --volfile "$W/rep3-volume.vol" --once 2>"$W/shd.log"
+end=$(date +%s.%N)
+cmp -s "$W/brick-r0/heal-me" "$W/brick-r2/heal-me" || { echo "bench/run.sh: heal-me differs on r2 after heal" >&2; exit 1; }
+awk -v m="$HEAL_MIB" -v s="$start" -v e="$end" 'BEGIN { printf "heal of a %d MiB file after a brick'"'"'s return (brickfs-shd --once, whole pass): %.1f s, %.0f MiB/s\n", m, e - s, m / (e - s) }'
