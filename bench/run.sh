@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
 #   bench/run.sh [--quick]
+# BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
+# replica-3 bricks use the next three ports) let two runs on one machine stay apart.
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +10,8 @@ cd "$(dirname "$0")/.."
 ./install.sh >/dev/null
 dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
-W=/var/tmp/brickfs-bench
+W=${BRICKFS_BENCH_DIR:-/var/tmp/brickfs-bench}
+BASE_PORT=${BRICKFS_BENCH_PORT:-24199}
 cleanup() {
   for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume"; do
     if mountpoint -q "$m"; then umount "$m" 2>/dev/null || umount -l "$m"; fi
@@ -38,7 +41,7 @@ mkdir -p "$W/mnt-local-volume"
 mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
 
 # Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
-PORT=24199
+PORT=$BASE_PORT
 cat > "$W/brick-net.vol" <<VOL
 volume bench-posix
     type storage/posix
@@ -71,8 +74,8 @@ mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
 # Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
 # the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
 listening() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-rep_brick() { # i -> starts brickd for brick-r$i on port 24201+i
-  local i=$1 port=$((24201 + $1))
+rep_brick() { # i -> starts brickd for brick-r$i on port BASE_PORT+1+i
+  local i=$1 port=$((BASE_PORT + 1 + $1))
   cat > "$W/brick-r$i.vol" <<VOL
 volume r$i-posix
     type storage/posix
@@ -103,7 +106,7 @@ for i in 0 1 2; do
 volume rep3-client-$i
     type protocol/client
     option remote-host 127.0.0.1
-    option remote-port $((24201 + i))
+    option remote-port $((BASE_PORT + 1 + i))
     option remote-subvolume r$i
 end-volume
 VOL
