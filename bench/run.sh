@@ -2,12 +2,22 @@
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
 #   bench/run.sh [--quick]
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
-# replica-3 bricks use the next three ports) let two runs on one machine stay apart.
+# replica-3 bricks use the next three ports) let two runs on one machine stay apart;
+# BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: must run as root" >&2; exit 1; }
-./install.sh >/dev/null
+if [ -n "${BRICKFS_BENCH_PREFIX:-}" ]; then
+  # Programs published privately (release build), so a shared /opt/brickfs that other runs
+  # are using is left alone.
+  for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj; do
+    dotnet publish "$proj" -c Release -o "$BRICKFS_BENCH_PREFIX" --nologo -v q >/dev/null
+  done
+  export PATH="$BRICKFS_BENCH_PREFIX:$PATH"
+else
+  ./install.sh >/dev/null
+fi
 dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=${BRICKFS_BENCH_DIR:-/var/tmp/brickfs-bench}
