@@ -9,6 +9,8 @@ namespace Brickfs.Tests.Integration;
 public sealed class BrickProcess : IDisposable
 {
     private Process? _process;
+    private readonly IReadOnlyList<string> _launcher;
+    private readonly IPAddress _probe;
 
     public string Name { get; }
     public string Directory { get; }
@@ -18,11 +20,15 @@ public sealed class BrickProcess : IDisposable
 
     /// <param name="brickGraph">The brick graph below protocol/server, whose top volume is named <paramref name="name"/>; default storage/posix under features/locks.</param>
     /// <param name="leaseTimeoutSeconds">protocol/server's lease-timeout; its default when null.</param>
+    /// <param name="launcher">a command prefix brickd runs under, e.g. <c>ip netns exec NS</c> (it must exec brickd, so the pid is brickd's)</param>
+    /// <param name="withIndex">stack features/index between locks and posix, as brickd's full graph does (replicated volumes need it for healing)</param>
     public BrickProcess(string workDir, string name, string directory, int? port = null, string host = "127.0.0.1",
-        string? brickGraph = null, double? leaseTimeoutSeconds = null)
+        string? brickGraph = null, double? leaseTimeoutSeconds = null, IReadOnlyList<string>? launcher = null, bool withIndex = false)
     {
         string lease = leaseTimeoutSeconds is { } l ? $"option lease-timeout {l.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
         Name = name;
+        _launcher = launcher ?? [];
+        _probe = host == "0.0.0.0" ? IPAddress.Loopback : IPAddress.Parse(host);
         Directory = directory;
         Port = port ?? FreePort();
         Volfile = Path.Combine(workDir, $"{name}.vol");
@@ -32,9 +38,9 @@ public sealed class BrickProcess : IDisposable
                 type storage/posix
                 option directory {directory}
             end-volume
-            volume {name}
+            {(withIndex ? $"volume {name}-index\n    type features/index\n    subvolumes {name}-posix\nend-volume\n" : "")}volume {name}
                 type features/locks
-                subvolumes {name}-posix
+                subvolumes {name}-{(withIndex ? "index" : "posix")}
             end-volume
             """;
         File.WriteAllText(Volfile, brickGraph + $"""
@@ -55,8 +61,9 @@ public sealed class BrickProcess : IDisposable
     /// <summary>Starts brickd and waits until its port accepts connections.</summary>
     public void Start()
     {
-        var psi = new ProcessStartInfo(Programs.Brickd) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--volfile", Volfile, "--log-file", LogFile }) psi.ArgumentList.Add(a);
+        var command = _launcher.Concat([Programs.Brickd, "--volfile", Volfile, "--log-file", LogFile]).ToArray();
+        var psi = new ProcessStartInfo(command[0]) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in command.Skip(1)) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
@@ -76,7 +83,7 @@ public sealed class BrickProcess : IDisposable
         try
         {
             using var s = new TcpClient();
-            return s.ConnectAsync(IPAddress.Loopback, Port).Wait(500) && s.Connected;
+            return s.ConnectAsync(_probe, Port).Wait(500) && s.Connected;
         }
         catch (AggregateException)
         {

@@ -209,10 +209,20 @@ public sealed partial class PosixTranslator : Translator
     {
         var rel = GfidIndex.RelPath(g);
         var e = Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
-        if (e != Errno.ENOENT) return e;
-        EnsureBuckets(g);
-        return Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
+        if (e == Errno.ENOENT)
+        {
+            EnsureBuckets(g);
+            e = Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
+        }
+        // A concurrent lookup of the new name may have repaired the index first (it sees the GFID
+        // xattr before this link exists): a link to this very inode is the wanted outcome.
+        if (e == Errno.EEXIST && SameInode(dirfd, name, IndexFd, rel)) return Errno.None;
+        return e;
     }
+
+    private static bool SameInode(int dirfdA, string nameA, int dirfdB, string nameB) =>
+        Sys.Stat(dirfdA, nameA, out var a) == Errno.None && Sys.Stat(dirfdB, nameB, out var b) == Errno.None
+        && a.Ino == b.Ino && a.DevMajor == b.DevMajor && a.DevMinor == b.DevMinor;
 
     /// <summary>Points a directory's index symlink at (parent, name), replacing any old one atomically.</summary>
     private Errno SetDirLink(Gfid g, Gfid parent, string name)

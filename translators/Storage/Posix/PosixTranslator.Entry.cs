@@ -117,6 +117,13 @@ public sealed partial class PosixTranslator
                 Span<byte> b = stackalloc byte[Gfid.Size];
                 g.WriteBytes(b);
                 e = Sys.FSetXattr(osFd.Fd, GfidIndex.Xattr, b, XattrFlags.Create);
+                if (e == Errno.EEXIST && ReadGfid(Sys.ProcPath(osFd.Fd), follow: true) is { } raced)
+                {
+                    // A concurrent lookup saw the new name before its GFID was set and gave it one:
+                    // keep that one (the caller learns it from the answer's Iatt).
+                    g = raced;
+                    e = Errno.None;
+                }
                 if (e == Errno.None) e = AddIndexLink(osFd.Fd, "", Libc.AT_EMPTY_PATH, g);
                 if (e == Errno.None) e = Sys.Stat(osFd.Fd, "", out st);
                 if (e != Errno.None) Sys.UnlinkAt(dir.Fd, name);
