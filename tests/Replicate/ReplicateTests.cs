@@ -356,3 +356,30 @@ public class ReplicateTests
         Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True);
     }
 }
+
+/// <summary>Names a returning child missed the removal of must not come back through a create.</summary>
+public class ReplicateStaleEntryTests
+{
+    [Test]
+    public async Task ACreateOverANameOnlyTheReturningChildStillHasGetsTheNewFileEverywhereElse()
+    {
+        await using var v = await StartAsync(3);
+        var old = await v.CreateAsync("db-journal");
+        await v.MustWriteAsync(old, 0, "old journal");
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), old)).Ok, Is.True);
+        v.Down(0);
+        Assert.That((await v.Top.UnlinkAsync(Ctx(), Gfid.Root, "db-journal")).Ok, Is.True, "removed while b0 is away");
+        v.Up(0);
+        Assert.That((await v.Top.StatAsync(Ctx(), Gfid.Root, null)).Ok, Is.True, "the directory is looked at again, as a path walk does");
+        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "db-journal")).Error, Is.EqualTo(Errno.ENOENT),
+            "the copies that saw the removal win over b0's stale name");
+
+        var fresh = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+        var created = await v.Top.CreateAsync(Ctx(), Gfid.Root, "db-journal", 0x1A4, fresh);
+        Assert.That(created.Ok, Is.True, created.ToString());
+        Assert.That(created.Value.Gfid, Is.EqualTo(fresh.Gfid), "the new file, not b0's stale one");
+        await v.MustWriteAsync(fresh, 0, "new journal");
+        for (int i = 1; i < 3; i++) Assert.That(await v.TextAsync(i, fresh.Gfid), Is.EqualTo("new journal"), $"b{i}");
+        Assert.That(await v.PendingAsync(1, Gfid.Root, 0), Is.Not.EqualTo(new long[] { 0, 0, 0 }), "b0 stays blamed for the directory, so heal replaces its stale entry");
+    }
+}

@@ -128,7 +128,7 @@ public sealed partial class ReplicateTranslator
     public override async ValueTask<FopResult<Iatt>> CreateAsync(FopContext ctx, Gfid parent, string name, uint mode, FileHandle fd)
     {
         var st = StateOf(fd);
-        var (r, ok) = await TransactAsync(ctx, EntryTxn(parent, name), i => Children[i].CreateAsync(ctx, parent, name, mode, fd));
+        var (r, ok) = await TransactAsync(ctx, EntryTxn(parent, name), i => CreateOnAsync(ctx, i, parent, name, mode, fd));
         Interlocked.Or(ref st.Opened, ok);
         if (!r.Ok)
         {
@@ -137,6 +137,22 @@ public sealed partial class ReplicateTranslator
         }
         if (r.Value.Gfid == fd.Gfid) Remember(fd.Gfid, new InodeState(ok & DataMask, ok, ok, 0, r.Value.Mode));
         return Present(r.Value, ctx);
+    }
+
+    /// <summary>
+    /// Create on one child. A child that other copies blame for the parent's entries may still
+    /// hold a name the others removed while it was away (a SQLite journal deleted during a
+    /// partition): opening that stale file would hand the caller a GFID the other copies do not
+    /// have. Such a child counts as failed for this create, so it stays blamed and self-heal
+    /// replaces its stale entry.
+    /// </summary>
+    private async ValueTask<FopResult<Iatt>> CreateOnAsync(FopContext ctx, int i, Gfid parent, string name, uint mode, FileHandle fd)
+    {
+        var r = await Children[i].CreateAsync(ctx, parent, name, mode, fd);
+        if (!r.Ok || r.Value.Gfid == fd.Gfid) return r;
+        if (!_inodes.TryGetValue(parent, out var p) || (p.Entry & (1 << i)) != 0) return r;
+        Observe(i, (await Children[i].ReleaseAsync(ctx, fd)).Error);
+        return Errno.EIO;
     }
 
     private async ValueTask ReleaseOnAsync(FopContext ctx, FileHandle fd, int mask, bool directory)
