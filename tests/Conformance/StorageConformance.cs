@@ -316,6 +316,29 @@ public abstract class StorageConformance
     }
 
     [Test]
+    public async Task DirectoryLinkCountStaysRightWhileFilesComeAndGoBetweenSubdirectoryChanges()
+    {
+        var d = await Mkdir(Gfid.Root, "d");
+        await Mkdir(d.Gfid, "a");
+        Assert.That((await Stat(d.Gfid)).Nlink, Is.EqualTo(3u));
+        for (int i = 0; i < 5; i++)
+        {
+            var (_, fd) = await Create(d.Gfid, $"f{i}");
+            await Storage.ReleaseAsync(Root, fd);
+            Assert.That((await Stat(d.Gfid)).Nlink, Is.EqualTo(3u), $"after creating f{i}");
+        }
+        Assert.That((await Storage.SymlinkAsync(Root, d.Gfid, "s", "f0", Gfid.NewRandom())).Ok, Is.True);
+        Assert.That((await Storage.UnlinkAsync(Root, d.Gfid, "f1")).Ok, Is.True);
+        Assert.That((await Stat(d.Gfid)).Nlink, Is.EqualTo(3u), "after a symlink and an unlink");
+        await Mkdir(d.Gfid, "b");
+        Assert.That((await Stat(d.Gfid)).Nlink, Is.EqualTo(4u), "a new subdirectory still counts");
+        var (_, g) = await Create(d.Gfid, "g");
+        await Storage.ReleaseAsync(Root, g);
+        await Storage.RmdirAsync(Root, d.Gfid, "a");
+        Assert.That((await Stat(d.Gfid)).Nlink, Is.EqualTo(3u));
+    }
+
+    [Test]
     public async Task DirectoryLinkCountIsTwoPlusSubdirectories()
     {
         var d = await Mkdir(Gfid.Root, "d");

@@ -202,16 +202,31 @@ public sealed partial class PosixTranslator : Translator
     {
         Sys.MkdirAt(IndexFd, GfidIndex.Bucket1(g), 0x1C9);
         Sys.MkdirAt(IndexFd, GfidIndex.Bucket2(g), 0x1C9);
+        MarkBucket(g);
     }
+
+    /// <summary>
+    /// Second-level index buckets known to exist (one bit per aa/bb, 65,536 in all): a link
+    /// into a known bucket is one linkat, not a failed linkat, two mkdirs and a retry. Buckets
+    /// are never removed, so a set bit stays true.
+    /// </summary>
+    private readonly int[] _buckets = new int[65536 / 32];
+
+    private static int BucketOf(Gfid g) => (int)(g.Hi >> 48);
+
+    private bool BucketKnown(Gfid g) => (Volatile.Read(ref _buckets[BucketOf(g) >> 5]) & (1 << (BucketOf(g) & 31))) != 0;
+
+    private void MarkBucket(Gfid g) => Interlocked.Or(ref _buckets[BucketOf(g) >> 5], 1 << (BucketOf(g) & 31));
 
     /// <summary>Hard-links a non-directory into the index (<paramref name="flags"/> as for linkat).</summary>
     private Errno AddIndexLink(int dirfd, string name, int flags, Gfid g)
     {
         var rel = GfidIndex.RelPath(g);
+        if (!BucketKnown(g)) EnsureBuckets(g);
         var e = Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
         if (e == Errno.ENOENT)
         {
-            EnsureBuckets(g);
+            EnsureBuckets(g); // a bucket removed behind our back
             e = Sys.LinkAt(dirfd, name, IndexFd, rel, flags);
         }
         // A concurrent lookup of the new name may have repaired the index first (it sees the GFID

@@ -14,7 +14,10 @@ namespace Brickfs.Translators.Storage.Posix;
 internal sealed class DirLinkCounter
 {
     private const int MaxEntries = 65536;
-    private readonly record struct Stamp(ulong Ino, long MtimeSec, uint MtimeNsec, long CtimeSec, uint CtimeNsec, ulong Size);
+    public readonly record struct Stamp(ulong Ino, long MtimeSec, uint MtimeNsec, long CtimeSec, uint CtimeNsec, ulong Size)
+    {
+        public static Stamp Of(in Libc.Statx st) => new(st.Ino, st.Mtime.Sec, st.Mtime.Nsec, st.Ctime.Sec, st.Ctime.Nsec, st.Size);
+    }
     private readonly ConcurrentDictionary<Gfid, (Stamp Stamp, uint Count)> _cache = new();
 
     /// <summary>
@@ -25,7 +28,7 @@ internal sealed class DirLinkCounter
     {
         bool isRoot = g == Gfid.Root;
         if (st.Nlink >= 2) return st.Nlink - (isRoot ? 1u : 0u); // the hidden .brickfs is a subdirectory of the root
-        var stamp = new Stamp(st.Ino, st.Mtime.Sec, st.Mtime.Nsec, st.Ctime.Sec, st.Ctime.Nsec, st.Size);
+        var stamp = Stamp.Of(st);
         if (_cache.TryGetValue(g, out var hit) && hit.Stamp == stamp) return hit.Count;
         if (Count(dirfd, isRoot) is not { } subdirs) return 2;
         if (_cache.Count >= MaxEntries) _cache.Clear();
@@ -34,6 +37,26 @@ internal sealed class DirLinkCounter
     }
 
     public void Invalidate(Gfid g) => _cache.TryRemove(g, out _);
+
+    /// <summary>
+    /// Before a fop of ours that adds or removes only non-directories in <paramref name="g"/>:
+    /// the directory's stamp now, when a count is cached (null otherwise, at no cost).
+    /// </summary>
+    public Stamp? Mark(Gfid g, int dirfd) =>
+        _cache.ContainsKey(g) && Sys.Stat(dirfd, "", out var st) == Errno.None ? Stamp.Of(st) : null;
+
+    /// <summary>
+    /// After such a fop: the subdirectory count is unchanged, so the cached count moves to the
+    /// directory's new stamp instead of being recounted (a recount reads the whole directory:
+    /// one per create would make filling a directory quadratic). Anything else that changed the
+    /// directory meanwhile (our mkdir/rmdir invalidate; a stamp that is no longer the marked one)
+    /// leaves it to a recount.
+    /// </summary>
+    public void Carry(Gfid g, int dirfd, Stamp? before)
+    {
+        if (before is not { } b || Sys.Stat(dirfd, "", out var st) != Errno.None) return;
+        if (_cache.TryGetValue(g, out var hit) && hit.Stamp == b) _cache.TryUpdate(g, (Stamp.Of(st), hit.Count), hit);
+    }
 
     private static uint? Count(int dirfd, bool isRoot)
     {

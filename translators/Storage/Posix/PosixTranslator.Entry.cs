@@ -23,7 +23,7 @@ public sealed partial class PosixTranslator
     /// Gives a freshly made entry its GFID and index entry, then its attributes; on failure the
     /// entry is removed again, so a create either completes or leaves nothing.
     /// </summary>
-    private FopResult<Iatt> FinishNew(int dirfd, string name, Gfid parent, Gfid g)
+    private FopResult<Iatt> FinishNew(int dirfd, string name, Gfid parent, Gfid g, DirLinkCounter.Stamp? mark = null)
     {
         var e = Sys.Stat(dirfd, name, out var st);
         if (e != Errno.None) return e;
@@ -35,7 +35,8 @@ public sealed partial class PosixTranslator
             Sys.UnlinkAt(dirfd, name, isDir);
             return e;
         }
-        _links.Invalidate(parent);
+        if (isDir) _links.Invalidate(parent);
+        else _links.Carry(parent, dirfd, mark);
         return EntryIatt(dirfd, name, parent, st);
     }
 
@@ -46,8 +47,9 @@ public sealed partial class PosixTranslator
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
+            var mark = _links.Mark(parent, dir.Fd);
             using (Creds.As(ctx)) e = Sys.MknodAt(dir.Fd, name, (mode & ModeBits.TypeMask) == 0 ? mode | ModeBits.Regular : mode, rdev);
-            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid));
+            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid, mark));
         }
     }
 
@@ -70,8 +72,9 @@ public sealed partial class PosixTranslator
         using (dir)
         {
             // Stored verbatim; the brick never follows it (absolute or escaping targets included).
+            var mark = _links.Mark(parent, dir.Fd);
             using (Creds.As(ctx)) e = Sys.SymlinkAt(target, dir.Fd, name);
-            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid));
+            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid, mark));
         }
     }
 
@@ -92,6 +95,7 @@ public sealed partial class PosixTranslator
             bool exclusive = (fd.Flags & OpenFlags.Exclusive) != 0;
             PosixFd? file = null;
             bool created = false;
+            var mark = _links.Mark(parent, dir.Fd);
             if (!IndexExists(fd.Gfid))
             {
                 using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_CREAT | Libc.O_EXCL, mode & ModeBits.PermMask, out file);
@@ -127,6 +131,7 @@ public sealed partial class PosixTranslator
                 if (e == Errno.None) e = AddIndexLink(osFd.Fd, "", Libc.AT_EMPTY_PATH, g);
                 if (e == Errno.None) e = Sys.Stat(osFd.Fd, "", out st);
                 if (e != Errno.None) Sys.UnlinkAt(dir.Fd, name);
+                else _links.Carry(parent, dir.Fd, mark);
             }
             else if (e == Errno.None)
             {
@@ -152,8 +157,10 @@ public sealed partial class PosixTranslator
         using (dir)
         {
             var g = ReadGfid(EntryPath(dir.Fd, name), follow: false);
+            var mark = _links.Mark(parent, dir.Fd);
             using (Creds.As(ctx)) e = Sys.UnlinkAt(dir.Fd, name);
             if (e != Errno.None) return Done(e);
+            _links.Carry(parent, dir.Fd, mark);
             if (g is { } victim) DropIndexIfOrphan(victim);
             return Done(FopResult.Success);
         }
