@@ -215,7 +215,14 @@ public sealed class FuseBridge : IFuseRequestHandler
         Cancellation = r.Cancellation,
     };
 
-    private static void Fail(FuseRequest r, Errno e) => r.Session.ReplyError(r, (int)e);
+    private static void Fail(FuseRequest r, Errno e) => r.Session.ReplyError(r, ToKernel(e));
+
+    /// <summary>
+    /// The errno an application sees. A handle fenced after its locks were lost travels through
+    /// the graph as EBADFD, so cluster translators can tell it from a failing copy and use the
+    /// other copies; to the application it is an I/O error, as a lost lock must be.
+    /// </summary>
+    private static int ToKernel(Errno e) => e == Errno.EBADFD ? (int)Errno.EIO : (int)e;
 
     private bool Node(FuseRequest r, out Gfid gfid)
     {
@@ -291,7 +298,7 @@ public sealed class FuseBridge : IFuseRequestHandler
     private static void ReplyPlain(FuseRequest r, FopResult res)
     {
         if (res.Ok) r.Session.ReplyOk(r);
-        else r.Session.ReplyError(r, (int)res.Error);
+        else r.Session.ReplyError(r, ToKernel(res.Error));
     }
 
     private void ReplyEntryResult(FuseRequest r, FopResult<Iatt> res, Gfid parent, string name)

@@ -162,12 +162,12 @@ public class LeaseTests
         proxy.Frozen = true;
         await Kit.Eventually(() => a.LastError?.Contains("giving the lease up") == true,
             "A gave its lease up itself (not the brick, not ping-timeout)");
-        Assert.That((await WriteAsync(a, locked, "late")).Error, Is.EqualTo(Errno.EIO));
+        Assert.That((await WriteAsync(a, locked, "late")).Error, Is.EqualTo(ProtocolClientTranslator.FencedErrno));
 
         proxy.Frozen = false;
         await Kit.Eventually(() => a.IsConnected && a.Connects >= 2, "A reconnected");
-        Assert.That((await WriteAsync(a, locked, "late")).Error, Is.EqualTo(Errno.EIO), "fenced until closed, even with the brick back");
-        Assert.That((await a.LkAsync(Ctx(1), locked, LockCommand.Set, WholeFile(LockType.Write, 1))).Error, Is.EqualTo(Errno.EIO));
+        Assert.That((await WriteAsync(a, locked, "late")).Error, Is.EqualTo(ProtocolClientTranslator.FencedErrno), "fenced until closed, even with the brick back");
+        Assert.That((await a.LkAsync(Ctx(1), locked, LockCommand.Set, WholeFile(LockType.Write, 1))).Error, Is.EqualTo(ProtocolClientTranslator.FencedErrno));
         Assert.That((await a.LkAsync(Ctx(1), locked, LockCommand.Set, WholeFile(LockType.Unlock, 1))).Ok, Is.True, "nothing is held, so unlocking is done");
         Assert.That((await WriteAsync(a, unlocked, "fine")).Value, Is.EqualTo(4), "a file without locks is re-opened and works");
 
@@ -214,7 +214,7 @@ public class LeaseTests
 
         Assert.That((await b.LkAsync(Ctx(2), fdB, LockCommand.Set, WholeFile(LockType.Write, 2))).Ok, Is.True,
             "the restarted brick holds no locks");
-        Assert.That((await WriteAsync(a, fdA, "stale")).Error, Is.EqualTo(Errno.EIO), "A's lock is gone, so its handle fails");
+        Assert.That((await WriteAsync(a, fdA, "stale")).Error, Is.EqualTo(ProtocolClientTranslator.FencedErrno), "A's lock is gone, so its handle fails");
         Assert.That((await WriteAsync(b, fdB, "fresh")).Value, Is.EqualTo(5));
         Assert.That(brick.LogText.ToString(), Does.Contain("lost the lease"));
     }

@@ -254,7 +254,7 @@ public sealed class ProtocolClientTranslator : Translator
         await rfd.Reopening.WaitAsync();
         try
         {
-            if (rfd.Fenced) return Errno.EIO;
+            if (rfd.Fenced) return FencedErrno;
             if (rfd.Lost) return Errno.EBADF;
             if (rfd.Generation == session.Generation) return Errno.None;
             int flags = fd.Flags & ~(OpenFlags.Create | OpenFlags.Exclusive | OpenFlags.Truncate);
@@ -314,7 +314,7 @@ public sealed class ProtocolClientTranslator : Translator
     private async ValueTask<(ClientSession? Session, ulong Handle, Errno Error)> HandleOfAsync(FileHandle fd)
     {
         if (!fd.TryGetContext(this, out RemoteFd rfd)) return (null, 0, Errno.EBADF);
-        if (rfd.Fenced) return (null, 0, Errno.EIO);
+        if (rfd.Fenced) return (null, 0, FencedErrno);
         var session = Session;
         if (session is null) return (null, 0, Errno.ENOTCONN);
         if (rfd.Generation != session.Generation || rfd.Lost)
@@ -532,7 +532,7 @@ public sealed class ProtocolClientTranslator : Translator
         if (command == LockCommand.Get) return r.Value.Lock.FromWire();
         if (lk.Type != LockType.Unlock)
         {
-            if (!NoteGranted(session, fd, lk)) return Errno.EIO;
+            if (!NoteGranted(session, fd, lk)) return FencedErrno;
         }
         else if (lk.Kind == LockKind.Flock || (lk.Start == 0 && lk.End == long.MaxValue))
         {
@@ -655,8 +655,16 @@ public sealed class ProtocolClientTranslator : Translator
             rfd.Fenced = true;
             RaiseLocksLost([fd.Gfid]);
         }
-        return Errno.EIO;
+        return FencedErrno;
     }
+
+    /// <summary>
+    /// What every request on a fenced handle answers: EBADFD, the handle is in a bad state for
+    /// this brick. The mount shows it to applications as EIO; cluster/replicate treats it as
+    /// this copy being unavailable for the handle and carries on with the copies whose locks
+    /// still hold.
+    /// </summary>
+    public const Errno FencedErrno = Errno.EBADFD;
 
     private void OnTick()
     {

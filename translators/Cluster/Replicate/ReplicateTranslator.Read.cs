@@ -122,7 +122,7 @@ public sealed partial class ReplicateTranslator
             tried |= 1 << i;
             var r = await call(i);
             Observe(i, r.Error);
-            if (r.Error != Errno.ENOTCONN) return r;
+            if (r.Error != Errno.ENOTCONN && r.Error != Errno.EBADFD) return r; // EBADFD: this copy's handle was fenced
         }
     }
 

@@ -246,7 +246,7 @@ public sealed partial class ReplicateTranslator
         foreach (int i in Bits(mask))
         {
             if (first[i].Ok) granted |= 1 << i;
-            else if (first[i].Error != Errno.ENOTCONN && conflict == Errno.None) conflict = first[i].Error;
+            else if (!Absent(first[i].Error) && conflict == Errno.None) conflict = first[i].Error;
         }
         if (conflict == Errno.None && HasQuorum(granted)) return lk;
         await UnlockOnAsync(ctx, fd, lk, granted);
@@ -260,7 +260,7 @@ public sealed partial class ReplicateTranslator
             var r = await Children[i].LkAsync(ctx, fd, LockCommand.SetWait, lk);
             Observe(i, r.Error);
             if (r.Ok) granted |= 1 << i;
-            else if (r.Error != Errno.ENOTCONN)
+            else if (!Absent(r.Error))
             {
                 await UnlockOnAsync(ctx, fd, lk, granted);
                 return r.Error;
@@ -270,6 +270,12 @@ public sealed partial class ReplicateTranslator
         await UnlockOnAsync(ctx, fd, lk, granted);
         return Errno.ENOTCONN;
     }
+
+    /// <summary>
+    /// A child that cannot take part in a lock request (unreachable, or its handle fenced after
+    /// it lost this client's lease): quorum decides without it, and it is no conflict.
+    /// </summary>
+    private static bool Absent(Errno e) => e is Errno.ENOTCONN or Errno.EBADFD;
 
     private async ValueTask<FopResult<FileLock>[]> LockOnAsync(FopContext ctx, FileHandle fd, FileLock lk, int mask, LockCommand command)
     {
@@ -355,7 +361,7 @@ public sealed partial class ReplicateTranslator
             var r = await call(i, command, type);
             Observe(i, r.Error);
             if (r.Ok) granted |= 1 << i;
-            else if (r.Error != Errno.ENOTCONN)
+            else if (!Absent(r.Error))
             {
                 error = r.Error;
                 break;
