@@ -128,6 +128,14 @@ public sealed partial class ReplicateTranslator
 
     // ---- inode reads -------------------------------------------------------------------------
 
+    /// <summary>The parent directory's readability, read from the children when this client has not seen it yet.</summary>
+    private async ValueTask<InodeState?> ParentStateAsync(FopContext ctx, Gfid parent)
+    {
+        if (_inodes.TryGetValue(parent, out var p)) return p;
+        var (s, _) = await RefreshAsync(ctx, parent, null);
+        return s.Ok ? s.Value : null;
+    }
+
     /// <summary>
     /// Asks every child (a returning child shows up here). The name's GFID must agree on all
     /// children that have it (else EIO, listed as split-brain); a name missing on some children
@@ -159,7 +167,8 @@ public sealed partial class ReplicateTranslator
         {
             _entryHealHints.TryAdd(parent, 0);
             // The parent's counters say which side is right: a create or an unlink that some children missed.
-            if (_inodes.TryGetValue(parent, out var p) && (p.Entry & missing) != 0 && (p.Entry & found) == 0) return Errno.ENOENT;
+            var p = await ParentStateAsync(ctx, parent);
+            if (p is not null && (p.Entry & missing) != 0 && (p.Entry & found) == 0) return Errno.ENOENT;
         }
 
         var gfid = results[Lowest(found)].Value.Gfid;

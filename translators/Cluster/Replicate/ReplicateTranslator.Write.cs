@@ -150,6 +150,8 @@ public sealed partial class ReplicateTranslator
     {
         var r = await Children[i].CreateAsync(ctx, parent, name, mode, fd);
         if (!r.Ok || r.Value.Gfid == fd.Gfid) return r;
+        // Only a state already known: a refresh here would read the parent's counters in the
+        // middle of this very transaction. Lookup, which precedes a create, has refreshed it.
         if (!_inodes.TryGetValue(parent, out var p) || (p.Entry & (1 << i)) != 0) return r;
         Observe(i, (await Children[i].ReleaseAsync(ctx, fd)).Error);
         return Errno.EIO;
