@@ -224,10 +224,11 @@ public sealed class SelfHealDaemon
     /// </summary>
     public async Task RunAsync(TimeSpan interval, CancellationToken cancellation)
     {
-        _log.Write('I', "brickfs-shd", $"healing {string.Join(", ", _replicas.Select(r => r.Name))} every {interval.TotalSeconds:0} s, {Parallel} at a time");
         try
         {
+            // The start line comes after the first probe: from then on a brick that returns is noticed.
             await ProbeAsync(cancellation);
+            _log.Write('I', "brickfs-shd", $"healing {string.Join(", ", _replicas.Select(r => r.Name))} every {interval.TotalSeconds:0} s, {Parallel} at a time");
             while (true)
             {
                 var s = await RunPassAsync(cancellation);

@@ -54,6 +54,13 @@ internal sealed class ClientSession : IFrameHandler
     /// <summary>Completes with the reason once the session is dead.</summary>
     public Task<string> Closed => _closed.Task;
 
+    /// <summary>
+    /// Runs once when the session dies, before <see cref="CloseReason"/> is set and before any
+    /// waiting request learns of it (protocol/client fences its locked files here, so no request
+    /// can see the death without the fence).
+    /// </summary>
+    public Action<string>? Failing { get; set; }
+
     /// <summary>Why the session died; set before any waiting request learns of it.</summary>
     public string? CloseReason { get; private set; }
 
@@ -87,8 +94,15 @@ internal sealed class ClientSession : IFrameHandler
     public void Fail(string reason)
     {
         if (_dead) return;
-        CloseReason = reason;
         _dead = true;
+        try
+        {
+            Failing?.Invoke(reason);
+        }
+        finally
+        {
+            CloseReason = reason;
+        }
         _closed.TrySetResult(reason);
         _handshake.TrySetException(new IOException(reason));
         _channel.Transport.Abort();

@@ -212,7 +212,7 @@ public sealed class ProtocolClientTranslator : Translator
             throw new TimeoutException($"connect timed out after {timeout.TotalSeconds:0.##} s");
         }
         long generation = Interlocked.Read(ref _generation) + 1;
-        var session = new ClientSession(transport, _frameMax, generation);
+        var session = new ClientSession(transport, _frameMax, generation) { Failing = FenceLocked };
         session.Start();
         try
         {
