@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using Brickfs.Mgmt.Model;
+using Brickfs.Mgmt.Node;
 
 namespace Brickfs.Mgmt.Api;
 
@@ -43,40 +43,16 @@ public sealed partial class VolumeManager
 
     private async Task<MgmtResult<HealResponse>> RunShdAsync(List<string> args, CancellationToken ct)
     {
-        var psi = new ProcessStartInfo(ShdPath) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        Process p;
-        try
-        {
-            p = Process.Start(psi) ?? throw new InvalidOperationException("no process");
-        }
-        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
-        {
-            return MgmtError.Unavailable($"cannot run the self-heal program {ShdPath}: {e.Message}");
-        }
-        using (p)
-        {
-            var stdout = p.StandardOutput.ReadToEndAsync(ct);
-            var stderr = p.StandardError.ReadToEndAsync(ct);
-            using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            limit.CancelAfter(HealTimeout);
-            try
-            {
-                await p.WaitForExitAsync(limit.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                p.Kill(entireProcessTree: true);
-                return MgmtError.Unavailable($"the heal did not finish within {HealTimeout.TotalSeconds:0} s");
-            }
-            string output = await stdout, errors = await stderr;
-            if (p.ExitCode == 0) return new HealResponse(output);
-            // The program's own failure line; connection lines it logged before are context, not the reason.
-            string line = errors.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.StartsWith("brickfs-shd: ", StringComparison.Ordinal))
-                ?? errors.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? $"exit status {p.ExitCode}";
-            if (line.StartsWith("brickfs-shd: ", StringComparison.Ordinal)) line = line["brickfs-shd: ".Length..];
-            return p.ExitCode == 2 ? MgmtError.Invalid(line) : MgmtError.Unavailable(line);
-        }
+        var run = await Tool.RunAsync(ShdPath, args, HealTimeout, ct);
+        if (run.StartError is not null) return MgmtError.Unavailable($"cannot run the self-heal program {ShdPath}: {run.StartError}");
+        if (run.TimedOut) return MgmtError.Unavailable($"the heal did not finish within {HealTimeout.TotalSeconds:0} s");
+        if (run.ExitCode == 0) return new HealResponse(run.Stdout);
+        // The program's own failure line; connection lines it logged before are context, not the reason.
+        var lines = run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string line = lines.LastOrDefault(l => l.StartsWith("brickfs-shd: ", StringComparison.Ordinal))
+            ?? lines.LastOrDefault() ?? $"exit status {run.ExitCode}";
+        if (line.StartsWith("brickfs-shd: ", StringComparison.Ordinal)) line = line["brickfs-shd: ".Length..];
+        return run.ExitCode == 2 ? MgmtError.Invalid(line) : MgmtError.Unavailable(line);
     }
 
     /// <summary>

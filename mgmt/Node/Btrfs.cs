@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Brickfs.Mgmt.Model;
 
 namespace Brickfs.Mgmt.Node;
@@ -35,29 +34,11 @@ public static class Btrfs
 
     private static MgmtError? Run(params string[] args)
     {
-        var psi = new ProcessStartInfo("btrfs") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        Process p;
-        try
-        {
-            p = Process.Start(psi) ?? throw new InvalidOperationException("no process");
-        }
-        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
-        {
-            return MgmtError.Unavailable($"cannot run btrfs (is btrfs-progs installed?): {e.Message}");
-        }
-        using (p)
-        {
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(Timeout))
-            {
-                p.Kill();
-                return MgmtError.Unavailable($"btrfs {string.Join(' ', args)}: no answer within {Timeout.TotalSeconds:0} s");
-            }
-            if (p.ExitCode == 0) return null;
-            string why = (stderr.Result.Trim().Split('\n').LastOrDefault() ?? "").Trim();
-            return MgmtError.Unavailable($"btrfs {string.Join(' ', args)}: {(why.Length > 0 ? why : $"exit status {p.ExitCode}")}");
-        }
+        var run = Tool.RunAsync("btrfs", args, Timeout).GetAwaiter().GetResult();
+        if (run.StartError is not null) return MgmtError.Unavailable($"cannot run btrfs (is btrfs-progs installed?): {run.StartError}");
+        if (run.TimedOut) return MgmtError.Unavailable($"btrfs {string.Join(' ', args)}: no answer within {Timeout.TotalSeconds:0} s");
+        if (run.ExitCode == 0) return null;
+        string why = (run.Stderr.Trim().Split('\n').LastOrDefault() ?? "").Trim();
+        return MgmtError.Unavailable($"btrfs {string.Join(' ', args)}: {(why.Length > 0 ? why : $"exit status {run.ExitCode}")}");
     }
 }
