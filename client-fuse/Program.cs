@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Brickfs.ClientFuse.Bridge;
 using Brickfs.ClientFuse.Fuse;
 using Brickfs.ClientFuse.Host;
 using Brickfs.ClientFuse.Interop;
@@ -223,13 +224,15 @@ public static class Program
         try
         {
             await graph.InitAsync(CancellationToken.None);
+            var bridgeOptions = options.BridgeOptions(FuseBridge.IsSoleClient(graph.Top));
+            log.Info("mount.caching", $"dir={options.MountPoint} sole-client={bridgeOptions.SoleClient} attribute-timeout={bridgeOptions.AttributeTimeout.TotalSeconds} entry-timeout={bridgeOptions.EntryTimeout.TotalSeconds} negative-timeout={bridgeOptions.NegativeTimeout.TotalSeconds}");
             mount = await FuseMount.StartAsync(graph.Top, options.MountPoint, new FuseSessionOptions
             {
                 DevicePath = options.FuseDevice,
                 Source = options.Spec ?? "brickfs",
                 ReadOnly = options.ReadOnly,
                 ReaderThreads = options.ReaderThreads,
-            }, options.BridgeOptions, log);
+            }, bridgeOptions, log);
         }
         catch (FuseMountException e)
         {

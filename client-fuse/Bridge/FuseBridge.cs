@@ -20,6 +20,20 @@ public sealed record FuseBridgeOptions
 
     /// <summary>Names this mount to the graph; lock owners are scoped by it.</summary>
     public string ClientId { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
+
+    /// <summary>
+    /// This mount is the only way into the volume (<see cref="FuseBridge.IsSoleClient"/>): every
+    /// change passes through this kernel, which keeps its own caches right, so nothing it caches
+    /// can go stale behind its back. Lock points then invalidate nothing and handed-out names are
+    /// not tracked. False (the default) for anything another client may change.
+    /// </summary>
+    public bool SoleClient { get; init; }
+
+    /// <summary>
+    /// How long a sole client lets the kernel trust attributes, names and missing names when the
+    /// mount options do not say: long, since only this kernel changes the volume.
+    /// </summary>
+    public static readonly TimeSpan SoleClientCacheTime = TimeSpan.FromHours(1);
 }
 
 /// <summary>
@@ -66,6 +80,13 @@ public sealed class FuseBridge : IFuseRequestHandler
         }
     }
 
+    /// <summary>
+    /// True when nothing in the graph below <paramref name="top"/> reaches state that another
+    /// process shares (no protocol/client): a local volume, whose only client is this mount.
+    /// </summary>
+    public static bool IsSoleClient(Translator top) =>
+        !Graph(top).Any(t => t is Brickfs.Translators.Protocol.ProtocolClientTranslator);
+
     /// <summary>Node ids the kernel currently holds (root included).</summary>
     public int KnownNodes => _nodes.Count;
 
@@ -107,10 +128,11 @@ public sealed class FuseBridge : IFuseRequestHandler
     /// the grant is answered. Runs on the thread pool, never on a /dev/fuse reader: a notification
     /// can wait for page or directory locks that requests still being read must release. The
     /// kernel holds no inode lock while it waits for the lock reply, so that wait is not one.
+    /// A sole client has nothing to drop: what its kernel caches came from its own requests.
     /// </summary>
     private async ValueTask InvalidateAtLockAsync(Gfid gfid)
     {
-        if (_session is null) return;
+        if (_session is null || _options.SoleClient) return;
         await Task.Run(() =>
         {
             InvalidateInode(gfid, 0, -1);
@@ -267,6 +289,7 @@ public sealed class FuseBridge : IFuseRequestHandler
 
     private FuseEntryOut Entry(ulong nodeId, Iatt a)
     {
+        _nodes.NoteMode(nodeId, a.Mode);
         var (es, en) = Split(_options.EntryTimeout);
         var (s, n) = Split(_options.AttributeTimeout);
         return new FuseEntryOut
@@ -285,12 +308,13 @@ public sealed class FuseBridge : IFuseRequestHandler
     /// <summary>Counts a kernel reference handed out as <paramref name="name"/> in <paramref name="parent"/> (tracked for lock-point invalidation).</summary>
     private ulong Remember(Gfid gfid, Gfid parent, string name)
     {
-        _entries.Handed(parent, name);
+        if (!_options.SoleClient) _entries.Handed(parent, name);
         return _nodes.Remember(gfid, parent);
     }
 
     private void ReplyAttr(FuseRequest r, Iatt a)
     {
+        _nodes.NoteMode(r.NodeId, a.Mode);
         var (s, n) = Split(_options.AttributeTimeout);
         r.Session.Reply(r, new FuseAttrOut { AttrValid = s, AttrValidNsec = n, Attr = ToAttr(a) });
     }
@@ -490,6 +514,16 @@ public sealed class FuseBridge : IFuseRequestHandler
             Fail(r, res.Error);
             return;
         }
+        if (!dir && TruncatesAndKills(a.Flags, a.OpenFlags))
+        {
+            var killed = await KillSuidGidAsync(r, gfid, fd, 0);
+            if (killed != Errno.None)
+            {
+                await _top.ReleaseAsync(Context(r), fd);
+                Fail(r, killed);
+                return;
+            }
+        }
         _handles[fh] = fd;
         // No FOPEN_KEEP_CACHE: the kernel drops this file's pages at open (close-to-open consistency).
         r.Session.Reply(r, new FuseOpenOut { Fh = fh });
@@ -522,6 +556,22 @@ public sealed class FuseBridge : IFuseRequestHandler
                 return;
             }
         }
+        if (TruncatesAndKills(a.Flags, a.OpenFlags) && attr.Gfid == fd.Gfid)
+        {
+            // An existing file opened with O_TRUNC (a new one has no bits to drop). The node id is
+            // only known below, so the decision rests on the attributes the create returned.
+            if (NeedsKill(attr.Mode))
+            {
+                var killed = await _top.SetattrAsync(ctx, attr.Gfid, fd, new SetattrRequest { Valid = SetattrValid.KillSuidGid });
+                if (!killed.Ok)
+                {
+                    await _top.ReleaseAsync(ctx, fd);
+                    Fail(r, killed.Error);
+                    return;
+                }
+                attr = killed.Value;
+            }
+        }
         _handles[fh] = fd;
         r.Session.Reply(r, Entry(Remember(attr.Gfid, parent, name), attr), new FuseOpenOut { Fh = fh });
     }
@@ -546,11 +596,57 @@ public sealed class FuseBridge : IFuseRequestHandler
         var a = r.Arg<FuseWriteIn>();
         if (!Handle(r, a.Fh, out var fd)) return;
         ulong owner = (a.WriteFlags & FuseConst.WriteLockOwner) != 0 ? a.LockOwner : 0;
+        if ((a.WriteFlags & FuseConst.WriteKillSuidGid) != 0)
+        {
+            var killed = await KillSuidGidAsync(r, fd.Gfid, fd, owner);
+            if (killed != Errno.None)
+            {
+                Fail(r, killed);
+                return;
+            }
+        }
         // The data stays in the request buffer, which the request owns until its reply.
         var data = r.PayloadMemory(Marshal.SizeOf<FuseWriteIn>(), (int)a.Size);
         var res = await _top.WriteAsync(Context(r, owner), fd, (long)a.Offset, data);
         if (res.Ok) r.Session.Reply(r, new FuseWriteOut { Size = (uint)res.Value });
         else Fail(r, res.Error);
+    }
+
+    // ---- setuid/setgid dropping (FUSE_HANDLE_KILLPRIV_V2) ------------------------------------
+
+    /// <summary>
+    /// Whether a caller without CAP_FSETID changing a file of <paramref name="mode"/> must drop
+    /// bits: setuid always, setgid only with group execute (without it setgid marks mandatory
+    /// locking and stays), as the kernel's own rule for local filesystems.
+    /// </summary>
+    private static bool NeedsKill(uint mode) =>
+        !ModeBits.IsDirectory(mode) && ((mode & ModeBits.SetUid) != 0 || (mode & (ModeBits.SetGid | 0x8)) == (ModeBits.SetGid | 0x8));
+
+    private static bool TruncatesAndKills(uint flags, uint openFlags) =>
+        (openFlags & FuseConst.OpenKillSuidGid) != 0 && (flags & (uint)OpenFlags.Truncate) != 0;
+
+    /// <summary>
+    /// With FUSE_HANDLE_KILLPRIV_V2 the kernel stops dropping setuid/setgid itself (it used to
+    /// probe security.capability with a GETXATTR before every write and send a SETATTR of the
+    /// mode); a write, truncate or O_TRUNC open by a caller without CAP_FSETID comes flagged
+    /// instead, and the bits must go before the change lands. Whether there are bits is judged
+    /// on the mode the kernel was last given for the node, as the kernel judged on its cached
+    /// mode; only then does a SETATTR with <see cref="SetattrValid.KillSuidGid"/> go down (the
+    /// storage drops the bits as root, so a writer who does not own the file can have them
+    /// dropped). An unknown mode asks the storage, which looks at the file itself.
+    /// </summary>
+    private async ValueTask<Errno> KillSuidGidAsync(FuseRequest r, Gfid gfid, FileHandle? fd, ulong owner)
+    {
+        uint mode = _nodes.ModeOf(r.NodeId);
+        if (mode != 0 && !NeedsKill(mode)) return Errno.None;
+        var res = await _top.SetattrAsync(Context(r, owner), gfid, fd, new SetattrRequest { Valid = SetattrValid.KillSuidGid });
+        if (!res.Ok) return res.Error;
+        _nodes.NoteMode(r.NodeId, res.Value.Mode);
+        // A WRITE reply refreshes no mode: the kernel would keep showing the dropped bits for
+        // as long as it trusts its attributes. Dropping its attributes (not its pages) takes no
+        // inode lock, so it is safe while the kernel waits for this very request.
+        if (mode != res.Value.Mode) _session?.NotifyInvalInode(r.NodeId, -1, 0);
+        return Errno.None;
     }
 
     private async ValueTask FlushAsync(FuseRequest r)

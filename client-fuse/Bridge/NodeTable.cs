@@ -19,6 +19,9 @@ internal sealed class NodeTable
 
         /// <summary>The directory the kernel last looked it up in (for hard links: any one of them).</summary>
         public Gfid? Parent;
+
+        /// <summary>The mode in the newest attributes handed to the kernel (0 = none yet).</summary>
+        public uint Mode;
     }
 
     private readonly ConcurrentDictionary<ulong, Node> _byId = new();
@@ -111,6 +114,15 @@ internal sealed class NodeTable
         parent = default;
         return false;
     }
+
+    /// <summary>Notes the mode of attributes about to be handed to the kernel for <paramref name="nodeId"/>.</summary>
+    public void NoteMode(ulong nodeId, uint mode)
+    {
+        if (_byId.TryGetValue(nodeId, out var n)) Volatile.Write(ref n.Mode, mode);
+    }
+
+    /// <summary>The mode the kernel was last given for <paramref name="nodeId"/>; 0 when unknown.</summary>
+    public uint ModeOf(ulong nodeId) => _byId.TryGetValue(nodeId, out var n) ? Volatile.Read(ref n.Mode) : 0;
 
     public ulong LookupsOf(ulong nodeId)
     {

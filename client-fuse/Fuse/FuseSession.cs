@@ -46,11 +46,17 @@ public sealed class FuseSession : IAsyncDisposable
     /// <summary>Requests at most this big are copied into a small array so the reader keeps its big buffer.</summary>
     private const int SmallRequest = 8192;
 
-    /// <summary>Flags Brickfs asks for. Writeback cache stays off: close-to-open and lock coherence need every write to reach the graph.</summary>
+    /// <summary>
+    /// Flags Brickfs asks for. Writeback cache stays off: close-to-open and lock coherence need
+    /// every write to reach the graph. HANDLE_KILLPRIV_V2 lets the bridge drop setuid/setgid
+    /// where the kernel flags it, instead of the kernel probing security.capability with a
+    /// GETXATTR round trip before every write (the probe still runs once after each attribute
+    /// refresh; with v2 the kernel remembers the answer until then).
+    /// </summary>
     public const ulong WantedFlags =
         FuseConst.AsyncRead | FuseConst.ParallelDirops | FuseConst.DoReaddirplus | FuseConst.ReaddirplusAuto |
         FuseConst.PosixLocks | FuseConst.FlockLocks | FuseConst.AtomicOTrunc | FuseConst.ExportSupport |
-        FuseConst.BigWrites | FuseConst.AutoInvalData | FuseConst.AsyncDio | FuseConst.MaxPages;
+        FuseConst.BigWrites | FuseConst.AutoInvalData | FuseConst.AsyncDio | FuseConst.MaxPages | FuseConst.HandleKillprivV2;
 
     private readonly FuseSessionOptions _options;
     private readonly IFuseRequestHandler _handler;

@@ -80,6 +80,8 @@ public static class FuseConst
     public const ulong WritebackCache = 1 << 16;
     public const ulong ParallelDirops = 1 << 18;
     public const ulong HandleKillpriv = 1 << 19;
+    /// <summary>The filesystem drops setuid/setgid on write, truncate and chown when the kernel's request says so (no security.capability probe per write).</summary>
+    public const ulong HandleKillprivV2 = 1 << 28;
     public const ulong MaxPages = 1 << 22;
     public const ulong SetxattrExt = 1 << 29;
     public const ulong InitExt = 1 << 30;
@@ -89,11 +91,16 @@ public static class FuseConst
     public const uint ReleaseFlockUnlock = 1 << 1;
     public const uint LkFlock = 1 << 0;
     public const uint WriteLockOwner = 1 << 1;
+    /// <summary>FUSE_WRITE_KILL_SUIDGID: the writer lacks CAP_FSETID; drop setuid (and setgid if group-executable).</summary>
+    public const uint WriteKillSuidGid = 1 << 2;
+    /// <summary>FUSE_OPEN_KILL_SUIDGID (open_flags of OPEN/CREATE with O_TRUNC): as <see cref="WriteKillSuidGid"/> for the truncation.</summary>
+    public const uint OpenKillSuidGid = 1 << 0;
     public const uint ReadLockOwner = 1 << 1;
     public const uint FsyncFdatasync = 1 << 0;
 
     public const uint FattrFh = 1 << 6;
     public const uint FattrLockOwner = 1 << 9;
+    public const uint FattrKillSuidGid = 1 << 11;
 
     public const int NotifyInvalInode = 2;
     public const int NotifyInvalEntry = 3;

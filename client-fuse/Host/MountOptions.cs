@@ -22,9 +22,10 @@ public sealed record MountOptions
     public bool Help { get; init; }
     public bool ReadOnly { get; init; }
     public string? LogFile { get; init; }
-    public TimeSpan AttributeTimeout { get; init; } = TimeSpan.FromSeconds(1);
-    public TimeSpan EntryTimeout { get; init; } = TimeSpan.FromSeconds(1);
-    public TimeSpan NegativeTimeout { get; init; } = TimeSpan.Zero;
+    /// <summary>Kernel cache times as given in -o; null = the default for the volume (<see cref="BridgeOptions"/>).</summary>
+    public TimeSpan? AttributeTimeout { get; init; }
+    public TimeSpan? EntryTimeout { get; init; }
+    public TimeSpan? NegativeTimeout { get; init; }
     public int ReaderThreads { get; init; } = 4;
     public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
     public IReadOnlyList<string> Ignored { get; init; } = [];
@@ -49,9 +50,10 @@ public sealed record MountOptions
                                        ask these brickfs-mgmtd hosts (same port) when HOST does not answer
                volfile-timeout=SEC     seconds to wait for each volfile server (default 10)
                log-file=FILE           default /var/log/brickfs/<DIR with / as ->.log
-               attribute-timeout=SEC   kernel attribute cache time (default 1)
-               entry-timeout=SEC       kernel name cache time (default 1)
-               negative-timeout=SEC    kernel cache time of missing names (default 0)
+               attribute-timeout=SEC   kernel attribute cache time (default 1; 3600 for a
+                                       volume whose graph has no protocol/client)
+               entry-timeout=SEC       kernel name cache time (default 1; 3600 likewise)
+               negative-timeout=SEC    kernel cache time of missing names (default 0; 3600 likewise)
                reader-threads=N        threads reading /dev/fuse (default 4)
                ro                      mount read-only
              generic options (rw, defaults, _netdev, noauto, nofail, ...) are ignored
@@ -68,12 +70,23 @@ public sealed record MountOptions
         }
     }
 
-    public FuseBridgeOptions BridgeOptions => new()
+    /// <summary>
+    /// The bridge's options. A volume other clients share gets short cache times (1 s, no
+    /// negative entries) and invalidation at lock points; a sole client (a graph with no
+    /// protocol/client: nothing but this kernel changes the volume) may let the kernel cache for
+    /// <see cref="FuseBridgeOptions.SoleClientCacheTime"/>. Times given in -o win either way.
+    /// </summary>
+    public FuseBridgeOptions BridgeOptions(bool soleClient)
     {
-        AttributeTimeout = AttributeTimeout,
-        EntryTimeout = EntryTimeout,
-        NegativeTimeout = NegativeTimeout,
-    };
+        var cache = soleClient ? FuseBridgeOptions.SoleClientCacheTime : TimeSpan.FromSeconds(1);
+        return new FuseBridgeOptions
+        {
+            SoleClient = soleClient,
+            AttributeTimeout = AttributeTimeout ?? cache,
+            EntryTimeout = EntryTimeout ?? cache,
+            NegativeTimeout = NegativeTimeout ?? (soleClient ? cache : TimeSpan.Zero),
+        };
+    }
 
     public static MountOptions Parse(IReadOnlyList<string> args)
     {

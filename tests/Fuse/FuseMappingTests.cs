@@ -54,8 +54,14 @@ public class FuseMappingTests
     }
 
     [Test]
-    public void NegotiationNeverAsksForWritebackCacheDontMaskOrKillpriv()
+    public void NegotiationNeverAsksForWritebackCacheDontMaskOrKillprivV1()
     {
         Assert.That(FuseSession.WantedFlags & (FuseConst.WritebackCache | FuseConst.DontMask | FuseConst.HandleKillpriv | FuseConst.SetxattrExt), Is.Zero);
+    }
+
+    [Test]
+    public void NegotiationAsksForKillprivV2SoWritesNeedNoCapabilityProbe()
+    {
+        Assert.That(FuseSession.WantedFlags & FuseConst.HandleKillprivV2, Is.Not.Zero);
     }
 }

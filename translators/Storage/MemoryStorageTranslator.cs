@@ -162,6 +162,8 @@ public sealed class MemoryStorageTranslator : Translator
                 n.Gid = gid;
                 if (!n.IsDir) n.Mode &= ~(ModeBits.SetUid | ((n.Mode & 0x8) != 0 ? ModeBits.SetGid : 0));
             }
+            // Asked for by a writer or truncater without CAP_FSETID (it need not own the file).
+            if (r.Has(SetattrValid.KillSuidGid) && !n.IsDir) n.Mode &= ~(ModeBits.SetUid | ((n.Mode & 0x8) != 0 ? ModeBits.SetGid : 0));
             if (r.Has(SetattrValid.Size))
             {
                 if (n.IsDir) return Done<Iatt>(Errno.EISDIR);
