@@ -120,6 +120,30 @@ public abstract class VolumePosixSuite
     }
 
     [Test]
+    public void FlockAndFcntlLocksConflictBetweenProcessesAndGoWithTheHolder()
+    {
+        var dir = TestDir();
+        var f = Path.Combine(dir, "locked");
+        Sh($"echo data > '{f}'");
+        // The holder keeps its lock while the others try; each try is its own process.
+        Assert.That(Sh($"flock -x '{f}' sh -c \"flock -n -x '{f}' true && echo free || echo held\"").Trim(), Is.EqualTo("held"), "flock");
+        Assert.That(Sh($"flock -n -x '{f}' true && echo free").Trim(), Is.EqualTo("free"), "a flock goes with its holder");
+        const string Fcntl = """
+            import fcntl, subprocess, sys
+            f = open(sys.argv[1], "r+")
+            fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)
+            probe = "import fcntl, sys\nf = open(sys.argv[1], 'r+')\n" \
+                    "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 5)\n    print('free')\n" \
+                    "except OSError:\n    print('held')\n" \
+                    "fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 20)\nprint('beyond')\n"
+            print(subprocess.run([sys.executable, "-c", probe, sys.argv[1]], capture_output=True, text=True).stdout.strip().replace("\n", " "))
+            """;
+        var r = Shell.Run("python3", ["-c", Fcntl, f], TimeSpan.FromSeconds(60));
+        Assert.That(r.Ok, Is.True, r.ToString());
+        Assert.That(r.Stdout.Trim(), Is.EqualTo("held beyond"), "an overlapping fcntl range is held by another process; a disjoint one is free");
+    }
+
+    [Test]
     public void AnotherUsersWriteOrTruncateDropsSetuidAndSetgidAsOnExt4()
     {
         var dir = TestDir();
