@@ -198,6 +198,27 @@ public class PosixTranslatorTests
     }
 
     [Test]
+    public async Task ALookupRestoresALostIndexLinkAndTrustsAnIndexedHardLinkedFile()
+    {
+        var t = await Start();
+        var (f, fd) = await Create(t, Gfid.Root, "f");
+        await t.ReleaseAsync(Root, fd);
+        Assert.That((await t.LinkAsync(Root, f.Gfid, Gfid.Root, "g")).Value.Nlink, Is.EqualTo(2u));
+        var other = await Start();
+        Assert.That((await other.LookupAsync(Root, Gfid.Root, "g")).Value.Gfid, Is.EqualTo(f.Gfid), "two links: indexed");
+
+        File.Delete(Path.Combine(_brick, "g"));
+        File.Delete(IndexPath(f.Gfid)); // lost behind the brick's back: one link left
+        var fresh = await Start();
+        Assert.That((await fresh.StatAsync(Root, f.Gfid, null)).Error, Is.EqualTo(Errno.ESTALE), "not indexed, not found by GFID");
+        var found = await fresh.LookupAsync(Root, Gfid.Root, "f");
+        Assert.That(found.Value.Gfid, Is.EqualTo(f.Gfid), "the GFID stays");
+        Assert.That(found.Value.Nlink, Is.EqualTo(1u));
+        Assert.That(DiskStat(IndexPath(f.Gfid)).Ino, Is.EqualTo(DiskStat(Path.Combine(_brick, "f")).Ino), "the index link is back");
+        Assert.That((await fresh.StatAsync(Root, f.Gfid, null)).Value.Nlink, Is.EqualTo(1u));
+    }
+
+    [Test]
     public async Task EntriesMadeBehindTheBricksBackGetAGfidOnLookup()
     {
         var t = await Start();

@@ -200,10 +200,23 @@ public sealed partial class PosixTranslator : Translator
 
     private void EnsureBuckets(Gfid g)
     {
-        Sys.MkdirAt(IndexFd, GfidIndex.Bucket1(g), 0x1C9);
-        Sys.MkdirAt(IndexFd, GfidIndex.Bucket2(g), 0x1C9);
+        int top = BucketOf(g) >> 8;
+        if ((Volatile.Read(ref _topBuckets[top >> 5]) & (1 << (top & 31))) == 0)
+        {
+            Sys.MkdirAt(IndexFd, GfidIndex.Bucket1(g), 0x1C9);
+            Interlocked.Or(ref _topBuckets[top >> 5], 1 << (top & 31));
+        }
+        if (Sys.MkdirAt(IndexFd, GfidIndex.Bucket2(g), 0x1C9) == Errno.ENOENT)
+        {
+            // The first level went behind our back: make both again.
+            Sys.MkdirAt(IndexFd, GfidIndex.Bucket1(g), 0x1C9);
+            Sys.MkdirAt(IndexFd, GfidIndex.Bucket2(g), 0x1C9);
+        }
         MarkBucket(g);
     }
+
+    /// <summary>First-level buckets (aa) known to exist, as <see cref="_buckets"/> for aa/bb.</summary>
+    private readonly int[] _topBuckets = new int[256 / 32];
 
     /// <summary>
     /// Second-level index buckets known to exist (one bit per aa/bb, 65,536 in all): a link
@@ -300,6 +313,17 @@ public sealed partial class PosixTranslator : Translator
             }
             if (e == Errno.None && ResolvesToOther(g.Value, st)) return AssignGfid(dirfd, name, parent, isDir, path, replace: true);
             SetDirLink(g.Value, parent, name);
+            return g.Value;
+        }
+        // A file with a GFID and a second link is taken as indexed without looking: the index
+        // link is the second link of every file the brick made (link counts already assume it,
+        // reporting one less), and the index directories are cold after a cache drop, so the
+        // check would cost a random read per lookup. A missing or stale entry shows as a single
+        // link (a lost index link, a copy carrying another file's GFID) and is repaired below;
+        // only a file that also got a second name behind the brick's back goes unrepaired here.
+        if (st.Nlink >= 2)
+        {
+            changed = false;
             return g.Value;
         }
         var ie = Sys.Stat(IndexFd, rel, out var ist);
