@@ -544,7 +544,8 @@ public sealed class FuseBridge : IFuseRequestHandler
             return;
         }
         var attr = res.Value;
-        if (attr.Gfid != fd.Gfid)
+        bool existed = attr.Gfid != fd.Gfid;
+        if (existed)
         {
             // The name already existed (no O_EXCL): the handle must carry the file's real GFID.
             await _top.ReleaseAsync(ctx, fd);
@@ -556,10 +557,11 @@ public sealed class FuseBridge : IFuseRequestHandler
                 return;
             }
         }
-        if (TruncatesAndKills(a.Flags, a.OpenFlags) && attr.Gfid == fd.Gfid)
+        if (existed && TruncatesAndKills(a.Flags, a.OpenFlags))
         {
-            // An existing file opened with O_TRUNC (a new one has no bits to drop). The node id is
-            // only known below, so the decision rests on the attributes the create returned.
+            // An existing file truncated by the open. A new one keeps the bits it was created
+            // with, as open(2) truncates only files it did not create. The node id is only known
+            // below, so the decision rests on the attributes the create returned.
             if (NeedsKill(attr.Mode))
             {
                 var killed = await _top.SetattrAsync(ctx, attr.Gfid, fd, new SetattrRequest { Valid = SetattrValid.KillSuidGid });

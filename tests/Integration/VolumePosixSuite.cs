@@ -170,6 +170,11 @@ public abstract class VolumePosixSuite
         Sh($"chown 0:1000 '{f}' && chmod 2767 '{f}'");
         Assert.That(AsUser(1000, $"echo in-group >> '{f}'").Ok, Is.True);
         Assert.That(Sh($"stat -c %a '{f}'").Trim(), Is.EqualTo("2767"), "setgid without group execute stays for a writer in the file's group");
+
+        Sh($"chmod 1777 '{dir}'");
+        var made = AsUser(1000, $"umask 022 && python3 -c \"import os; os.close(os.open('{dir}/made', os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o6755))\"");
+        Assert.That(made.Ok, Is.True, made.ToString());
+        Assert.That(Sh($"stat -c %a '{dir}/made'").Trim(), Is.EqualTo("6755"), "O_TRUNC truncates only a file the open did not create: new bits stay");
     }
 
     [Test]
