@@ -4,6 +4,7 @@
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports) let two runs on one machine stay apart;
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
+# BRICKFS_BENCH_ONLY=local runs local Btrfs and the local volume only.
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,17 +38,26 @@ img() { # name -> mounted btrfs dir
   rm -f "$W/$1.img"; truncate -s 6G "$W/$1.img"; mkfs.btrfs -q -f "$W/$1.img" >/dev/null 2>&1
   mkdir -p "$W/$1"; mount -o loop "$W/$1.img" "$W/$1"
 }
+# BRICKFS_BENCH_ONLY=local: local Btrfs and the local volume only (no brickd, no ports taken),
+# to measure the FUSE bridge and storage/posix alone.
+ONLY=${BRICKFS_BENCH_ONLY:-}
 img local
 img brick-local
-img brick-net
-img brick-r0
-img brick-r1
-img brick-r2
+if [ "$ONLY" != local ]; then
+  img brick-net
+  img brick-r0
+  img brick-r1
+  img brick-r2
+fi
 
 # Local volume: the graph in the mount process over storage/posix on its own Btrfs image.
 sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
 mkdir -p "$W/mnt-local-volume"
 mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
+if [ "$ONLY" = local ]; then
+  dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" btrfs="$W/local" brickfs-local="$W/mnt-local-volume"
+  exit 0
+fi
 
 # Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
 PORT=$BASE_PORT
