@@ -9,6 +9,7 @@ namespace Brickfs.Bench;
 /// Runs the same workloads on several directories in one run and prints each figure with its
 /// ratio to the first (local Btrfs). Usage:
 ///   brickfs-bench [--quick] [--only=W,W...] NAME=DIR NAME=DIR ...      (the first is the baseline)
+///   brickfs-bench --bitrot-micro DIR [ROUNDS]       (features/bitrot's own cost in-process; see BitrotMicro)
 /// --only runs some workloads: seqwrite, seqread, randread, randwrite, small, sqlite.
 /// --repeat=N measures each fio and sqlite workload N times, the targets taking turns, and reports the
 /// median per target: on a loaded machine one run of each is mostly noise.
@@ -21,6 +22,8 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length >= 2 && args[0] == "--bitrot-micro")
+            return BitrotMicro.RunAsync(args[1], args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3).GetAwaiter().GetResult();
         bool quick = args.Contains("--quick");
         string[] known = ["seqwrite", "seqread", "randread", "randwrite", "small", "sqlite"];
         var only = args.FirstOrDefault(a => a.StartsWith("--only=", StringComparison.Ordinal)) is { } o
