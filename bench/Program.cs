@@ -8,8 +8,12 @@ namespace Brickfs.Bench;
 /// <summary>
 /// Runs the same workloads on several directories in one run and prints each figure with its
 /// ratio to the first (local Btrfs). Usage:
-///   brickfs-bench [--quick] NAME=DIR NAME=DIR ...      (the first is the baseline)
+///   brickfs-bench [--quick] [--only=W,W...] NAME=DIR NAME=DIR ...      (the first is the baseline)
 ///   brickfs-bench protocol --help                        (wire round trips without FUSE)
+///   brickfs-bench --bitrot-micro DIR [ROUNDS]       (features/bitrot's own cost in-process; see BitrotMicro)
+/// --only runs some workloads: seqwrite, seqread, randread, randwrite, small, sqlite.
+/// --repeat=N measures each fio and sqlite workload N times, the targets taking turns, and reports the
+/// median per target: on a loaded machine one run of each is mostly noise.
 /// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
 /// </summary>
 public static class Program
@@ -20,11 +24,21 @@ public static class Program
     public static int Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "protocol") return ProtocolBench.RunAsync(args[1..]).GetAwaiter().GetResult();
+        if (args.Length >= 2 && args[0] == "--bitrot-micro")
+            return BitrotMicro.RunAsync(args[1], args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3).GetAwaiter().GetResult();
         bool quick = args.Contains("--quick");
-        var targets = args.Where(a => a.Contains('=')).Select(a => a.Split('=', 2)).Select(p => new Target(p[0], p[1])).ToList();
+        string[] known = ["seqwrite", "seqread", "randread", "randwrite", "small", "sqlite"];
+        var only = args.FirstOrDefault(a => a.StartsWith("--only=", StringComparison.Ordinal)) is { } o
+            ? o["--only=".Length..].Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet() : known.ToHashSet();
+        if (only.Except(known).FirstOrDefault() is { } unknown)
+        {
+            Console.Error.WriteLine($"brickfs-bench: unknown workload {unknown} (known: {string.Join(", ", known)})");
+            return 1;
+        }
+        var targets = args.Where(a => a.Contains('=') && !a.StartsWith("--", StringComparison.Ordinal)).Select(a => a.Split('=', 2)).Select(p => new Target(p[0], p[1])).ToList();
         if (targets.Count < 2 || args.Contains("--help"))
         {
-            Console.Error.WriteLine("usage: brickfs-bench [--quick] BASELINE=DIR NAME=DIR ...");
+            Console.Error.WriteLine("usage: brickfs-bench [--quick] [--only=W,W...] BASELINE=DIR NAME=DIR ...");
             return args.Contains("--help") ? 0 : 1;
         }
         foreach (var t in targets)
@@ -36,41 +50,57 @@ public static class Program
         int sqliteTx = quick ? 200 : 1000;
         int randSeconds = quick ? 5 : 15;
 
+        int repeat = args.FirstOrDefault(a => a.StartsWith("--repeat=", StringComparison.Ordinal)) is { } rp
+            && int.TryParse(rp["--repeat=".Length..], out int n) && n > 0 ? n : 1;
         var figures = new List<Figure>();
         void Measure(string workload, string unit, Func<Target, double> run)
         {
-            var values = new Dictionary<string, double>();
-            foreach (var t in targets)
+            var runs = targets.ToDictionary(t => t.Name, _ => new List<double>());
+            for (int r = 0; r < repeat; r++)
             {
-                values[t.Name] = run(t);
-                Console.Error.WriteLine($"  {workload} on {t.Name}: {values[t.Name]:0.##} {unit}");
+                foreach (var t in targets)
+                {
+                    double v = run(t);
+                    runs[t.Name].Add(v);
+                    Console.Error.WriteLine($"  {workload} on {t.Name}: {v:0.##} {unit} (load {File.ReadAllText("/proc/loadavg").Split(' ')[0]})");
+                }
             }
-            figures.Add(new Figure(workload, unit, values));
+            figures.Add(new Figure(workload + (repeat > 1 ? $", median of {repeat}" : ""), unit,
+                runs.ToDictionary(p => p.Key, p => p.Value.Order().ElementAt(p.Value.Count / 2))));
         }
 
-        Measure($"sequential write {seqSize} (1 MiB blocks)", "MiB/s", t =>
-            Fio(t, "seqwrite", "write", "1M", seqSize, extra: ["--end_fsync=1"]).WriteMiBps);
-        Measure($"sequential read {seqSize} (1 MiB blocks)", "MiB/s", t =>
-        {
-            DropCaches();
-            return Fio(t, "seqwrite", "read", "1M", seqSize).ReadMiBps;
-        });
+        if (only.Contains("seqwrite") || only.Contains("seqread"))
+            Measure($"sequential write {seqSize} (1 MiB blocks)", "MiB/s", t =>
+                Fio(t, "seqwrite", "write", "1M", seqSize, extra: ["--end_fsync=1"]).WriteMiBps);
+        if (only.Contains("seqread"))
+            Measure($"sequential read {seqSize} (1 MiB blocks)", "MiB/s", t =>
+            {
+                DropCaches();
+                return Fio(t, "seqwrite", "read", "1M", seqSize).ReadMiBps;
+            });
         // fio lays out missing files with writes of the job's block size; 4 KiB layout writes
         // would dominate the run on a replicated volume (a transaction each). Lay the files out
         // with 1 MiB writes first (not measured); the random jobs reuse them.
-        foreach (var t in targets) Fio(t, "rand", "write", "1M", "256M", jobs: 4);
-        Measure("4 KiB random read (4 jobs, O_DIRECT)", "IOPS", t =>
-            Fio(t, "rand", "randread", "4k", "256M", jobs: 4, seconds: randSeconds, extra: ["--direct=1"]).ReadIops);
-        Measure("4 KiB random write (4 jobs, O_DIRECT)", "IOPS", t =>
-            Fio(t, "rand", "randwrite", "4k", "256M", jobs: 4, seconds: randSeconds, extra: ["--direct=1"]).WriteIops);
+        if (only.Contains("randread") || only.Contains("randwrite"))
+            foreach (var t in targets) Fio(t, "rand", "write", "1M", "256M", jobs: 4);
+        if (only.Contains("randread"))
+            Measure("4 KiB random read (4 jobs, O_DIRECT)", "IOPS", t =>
+                Fio(t, "rand", "randread", "4k", "256M", jobs: 4, seconds: randSeconds, extra: ["--direct=1"]).ReadIops);
+        if (only.Contains("randwrite"))
+            Measure("4 KiB random write (4 jobs, O_DIRECT)", "IOPS", t =>
+                Fio(t, "rand", "randwrite", "4k", "256M", jobs: 4, seconds: randSeconds, extra: ["--direct=1"]).WriteIops);
 
-        var small = new Dictionary<string, (double Create, double Stat, double Read, double Delete)>();
-        foreach (var t in targets) small[t.Name] = SmallFiles(t, smallFiles);
-        figures.Add(new Figure($"small files: create {smallFiles} (4 KiB)", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Create)));
-        figures.Add(new Figure($"small files: stat {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Stat)));
-        figures.Add(new Figure($"small files: read {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Read)));
-        figures.Add(new Figure($"small files: delete {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Delete)));
-        Measure($"sqlite3 insert transactions ({sqliteTx}, DELETE journal, synchronous=FULL)", "tx/s", t => Sqlite(t, sqliteTx));
+        if (only.Contains("small"))
+        {
+            var small = new Dictionary<string, (double Create, double Stat, double Read, double Delete)>();
+            foreach (var t in targets) small[t.Name] = SmallFiles(t, smallFiles);
+            figures.Add(new Figure($"small files: create {smallFiles} (4 KiB)", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Create)));
+            figures.Add(new Figure($"small files: stat {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Stat)));
+            figures.Add(new Figure($"small files: read {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Read)));
+            figures.Add(new Figure($"small files: delete {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Delete)));
+        }
+        if (only.Contains("sqlite"))
+            Measure($"sqlite3 insert transactions ({sqliteTx}, DELETE journal, synchronous=FULL)", "tx/s", t => Sqlite(t, sqliteTx));
 
         Print(figures, targets);
         return 0;

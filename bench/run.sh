@@ -2,10 +2,9 @@
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
 #   bench/run.sh [--quick]
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
-# replica-3 bricks use the next three ports) let two runs on one machine stay apart;
+# replica-3 bricks use the next three ports, the bitrot bricks the two before) let two runs on
+# one machine stay apart; BRICKFS_BENCH_TARGETS picks targets (see below);
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
-# BRICKFS_BENCH_TARGETS="btrfs brickfs-net1" measures only those targets (default: all of
-# btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot, and the heal figure with rep3).
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,16 +22,23 @@ fi
 dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=${BRICKFS_BENCH_DIR:-/var/tmp/brickfs-bench}
-TARGETS=" ${BRICKFS_BENCH_TARGETS:-btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot} "
-want() { [[ "$TARGETS" == *" $1 "* ]]; }
 BASE_PORT=${BRICKFS_BENCH_PORT:-24199}
+# BRICKFS_BENCH_TARGETS="NAME NAME ..." runs only those targets, in that order, the first being
+# the baseline of the ratios (e.g. "brickfs-net1-bitrot-off brickfs-net1-bitrot" for the cost
+# of checksumming); default: every target with local Btrfs first. The heal figure needs brickfs-rep3.
+ALL_TARGETS="btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot-off brickfs-net1-bitrot"
+TARGETS=${BRICKFS_BENCH_TARGETS:-$ALL_TARGETS}
+for t in $TARGETS; do
+  case " $ALL_TARGETS " in *" $t "*) ;; *) echo "bench/run.sh: unknown target $t (known: $ALL_TARGETS)" >&2; exit 1;; esac
+done
+wanted() { case " $TARGETS " in *" $1 "*) return 0;; *) return 1;; esac; }
 # A FUSE mount whose brick is gone fails stat (ENOTCONN), so mountpoint(1) cannot tell: ask /proc/mounts.
 mounted() { grep -q " $1 " /proc/mounts; }
 unmount() { if mounted "$1"; then umount "$1" 2>/dev/null || umount -l "$1"; fi; }
 cleanup() {
-  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume"; do unmount "$m"; done
+  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume" "$W/mnt-net-bitrot" "$W/mnt-net-bitrot-off"; do unmount "$m"; done
   for f in "$W"/brickd*.pid; do [ -f "$f" ] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }; done
-  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2"; do unmount "$m"; done
+  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2" "$W/brick-net-bitrot" "$W/brick-net-bitrot-off"; do unmount "$m"; done
 }
 trap cleanup EXIT
 cleanup
@@ -41,23 +47,25 @@ img() { # name -> mounted btrfs dir
   rm -f "$W/$1.img"; truncate -s 6G "$W/$1.img"; mkfs.btrfs -q -f "$W/$1.img" >/dev/null 2>&1
   mkdir -p "$W/$1"; mount -o loop "$W/$1.img" "$W/$1"
 }
-img local
-RUN=(btrfs="$W/local")
+listening() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+declare -A DIRS
 
-if want brickfs-local; then
+if wanted btrfs; then img local; DIRS[btrfs]="$W/local"; fi
+
 # Local volume: the graph in the mount process over storage/posix on its own Btrfs image.
-img brick-local
-sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
-mkdir -p "$W/mnt-local-volume"
-mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
-RUN+=(brickfs-local="$W/mnt-local-volume")
+if wanted brickfs-local; then
+  img brick-local
+  sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
+  mkdir -p "$W/mnt-local-volume"
+  mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
+  DIRS[brickfs-local]="$W/mnt-local-volume"
 fi
 
-if want brickfs-net1; then
 # Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
-img brick-net
-PORT=$BASE_PORT
-cat > "$W/brick-net.vol" <<VOL
+if wanted brickfs-net1; then
+  img brick-net
+  PORT=$BASE_PORT
+  cat > "$W/brick-net.vol" <<VOL
 volume bench-posix
     type storage/posix
     option directory $W/brick-net
@@ -73,7 +81,7 @@ volume bench-server
     subvolumes bench-locks
 end-volume
 VOL
-cat > "$W/net-volume.vol" <<VOL
+  cat > "$W/net-volume.vol" <<VOL
 volume bench-client
     type protocol/client
     option remote-host 127.0.0.1
@@ -81,71 +89,62 @@ volume bench-client
     option remote-subvolume bench-locks
 end-volume
 VOL
-brickd --volfile "$W/brick-net.vol" --log-file "$W/brickd.log" --pid-file "$W/brickd.pid" &
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-mkdir -p "$W/mnt-net-volume"
-mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
-RUN+=(brickfs-net1="$W/mnt-net-volume")
+  brickd --volfile "$W/brick-net.vol" --log-file "$W/brickd.log" --pid-file "$W/brickd.pid" &
+  listening "$PORT" || { echo "bench/run.sh: brickd net1 does not listen on $PORT" >&2; exit 1; }
+  mkdir -p "$W/mnt-net-volume"
+  mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
+  DIRS[brickfs-net1]="$W/mnt-net-volume"
 fi
 
-# ---- bitrot block: brickfs-net1-bitrot, the net1 volume with features/bitrot on its brick ----
-# Same as brickfs-net1 (one brickd over loopback, own Btrfs image) plus features/bitrot (and
-# features/index, as brickd stacks them), so the two figures give the cost of checksumming.
-BITROT_PORT=24198
-bitrot_cleanup() {
-  unmount "$W/mnt-net-bitrot"
-  [ -f "$W/brickd-bitrot.pid" ] && kill "$(cat "$W/brickd-bitrot.pid")" 2>/dev/null || true
-  unmount "$W/brick-net-bitrot"
-}
-trap 'bitrot_cleanup; cleanup' EXIT
-bitrot_cleanup
-if want brickfs-net1-bitrot; then
-img brick-net-bitrot
-cat > "$W/brick-net-bitrot.vol" <<VOL
-volume bitrot-posix
+# Bitrot: brickfs-net1-bitrot and brickfs-net1-bitrot-off are the same volume (one brickd over
+# loopback, own Btrfs image, the brick graph brickd's way with features/bitrot) with
+# features/bitrot on and off, so the two figures give the cost of checksumming.
+bitrot_brick() { # name port enable
+  local name=$1 port=$2 enable=$3
+  img "brick-$name"
+  cat > "$W/brick-$name.vol" <<VOL
+volume $name-posix
     type storage/posix
-    option directory $W/brick-net-bitrot
+    option directory $W/brick-$name
 end-volume
-volume bitrot-bitrot
+volume $name-bitrot
     type features/bitrot
-    subvolumes bitrot-posix
+    option enable $enable
+    subvolumes $name-posix
 end-volume
-volume bitrot-index
+volume $name-index
     type features/index
-    subvolumes bitrot-bitrot
+    subvolumes $name-bitrot
 end-volume
-volume bitrot-locks
+volume $name-locks
     type features/locks
-    subvolumes bitrot-index
+    subvolumes $name-index
 end-volume
-volume bitrot-server
+volume $name-server
     type protocol/server
     option listen-host 127.0.0.1
-    option listen-port $BITROT_PORT
-    subvolumes bitrot-locks
+    option listen-port $port
+    subvolumes $name-locks
 end-volume
 VOL
-cat > "$W/net-bitrot-volume.vol" <<VOL
-volume bitrot-client
+  cat > "$W/$name-volume.vol" <<VOL
+volume $name-client
     type protocol/client
     option remote-host 127.0.0.1
-    option remote-port $BITROT_PORT
-    option remote-subvolume bitrot-locks
+    option remote-port $port
+    option remote-subvolume $name-locks
 end-volume
 VOL
-brickd --volfile "$W/brick-net-bitrot.vol" --log-file "$W/brickd-bitrot.log" --pid-file "$W/brickd-bitrot.pid" &
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$BITROT_PORT) 2>/dev/null && break; sleep 0.1; done
-mkdir -p "$W/mnt-net-bitrot"
-mount.brickfs --volfile "$W/net-bitrot-volume.vol" "$W/mnt-net-bitrot"
-BITROT_TARGETS=(brickfs-net1-bitrot="$W/mnt-net-bitrot")
-else
-BITROT_TARGETS=()
-fi
-# ---- end of bitrot block ----
+  brickd --volfile "$W/brick-$name.vol" --log-file "$W/brickd-$name.log" --pid-file "$W/brickd-$name.pid" &
+  listening "$port" || { echo "bench/run.sh: brickd $name does not listen on $port" >&2; exit 1; }
+  mkdir -p "$W/mnt-$name"
+  mount.brickfs --volfile "$W/$name-volume.vol" "$W/mnt-$name"
+}
+if wanted brickfs-net1-bitrot; then bitrot_brick net-bitrot $((BASE_PORT - 1)) on; DIRS[brickfs-net1-bitrot]="$W/mnt-net-bitrot"; fi
+if wanted brickfs-net1-bitrot-off; then bitrot_brick net-bitrot-off $((BASE_PORT - 2)) off; DIRS[brickfs-net1-bitrot-off]="$W/mnt-net-bitrot-off"; fi
 
 # Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
 # the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
-listening() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 rep_brick() { # i -> starts brickd for brick-r$i on port BASE_PORT+1+i
   local i=$1 port=$((BASE_PORT + 1 + $1))
   cat > "$W/brick-r$i.vol" <<VOL
@@ -171,14 +170,14 @@ VOL
   brickd --volfile "$W/brick-r$i.vol" --log-file "$W/brickd-r$i.log" --pid-file "$W/brickd-r$i.pid" &
   listening "$port" || { echo "bench/run.sh: brickd r$i does not listen on $port" >&2; exit 1; }
 }
-if want brickfs-rep3; then
-img brick-r0
-img brick-r1
-img brick-r2
-: > "$W/rep3-volume.vol"
-for i in 0 1 2; do
-  rep_brick "$i"
-  cat >> "$W/rep3-volume.vol" <<VOL
+if wanted brickfs-rep3; then
+  img brick-r0
+  img brick-r1
+  img brick-r2
+  : > "$W/rep3-volume.vol"
+  for i in 0 1 2; do
+    rep_brick "$i"
+    cat >> "$W/rep3-volume.vol" <<VOL
 volume rep3-client-$i
     type protocol/client
     option remote-host 127.0.0.1
@@ -186,22 +185,24 @@ volume rep3-client-$i
     option remote-subvolume r$i
 end-volume
 VOL
-done
-cat >> "$W/rep3-volume.vol" <<VOL
+  done
+  cat >> "$W/rep3-volume.vol" <<VOL
 volume rep3
     type cluster/replicate
     subvolumes rep3-client-0 rep3-client-1 rep3-client-2
 end-volume
 VOL
-mkdir -p "$W/mnt-rep3-volume"
-mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
-RUN+=(brickfs-rep3="$W/mnt-rep3-volume")
+  mkdir -p "$W/mnt-rep3-volume"
+  mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
+  DIRS[brickfs-rep3]="$W/mnt-rep3-volume"
 fi
 
-echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" "${RUN[@]}" "${BITROT_TARGETS[@]}"
-echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-want brickfs-rep3 || exit 0
+BENCH_ARGS=()
+for t in $TARGETS; do BENCH_ARGS+=("$t=${DIRS[$t]}"); done
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" "${BENCH_ARGS[@]}"
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+wanted brickfs-rep3 || exit 0
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024

@@ -52,6 +52,23 @@ public sealed record HealResponse(string Output);
 
 public sealed record CommandRequest(string Command);
 
+/// <summary>What <c>volume bitrot</c> did: a message, and for scrub status/ondemand one report per brick.</summary>
+public sealed record BitrotResponse(string Message, List<BitrotBrickReport>? Bricks);
+
+/// <summary>One brick's scrubber (features/bitrot) as scrub status reports it; Error says why a brick did not answer.</summary>
+public sealed record BitrotBrickReport(string Brick, string? Error, bool Running, long FilesScrubbed, long BytesScrubbed, long BlocksSigned,
+    long Passes, DateTimeOffset? LastRunStart, DateTimeOffset? LastRunEnd, long RateBytesPerSecond, double FilesPerSecond, string? ResumedFrom,
+    List<BitrotBadFileReport> BadFiles)
+{
+    public static BitrotBrickReport From(string brick, string? error, Brickfs.Translators.Features.Bitrot.BitrotStatus? s) =>
+        s is null ? new(brick, error, false, 0, 0, 0, 0, null, null, 0, 0, null, [])
+            : new(brick, error, s.Running, s.FilesScrubbed, s.BytesScrubbed, s.BlocksSigned, s.Passes, s.LastRunStart, s.LastRunEnd,
+                s.RateBytesPerSecond, s.FilesPerSecond, s.ResumedFrom,
+                s.BadFiles.Select(b => new BitrotBadFileReport(b.Gfid.ToString(), b.Path, b.Block, b.FoundBy.ToString().ToLowerInvariant(), b.FoundAt)).ToList());
+}
+
+public sealed record BitrotBadFileReport(string Gfid, string? Path, long Block, string FoundBy, DateTimeOffset FoundAt);
+
 public sealed record SnapshotCreateRequest(string Name, string Volume);
 
 public sealed record SnapshotBrickInfo(string Host, string Path, string Origin, int Port);

@@ -61,8 +61,8 @@ public sealed class MgmtClient(HttpClient http, string server)
     public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
 
     public Task<MgmtResult<HealResponse>> HealAsync(string vol, HealRequest r) => SendAsync<HealResponse>(HttpMethod.Post, $"volumes/{E(vol)}/heal", r);
-    public Task<MgmtResult<MessageResponse>> BitrotAsync(string vol, string command) =>
-        SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/bitrot", new CommandRequest(command));
+    public Task<MgmtResult<BitrotResponse>> BitrotAsync(string vol, string command) =>
+        SendAsync<BitrotResponse>(HttpMethod.Post, $"volumes/{E(vol)}/bitrot", new CommandRequest(command));
     public Task<MgmtResult<MessageResponse>> RebalanceAsync(string vol, string command) =>
         SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/rebalance", new CommandRequest(command));
     public Task<MgmtResult<List<SnapshotInfo>>> SnapshotsAsync(string? volume = null) =>

@@ -48,7 +48,8 @@ public sealed class Brickctl
         new("volume rebalance", "VOL start|status", "spread files over added bricks", (c, a) => c.RebalanceAsync(a)),
         new("volume heal", "VOL [info|full|split-brain (bigger-file|latest-mtime|source-brick BRICK) PATH]",
             "without a subcommand: heal what the pending-heal indexes list, once; info: pending heals per brick; full: crawl and heal everything", (c, a) => c.HealAsync(a)),
-        new("volume bitrot", "VOL scrub status|ondemand", "checksum scrubbing", (c, a) => c.BitrotAsync(a)),
+        new("volume bitrot", "VOL enable|disable | scrub status|ondemand | scrub-throttle lazy|normal|aggressive|RATE | scrub-frequency hourly|daily|weekly|monthly|SECONDS | scrub-files-per-second N",
+            "per-block checksums verified on read (enable/disable restarts this node's bricks) and the scrubber: status of every brick, an on-demand pass, its rates", (c, a) => c.BitrotAsync(a)),
         new("snapshot create", "SNAP VOL", "take a read-only Btrfs snapshot of every brick of a volume (writes pause while the bricks snap)", (c, a) => c.SnapshotCreateAsync(a)),
         new("snapshot list", "[VOL]", "list snapshots (of one volume)", (c, a) => c.SnapshotListAsync(a)),
         new("snapshot info", "SNAP", "show a snapshot: its volume, time, bricks and whether it is activated", (c, a) => c.SnapshotInfoAsync(a)),
@@ -479,8 +480,14 @@ public sealed class Brickctl
 
     private async Task<int> BitrotAsync(List<string> a)
     {
-        if (a.Count != 3 || a[1] != "scrub" || a[2] is not ("status" or "ondemand")) return WrongArguments("needs VOL scrub status|ondemand");
-        var r = await _client.BitrotAsync(a[0], a[2]);
+        bool valid = a.Count switch
+        {
+            2 => a[1] is "enable" or "disable",
+            3 => a[1] == "scrub" && a[2] is "status" or "ondemand" || a[1] is "scrub-throttle" or "scrub-frequency" or "scrub-files-per-second",
+            _ => false,
+        };
+        if (!valid) return WrongArguments("needs VOL enable|disable, VOL scrub status|ondemand, or VOL scrub-throttle|scrub-frequency|scrub-files-per-second VALUE");
+        var r = await _client.BitrotAsync(a[0], string.Join(' ', a.Skip(1)));
         return r.Ok ? Success(r.Value, r.Value.Message) : Fail($"volume bitrot: {a[0]}", r.Error!);
     }
 

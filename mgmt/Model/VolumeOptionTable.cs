@@ -28,6 +28,9 @@ public static partial class VolumeOptionTable
     public const string QuorumCount = "cluster.quorum-count";
     public const string PingTimeout = "network.ping-timeout";
     public const string Bitrot = "features.bitrot";
+    public const string ScrubThrottle = "features.scrub-throttle";
+    public const string ScrubFrequency = "features.scrub-freq";
+    public const string ScrubFileRate = "features.scrub-files-per-second";
     public const string AuthAllow = "auth.allow";
 
     public static IReadOnlyList<VolumeOption> All { get; } =
@@ -43,6 +46,15 @@ public static partial class VolumeOptionTable
             { Min = 0, Max = 1013 }, VolfileKind.Client, "protocol/client"),
         new(Bitrot, new OptionSpec("bitrot", OptionType.Bool, "off",
             "per-block xxHash checksums written with the data and verified on read (features/bitrot in the brick graph)"),
+            VolfileKind.Brick, "features/bitrot"),
+        new(ScrubThrottle, new OptionSpec("scrub-throttle", OptionType.String, "normal",
+            "bitrot scrubber read rate per brick: lazy (8 MiB/s), normal (32 MiB/s), aggressive (128 MiB/s) or bytes per second (e.g. 20MB)"),
+            VolfileKind.Brick, "features/bitrot"),
+        new(ScrubFrequency, new OptionSpec("scrub-frequency", OptionType.String, "daily",
+            "time between bitrot scrubber passes: hourly, daily, weekly, monthly or seconds"),
+            VolfileKind.Brick, "features/bitrot"),
+        new(ScrubFileRate, new OptionSpec("scrub-files-per-second", OptionType.String, "0",
+            "bitrot scrubber file rate per brick: files started per second; 0 = no cap"),
             VolfileKind.Brick, "features/bitrot"),
         new(AuthAllow, new OptionSpec("auth.allow", OptionType.List, "*",
             "comma-separated client addresses the bricks accept: IPv4/IPv6 addresses, CIDR ranges, or patterns with *"),
@@ -77,6 +89,12 @@ public static partial class VolumeOptionTable
             case Bitrot:
                 TranslatorOptions.TryParseBool(value, out bool on);
                 return on ? "on" : "off";
+            case ScrubThrottle when !Brickfs.Translators.Features.Bitrot.BitrotTranslator.IsValidThrottle(value):
+                return MgmtError.Invalid($"{key}: '{value}' is not lazy, normal, aggressive or a byte rate (e.g. 20MB)");
+            case ScrubFrequency when !Brickfs.Translators.Features.Bitrot.BitrotTranslator.IsValidFrequency(value):
+                return MgmtError.Invalid($"{key}: '{value}' is not hourly, daily, weekly, monthly or a number of seconds");
+            case ScrubFileRate when !Brickfs.Translators.Features.Bitrot.BitrotTranslator.IsValidFileRate(value):
+                return MgmtError.Invalid($"{key}: '{value}' is not a number of files per second (0 = no cap)");
             case AuthAllow:
                 foreach (var entry in value.Split(',', StringSplitOptions.TrimEntries))
                     if (!AuthEntry().IsMatch(entry)) return MgmtError.Invalid($"{key}: '{entry}' is not an address, CIDR range or pattern");

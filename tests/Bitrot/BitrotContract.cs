@@ -458,4 +458,140 @@ public abstract class BitrotContract
         await CorruptAsync(fd.Gfid, "crash", 0, [(byte)(data[0] ^ 1)]);
         Assert.That((await ReadAsync(again, 0, 1)).Error, Is.EqualTo(Errno.EIO), "blocks outside the dirty range kept their checksums");
     }
+
+    // ---- batched record, concurrent writers, fsx ---------------------------------------------------------
+
+    [Test]
+    public async Task ACrashWithChecksumsNotYetInTheRecordIsNoFalseVerdict()
+    {
+        // Fewer updates than a record flush gathers: every checksum of this open period is only in memory.
+        var rng = new Random(91);
+        var model = Random(rng, 64 * Block);
+        var fd = await CreateAsync("pending");
+        await WriteAsync(fd, 0, model);
+        await Bitrot.ReleaseAsync(Ctx, fd);
+        fd = await OpenAsync(fd.Gfid);
+        for (int i = 0; i < 40; i++)
+        {
+            long off = rng.Next(0, model.Length - 100);
+            var data = Random(rng, rng.Next(1, 3 * Block));
+            await WriteAsync(fd, off, data);
+            Apply(ref model, off, data);
+        }
+
+        await RestartAsync();
+        var again = await OpenAsync(fd.Gfid, OpenFlags.ReadOnly);
+        Assert.That(await ReadAllAsync(again, model.Length), Is.EqualTo(model), "the marked blocks were re-hashed");
+        Assert.That(Bitrot.RecoveredBlocks, Is.GreaterThan(0));
+        Assert.That((await Bitrot.ScrubNowAsync()).BadFiles, Is.Empty);
+        await CorruptAsync(fd.Gfid, "pending", 5 * Block + 7, [(byte)(model[5 * Block + 7] ^ 0x40)]);
+        Assert.That((await ReadAsync(again, 5 * Block, 10)).Error, Is.EqualTo(Errno.EIO), "and are verified again after recovery");
+    }
+
+    [Test]
+    public async Task ConcurrentWritesOfOneFileKeepEveryChecksumRight()
+    {
+        var rng = new Random(93);
+        var fd = await CreateAsync("many");
+        // Disjoint 3-block slices written all at once, and a second round overlapping the first's edges.
+        var model = Array.Empty<byte>();
+        var first = Enumerable.Range(0, 16).Select(i => (Off: (long)i * 3 * Block, Data: Random(rng, 3 * Block))).ToList();
+        await Task.WhenAll(first.Select(w => WriteAsync(fd, w.Off, w.Data)));
+        foreach (var w in first) Apply(ref model, w.Off, w.Data);
+        var second = Enumerable.Range(0, 16).Select(i => (Off: (long)i * 3 * Block + Block + 1000 + i, Data: Random(rng, Block + 500))).ToList();
+        await Task.WhenAll(second.Select(w => WriteAsync(fd, w.Off, w.Data)));
+        foreach (var w in second) Apply(ref model, w.Off, w.Data);
+        Assert.That(await ReadAllAsync(fd, model.Length), Is.EqualTo(model));
+        await Bitrot.ReleaseAsync(Ctx, fd);
+
+        await RestartAsync();
+        var again = await OpenAsync(fd.Gfid, OpenFlags.ReadOnly);
+        Assert.That(await ReadAllAsync(again, model.Length), Is.EqualTo(model));
+        Assert.That(Bitrot.RecoveredBlocks, Is.EqualTo(0), "a clean release leaves nothing to recover");
+        Assert.That((await Bitrot.ScrubNowAsync()).BadFiles, Is.Empty);
+    }
+
+    /// <summary>
+    /// fsx-style: a random sequence of writes, truncates, punched holes, zeroed ranges and
+    /// preallocations, checked against a model byte array by reads along the way, with clean
+    /// reopens and crashes (a restart that flushes nothing) in between; at the end every byte reads
+    /// back right and a full scrub finds nothing bad.
+    /// </summary>
+    [TestCase(101)]
+    [TestCase(202)]
+    public async Task AnFsxSequenceNeverGivesAFalseVerdict(int seed)
+    {
+        var rng = new Random(seed);
+        var fd = await CreateAsync("fsx");
+        var gfid = fd.Gfid;
+        var model = Array.Empty<byte>();
+        const int MaxSize = 40 * Block;
+        for (int step = 0; step < 300; step++)
+        {
+            int op = rng.Next(100);
+            string what;
+            if (op < 45)
+            {
+                long off = rng.Next(0, MaxSize);
+                var data = Random(rng, rng.Next(1, 3 * Block));
+                what = $"write {data.Length} at {off}";
+                await WriteAsync(fd, off, data);
+                Apply(ref model, off, data);
+            }
+            else if (op < 55)
+            {
+                long size = rng.Next(0, MaxSize);
+                what = $"truncate to {size}";
+                var r = await Bitrot.SetattrAsync(Ctx, gfid, fd, new SetattrRequest { Valid = SetattrValid.Size, Size = size });
+                Assert.That(r.Error, Is.EqualTo(Errno.None), what);
+                Array.Resize(ref model, (int)size);
+            }
+            else if (op < 75)
+            {
+                bool zero = op >= 65;
+                long off = rng.Next(0, MaxSize), len = rng.Next(1, 4 * Block);
+                int mode = zero ? FallocateMode.ZeroRange | (rng.Next(2) == 0 ? FallocateMode.KeepSize : 0) : FallocateMode.PunchHole | FallocateMode.KeepSize;
+                what = $"fallocate mode {mode:x} {len} at {off}";
+                var r = await Bitrot.FallocateAsync(Ctx, fd, mode, off, len);
+                Assert.That(r.Error, Is.EqualTo(Errno.None), what);
+                long end = off + len;
+                if ((mode & FallocateMode.KeepSize) == 0 && end > model.Length) Array.Resize(ref model, (int)end);
+                for (long i = off; i < Math.Min(end, model.Length); i++) model[i] = 0;
+            }
+            else if (op < 82)
+            {
+                long off = rng.Next(0, MaxSize), len = rng.Next(1, 3 * Block);
+                what = $"preallocate {len} at {off}";
+                var r = await Bitrot.FallocateAsync(Ctx, fd, 0, off, len);
+                Assert.That(r.Error, Is.EqualTo(Errno.None), what);
+                if (off + len > model.Length) Array.Resize(ref model, (int)(off + len));
+            }
+            else if (op < 92)
+            {
+                long off = model.Length == 0 ? 0 : rng.Next(0, model.Length);
+                int len = rng.Next(1, 3 * Block);
+                what = $"read {len} at {off}";
+                var got = await ReadOkAsync(fd, off, len);
+                Assert.That(got, Is.EqualTo(model.AsSpan((int)off, (int)Math.Clamp(model.Length - off, 0, len)).ToArray()), $"step {step}: {what}");
+            }
+            else if (op < 96)
+            {
+                what = "release and reopen";
+                await Bitrot.ReleaseAsync(Ctx, fd);
+                fd = await OpenAsync(gfid);
+            }
+            else
+            {
+                what = "crash and restart";
+                await RestartAsync();
+                fd = await OpenAsync(gfid);
+            }
+            TestContext.Out.WriteLine($"step {step}: {what}");
+        }
+        Assert.That(await ReadAllAsync(fd, model.Length), Is.EqualTo(model), "every byte, at the end");
+        await Bitrot.ReleaseAsync(Ctx, fd);
+        Assert.That((await Bitrot.ScrubNowAsync()).BadFiles, Is.Empty, "the scrubber agrees with every checksum");
+        var again = await OpenAsync(gfid, OpenFlags.ReadOnly);
+        Assert.That(await ReadAllAsync(again, model.Length), Is.EqualTo(model), "and after the scrub signed what was unsigned");
+    }
 }

@@ -1,6 +1,7 @@
 using System.Runtime.Versioning;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Features.Bitrot;
+using Brickfs.Tests.Support;
 using Brickfs.Translators.Graph;
 
 namespace Brickfs.Tests.Bitrot;
@@ -82,6 +83,52 @@ public class BitrotOverPosix : BitrotContract
         await StartAsync();
     }
 
+    [Test, CancelAfter(60_000)]
+    public async Task AScrubPassCutShortByAStopResumesAfterItsLastFileOnTheNextStart()
+    {
+        await Graph.DisposeAsync();
+        await StartAsync("    option scrub-files-per-second 1");
+        var rng = new Random(83);
+        var dir = await Bitrot.MkdirAsync(Ctx, Gfid.Root, "sub", 0x1ED, Gfid.NewRandom());
+        Assert.That(dir.Ok, Is.True);
+        int total = 0;
+        foreach (var (parent, name) in Enumerable.Range(0, 6).Select(i => (Gfid.Root, $"a{i}")).Concat(Enumerable.Range(0, 6).Select(i => (dir.Value.Gfid, $"b{i}"))))
+        {
+            var fd = await CreateAsync(name, parent);
+            await WriteAsync(fd, 0, Random(rng, 3 * Block));
+            await Bitrot.ReleaseAsync(Ctx, fd);
+            total++;
+        }
+        var virtualNow = TimeSpan.Zero;
+        int waits = 0;
+        Bitrot.ThrottleClock = () => virtualNow;
+        Bitrot.ThrottleDelay = (d, ct) =>
+        {
+            // The fifth wait never ends: the pass is caught after five files.
+            if (Interlocked.Increment(ref waits) >= 5) return Task.Delay(Timeout.Infinite, ct);
+            virtualNow += d;
+            return Task.CompletedTask;
+        };
+        _ = Bitrot.ScrubNowAsync();
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(20), () => Volatile.Read(ref waits) >= 5, "the scrubber waits for its sixth file");
+        Assert.That(Bitrot.Status.FilesScrubbed, Is.EqualTo(5), "one file of burst, then one per (virtual) second");
+        Assert.That(virtualNow.TotalSeconds, Is.EqualTo(4).Within(1e-6), "files/s cap: four waits of a second each");
+
+        await Graph.DisposeAsync(); // a clean stop keeps the position
+        await StartAsync("    option scrub-files-per-second 1000");
+        var status = await Bitrot.ScrubNowAsync(); // joins the resumed pass
+        Assert.That(status.ResumedFrom, Is.Not.Null);
+        Assert.That(status.Passes, Is.EqualTo(1));
+        Assert.That(status.FilesScrubbed, Is.EqualTo(total), "the counts go on from where the pass stopped");
+        Assert.That(Bitrot.LastThrottle!.FilesTaken, Is.EqualTo(total - 5), "the files before the position were not scrubbed again");
+        Assert.That(status.BadFiles, Is.Empty);
+
+        var next = await Bitrot.ScrubNowAsync();
+        Assert.That(next.ResumedFrom, Is.Null, "a finished pass leaves no position: the next starts from the root");
+        Assert.That(next.FilesScrubbed, Is.EqualTo(total));
+        Assert.That(next.Passes, Is.EqualTo(2));
+    }
+
     [TearDown]
     public void RemoveDirectory()
     {
@@ -117,13 +164,14 @@ public class BitrotOverPosix : BitrotContract
         new Random(7).NextBytes(data);
         var fd = await CreateAsync("f");
         await WriteAsync(fd, 0, data);
-        Assert.That(File.Exists(Path.Combine(_dir, ".brickfs", "bitrot", fd.Gfid.ToString()[..2], fd.Gfid.ToString())), Is.True);
         Assert.That(Directory.Exists(Path.Combine(_dir, ".brickfs-bitrot")), Is.False, "nothing of bitrot's is visible in the export");
         Assert.That(Brickfs.Translators.Interop.Sys.GetXattr(Path.Combine(_dir, "f"), "trusted.brickfs.bitrot.dirty", follow: false, out _), Is.EqualTo(Errno.None),
             "the dirty range is marked while the file is open");
         var client = new FopContext { Uid = 1000, Gid = 1000 };
         Assert.That((await Storage.GetxattrAsync(client, fd.Gfid, BitrotTranslator.DirtyXattr)).Error, Is.EqualTo(Errno.ENODATA), "storage/posix hides it too");
         await Bitrot.ReleaseAsync(Ctx, fd);
+        Assert.That(File.Exists(Path.Combine(_dir, ".brickfs", "bitrot", fd.Gfid.ToString()[..2], fd.Gfid.ToString())), Is.True,
+            "the record is written by the release at the latest");
 
         await CorruptAsync(fd.Gfid, "f", 5, [(byte)(data[5] ^ 1)]);
         await RestartAsync();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Brickfs.Tests.Support;
 
 namespace Brickfs.Tests.Integration;
@@ -114,6 +115,63 @@ public class MgmtEndToEndTests
         Assert.That(mgmtd.MustCtl("snapshot", "list").Stdout, Is.EqualTo("No snapshots present\n"));
         foreach (var d in disks) Assert.That(Directory.Exists(Path.Combine(d.MountPoint, ".brickfs-snaps")), Is.False, "the snapshot subvolumes are gone");
         mgmtd.MustCtl("volume", "delete", "gv");
+    }
+
+    [Test, CancelAfter(150_000)]
+    public async Task Bitrot_is_enabled_and_scrubbed_on_demand_through_brickctl_and_reports_rot_with_its_path()
+    {
+        var disk = Own(new BtrfsImage("mgmt-bitrot", 512L << 20));
+        var mgmtd = Own(new MgmtdProcess(Dir("mgmtd")));
+        Own(new MountHelperLink());
+        string brick = Path.Combine(disk.MountPoint, "brick");
+        mgmtd.MustCtl("volume", "create", "bv", $"127.0.0.1:{brick}");
+        mgmtd.MustCtl("volume", "start", "bv");
+        await mgmtd.WaitOnlineAsync("bv");
+        Assert.That(mgmtd.Ctl("volume", "bitrot", "bv", "scrub", "status").Stderr.TrimEnd('\n'),
+            Is.EqualTo("volume bitrot: bv: failed: bitrot is off on volume bv (brickctl volume bitrot bv enable)"));
+        var enabled = mgmtd.MustCtl("volume", "bitrot", "bv", "enable").Stdout;
+        Assert.That(enabled, Is.EqualTo("volume bitrot: bv: success: bitrot enabled; 1 brick(s) of this node restarted\n"));
+        mgmtd.MustCtl("volume", "bitrot", "bv", "scrub-files-per-second", "50");
+        await mgmtd.WaitOnlineAsync("bv");
+
+        string mnt = Dir("mnt");
+        var mounted = MountBrickfs($"127.0.0.1:{mgmtd.Port}:/bv", mnt);
+        Assert.That(mounted.Ok, Is.True, mounted.ToString());
+        var data = new byte[300_000];
+        new Random(9).NextBytes(data);
+        Directory.CreateDirectory(Path.Combine(mnt, "d"));
+        File.WriteAllBytes(Path.Combine(mnt, "d", "cold"), data);
+        File.WriteAllText(Path.Combine(mnt, "warm"), "warm\n");
+        Umount(mnt);
+        using (var f = new FileStream(Path.Combine(brick, "d", "cold"), FileMode.Open, FileAccess.ReadWrite))
+        {
+            f.Position = 200_000;
+            int b = f.ReadByte();
+            f.Position = 200_000;
+            f.WriteByte((byte)(b ^ 0x5A));
+        }
+
+        var started = mgmtd.MustCtl("volume", "bitrot", "bv", "scrub", "ondemand").Stdout;
+        Assert.That(started, Does.StartWith("volume bitrot: bv: scrub ondemand: success: every brick started a pass"), started);
+        JsonElement report = default;
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(60), () =>
+        {
+            report = mgmtd.Json("volume", "bitrot", "bv", "scrub", "status").GetProperty("bricks")[0];
+            return !report.GetProperty("running").GetBoolean() && report.GetProperty("passes").GetInt64() >= 1;
+        }, "the on-demand pass finishes");
+        Assert.That(report.GetProperty("brick").GetString(), Is.EqualTo($"127.0.0.1:{brick}"));
+        Assert.That(report.GetProperty("error").ValueKind, Is.EqualTo(JsonValueKind.Null));
+        Assert.That(report.GetProperty("filesScrubbed").GetInt64(), Is.EqualTo(1), "the good file completed; the rotted one stopped at its bad block");
+        Assert.That(report.GetProperty("filesPerSecond").GetDouble(), Is.EqualTo(50));
+        var bad = report.GetProperty("badFiles").EnumerateArray().Single();
+        Assert.That((bad.GetProperty("path").GetString(), bad.GetProperty("block").GetInt64(), bad.GetProperty("foundBy").GetString()),
+            Is.EqualTo(("/d/cold", 200_000L / 65536, "scrubber")));
+        var text = mgmtd.MustCtl("volume", "bitrot", "bv", "scrub", "status").Stdout;
+        Assert.That(text, Does.Contain($"brick 127.0.0.1:{brick}: idle, 1 files").And.Contain("bad file").And.Contain("/d/cold block 3"), text);
+
+        Assert.That(mgmtd.MustCtl("volume", "bitrot", "bv", "disable").Stdout, Does.StartWith("volume bitrot: bv: success: bitrot disabled"));
+        await mgmtd.WaitOnlineAsync("bv");
+        Assert.That(mgmtd.Ctl("volume", "bitrot", "bv", "scrub", "ondemand").ExitCode, Is.EqualTo(1), "off again");
     }
 
     [Test, CancelAfter(90_000)]

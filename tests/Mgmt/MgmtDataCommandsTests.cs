@@ -49,14 +49,35 @@ public class MgmtDataCommandsTests
         Assert.That(await Refused(1, "volume", "heal", "rep"), Is.EqualTo("volume heal: rep: failed: volume rep is not started"));
         Assert.That(await Refused(2, "volume", "heal", "rep", "everything"), Does.StartWith("brickctl: volume heal: unknown heal command 'everything'"));
 
-        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub", "status"), Is.EqualTo("volume bitrot: rep: failed: bitrot is off on volume rep (brickctl volume set rep features.bitrot on)"));
+        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub", "status"), Is.EqualTo("volume bitrot: rep: failed: bitrot is off on volume rep (brickctl volume bitrot rep enable)"));
         await Ok("volume", "set", "rep", "features.bitrot", "on");
-        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub", "ondemand"), Does.StartWith("volume bitrot: rep: failed: scrub ondemand is not available yet"));
-        Assert.That(await Refused(2, "volume", "bitrot", "rep", "scrub"), Does.Contain("needs VOL scrub status|ondemand"));
+        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub", "ondemand"), Is.EqualTo("volume bitrot: rep: failed: volume rep is not started"));
+        Assert.That(await Refused(2, "volume", "bitrot", "rep", "scrub"), Does.Contain("needs VOL enable|disable"));
+        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub-throttle", "glacial"), Does.StartWith("volume bitrot: rep: failed: features.scrub-throttle: 'glacial' is not lazy, normal, aggressive"));
+        Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub-files-per-second", "-1"), Does.Contain("is not a number of files per second"));
 
         Assert.That(await Refused(1, "volume", "rebalance", "rep", "start"), Is.EqualTo("volume rebalance: rep: failed: volume rep has one replica set: there is nothing to rebalance"));
         Assert.That(await Refused(1, "volume", "rebalance", "plain", "status"), Is.EqualTo("volume rebalance: plain: failed: rebalance status is not available yet in brickfs-mgmtd"));
         Assert.That(await Refused(2, "volume", "rebalance", "plain", "go"), Does.Contain("needs VOL start|status"));
+    }
+
+    [Test, CancelAfter(30_000)]
+    public async Task Bitrot_enable_disable_and_scrub_rates_set_the_volume_options()
+    {
+        await Ok("volume", "create", "rep", "replica", "3", "node2:/x/r", "node3:/x/r", "node4:/x/r");
+        var on = await _d.CtlAsync("volume", "bitrot", "rep", "enable");
+        Assert.That(on.Exit, Is.EqualTo(0), on.ToString());
+        Assert.That(on.Out, Is.EqualTo("volume bitrot: rep: success: bitrot enabled (takes effect when the volume starts)\n"));
+        await Ok("volume", "bitrot", "rep", "scrub-throttle", "lazy");
+        await Ok("volume", "bitrot", "rep", "scrub-frequency", "hourly");
+        await Ok("volume", "bitrot", "rep", "scrub-files-per-second", "20");
+        var get = await _d.CtlAsync("volume", "get", "rep", "all");
+        Assert.That(get.Out, Does.Match(@"features\.bitrot\s+on").And.Match(@"features\.scrub-throttle\s+lazy")
+            .And.Match(@"features\.scrub-freq\s+hourly").And.Match(@"features\.scrub-files-per-second\s+20"), get.ToString());
+        var brick = await _d.CtlAsync("volume", "volfile", "rep", "brick", "0");
+        Assert.That(brick.Out, Does.Contain("option scrub-throttle lazy").And.Contain("option scrub-frequency hourly").And.Contain("option scrub-files-per-second 20"), brick.ToString());
+        await Ok("volume", "bitrot", "rep", "disable");
+        Assert.That((await _d.CtlAsync("volume", "volfile", "rep", "brick", "0")).Out, Does.Not.Contain("features/bitrot"));
     }
 
     [Test, CancelAfter(30_000)]

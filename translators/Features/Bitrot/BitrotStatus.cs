@@ -34,6 +34,10 @@ public sealed record BitrotStatus
     public long Passes { get; init; }
     /// <summary>The scrubber's byte budget per second.</summary>
     public long RateBytesPerSecond { get; init; }
+    /// <summary>The scrubber's file budget per second; 0 = no cap.</summary>
+    public double FilesPerSecond { get; init; }
+    /// <summary>The position (brick path of the last file scrubbed) the current or last pass resumed after, when a restart had cut it short; null when it started from the root.</summary>
+    public string? ResumedFrom { get; init; }
     public IReadOnlyList<BadFile> BadFiles { get; init; } = [];
 
     /// <summary>UTF-8 JSON with camelCase names; times in ISO 8601, GFIDs in their usual text form.</summary>
@@ -49,6 +53,9 @@ public sealed record BitrotStatus
             w.WriteNumber("blocksSigned", BlocksSigned);
             w.WriteNumber("passes", Passes);
             w.WriteNumber("rateBytesPerSecond", RateBytesPerSecond);
+            w.WriteNumber("filesPerSecond", FilesPerSecond);
+            if (ResumedFrom is null) w.WriteNull("resumedFrom");
+            else w.WriteString("resumedFrom", ResumedFrom);
             WriteTime(w, "lastRunStart", LastRunStart);
             WriteTime(w, "lastRunEnd", LastRunEnd);
             w.WriteStartArray("badFiles");
@@ -99,6 +106,8 @@ public sealed record BitrotStatus
                 BlocksSigned = r.GetProperty("blocksSigned").GetInt64(),
                 Passes = r.GetProperty("passes").GetInt64(),
                 RateBytesPerSecond = r.GetProperty("rateBytesPerSecond").GetInt64(),
+                FilesPerSecond = r.TryGetProperty("filesPerSecond", out var fps) ? fps.GetDouble() : 0,
+                ResumedFrom = r.TryGetProperty("resumedFrom", out var rf) ? rf.GetString() : null,
                 LastRunStart = ReadTime(r.GetProperty("lastRunStart")),
                 LastRunEnd = ReadTime(r.GetProperty("lastRunEnd")),
                 BadFiles = bad,

@@ -3,10 +3,25 @@ using Brickfs.Translators.Core;
 namespace Brickfs.Translators.Features.Bitrot;
 
 // The scrubber: a background task that walks every regular file of the brick through the child
-// every scrub-frequency, at the scrub-throttle byte rate, verifying every signed block, signing
-// unsigned ones and marking bad files. ScrubNowAsync runs a pass on demand (joining one that runs).
+// every scrub-frequency, at the scrub-throttle byte rate and scrub-files-per-second file rate,
+// verifying every signed block, signing unsigned ones and marking bad files. ScrubNowAsync runs a
+// pass on demand (joining one that runs). The walk visits names in ordinal order, depth first,
+// so "the last file scrubbed" is a position: it is kept in the store (scrub-position, at most a
+// second behind, and on a clean stop), and a pass cut short by a stop or a crash resumes after it
+// when the brick starts again instead of starting over.
 public sealed partial class BitrotTranslator
 {
+    /// <summary>The store's file holding the scrubber's persisted state (<see cref="ScrubState"/>).</summary>
+    public const string ScrubStateFile = "scrub-position";
+
+    /// <summary>What survives a restart: the counters of the last passes and, while a pass is unfinished, where it got to.</summary>
+    private sealed record ScrubState(long Passes, DateTimeOffset? LastRunStart, DateTimeOffset? LastRunEnd,
+        string? Position, long Files, long Bytes, long Signed);
+
+    private string? _position;
+    private string? _resumeFrom;
+    private long _positionSavedAt;
+
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _scrubLock = new();
     private Task? _loop;
@@ -34,14 +49,57 @@ public sealed partial class BitrotTranslator
             {
                 FilesScrubbed = Interlocked.Read(ref _files), BytesScrubbed = Interlocked.Read(ref _bytes),
                 BlocksSigned = Interlocked.Read(ref _signed), BadFiles = bad, RateBytesPerSecond = ScrubRate,
+                FilesPerSecond = ScrubFileRate,
             };
         }
+    }
+
+    /// <summary>Reads the persisted scrub state: the counters of earlier passes, and the position of an unfinished one.</summary>
+    private async ValueTask LoadScrubStateAsync()
+    {
+        var raw = await Store.ReadFileAsync(ScrubStateFile);
+        ScrubState? st = null;
+        try
+        {
+            if (raw is not null) st = System.Text.Json.JsonSerializer.Deserialize<ScrubState>(raw);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // Torn by a crash mid-write: the next pass starts from the root.
+        }
+        if (st is null) return;
+        lock (_scrubLock)
+        {
+            _status = _status with { Passes = st.Passes, LastRunStart = st.LastRunStart, LastRunEnd = st.LastRunEnd };
+            _resumeFrom = st.Position;
+            if (st.Position is not null)
+            {
+                _files = st.Files;
+                _bytes = st.Bytes;
+                _signed = st.Signed;
+            }
+        }
+    }
+
+    private async ValueTask SaveScrubStateAsync(bool finished)
+    {
+        ScrubState st;
+        lock (_scrubLock)
+        {
+            st = new ScrubState(_status.Passes, _status.LastRunStart, _status.LastRunEnd, finished ? null : _position,
+                Interlocked.Read(ref _files), Interlocked.Read(ref _bytes), Interlocked.Read(ref _signed));
+        }
+        _positionSavedAt = Environment.TickCount64;
+        await Store.WriteFileAsync(ScrubStateFile, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(st));
     }
 
     private void StartScrubber() => _loop = Task.Run(async () =>
     {
         try
         {
+            bool resume;
+            lock (_scrubLock) resume = _resumeFrom is not null;
+            if (resume) await ScrubNowAsync(_stop.Token); // a pass a restart cut short goes on at once
             while (!_stop.IsCancellationRequested)
             {
                 await Task.Delay(ScrubInterval, _stop.Token);
@@ -82,50 +140,107 @@ public sealed partial class BitrotTranslator
         lock (_scrubLock)
         {
             if (_pass is { IsCompleted: false } running) return running;
-            _status = _status with { Running = true, LastRunStart = DateTimeOffset.UtcNow };
-            Interlocked.Exchange(ref _files, 0);
-            Interlocked.Exchange(ref _bytes, 0);
-            Interlocked.Exchange(ref _signed, 0);
-            var throttle = new ScrubThrottle(ScrubRate, ThrottleClock, ThrottleDelay);
+            string? resume = _resumeFrom;
+            _resumeFrom = null;
+            _position = resume;
+            if (resume is null)
+            {
+                _status = _status with { Running = true, LastRunStart = DateTimeOffset.UtcNow, ResumedFrom = null };
+                Interlocked.Exchange(ref _files, 0);
+                Interlocked.Exchange(ref _bytes, 0);
+                Interlocked.Exchange(ref _signed, 0);
+            }
+            else _status = _status with { Running = true, ResumedFrom = resume };
+            var throttle = new ScrubThrottle(ScrubRate, ThrottleClock, ThrottleDelay, ScrubFileRate);
             LastThrottle = throttle;
-            _pass = Task.Run(() => RunPassAsync(throttle, _stop.Token));
+            _pass = Task.Run(() => RunPassAsync(throttle, resume, _stop.Token));
             return _pass;
         }
     }
 
-    private async Task<BitrotStatus> RunPassAsync(ScrubThrottle throttle, CancellationToken stop)
+    private async Task<BitrotStatus> RunPassAsync(ScrubThrottle throttle, string? resumeAfter, CancellationToken stop)
     {
+        bool finished = false;
         try
         {
-            var dirs = new Stack<(Gfid Gfid, string Path)>();
-            dirs.Push((Gfid.Root, ""));
-            while (dirs.TryPop(out var dir))
-            {
-                stop.ThrowIfCancellationRequested();
-                await WalkDirAsync(dir.Gfid, dir.Path, dirs, throttle, stop);
-            }
+            await WalkDirAsync(Gfid.Root, "", resumeAfter, throttle, stop);
+            finished = true;
         }
         finally
         {
             lock (_scrubLock)
             {
-                _status = _status with { Running = false, LastRunEnd = DateTimeOffset.UtcNow, Passes = _status.Passes + (stop.IsCancellationRequested ? 0 : 1) };
+                _status = _status with
+                {
+                    Running = false,
+                    LastRunEnd = finished ? DateTimeOffset.UtcNow : _status.LastRunEnd,
+                    Passes = _status.Passes + (finished ? 1 : 0),
+                };
             }
+            // A pass cut short leaves its position for the next start; a finished one clears it.
+            await SaveScrubStateAsync(finished);
         }
         return Status;
     }
 
-    private async Task WalkDirAsync(Gfid dir, string path, Stack<(Gfid, string)> dirs, ScrubThrottle throttle, CancellationToken stop)
+    /// <summary>
+    /// Orders paths as the walk visits them: component by component, ordinal, a directory
+    /// before what it holds.
+    /// </summary>
+    internal static int ComparePaths(string a, string b)
     {
+        var x = a.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        var y = b.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        for (int i = 0; i < Math.Min(x.Length, y.Length); i++)
+        {
+            int c = string.CompareOrdinal(x[i], y[i]);
+            if (c != 0) return c;
+        }
+        return x.Length.CompareTo(y.Length);
+    }
+
+    /// <summary>
+    /// Scrubs the files below <paramref name="dir"/> in walk order. With <paramref name="resumeAfter"/>,
+    /// files at or before that position were scrubbed by the pass a restart cut short, and whole
+    /// subtrees before it are not even listed.
+    /// </summary>
+    private async Task WalkDirAsync(Gfid dir, string path, string? resumeAfter, ScrubThrottle throttle, CancellationToken stop)
+    {
+        stop.ThrowIfCancellationRequested();
+        var entries = await ListForScrubAsync(dir);
+        foreach (var (name, attr) in entries)
+        {
+            string child = path + "/" + name;
+            int cmp = resumeAfter is null ? 1 : ComparePaths(child, resumeAfter);
+            if (attr.IsDirectory)
+            {
+                bool holdsPosition = resumeAfter is not null && resumeAfter.StartsWith(child + "/", StringComparison.Ordinal);
+                if (cmp < 0 && !holdsPosition) continue;
+                await WalkDirAsync(attr.Gfid, child, holdsPosition ? resumeAfter : null, throttle, stop);
+            }
+            else if (attr.IsRegular && cmp > 0)
+            {
+                await throttle.TakeFileAsync(stop);
+                await ScrubFileAsync(attr.Gfid, child, throttle, stop);
+                lock (_scrubLock) _position = child;
+                if (Environment.TickCount64 - _positionSavedAt >= 1000) await SaveScrubStateAsync(finished: false);
+            }
+        }
+    }
+
+    /// <summary>The directories and regular files of one directory, by name in ordinal order (the store left out).</summary>
+    private async Task<List<(string Name, Iatt Attr)>> ListForScrubAsync(Gfid dir)
+    {
+        var list = new List<(string, Iatt)>();
         var fd = new FileHandle(dir, OpenFlags.ReadOnly | OpenFlags.Directory, isDirectory: true);
-        if (!(await Child.OpendirAsync(Ctx, fd)).Ok) return;
+        if (!(await Child.OpendirAsync(Ctx, fd)).Ok) return list;
         try
         {
             long cookie = 0;
             while (true)
             {
                 var r = await Child.ReaddirplusAsync(Ctx, fd, cookie, 64 * 1024);
-                if (!r.Ok || r.Value.Count == 0) return;
+                if (!r.Ok || r.Value.Count == 0) break;
                 foreach (var e in r.Value)
                 {
                     cookie = e.NextOffset;
@@ -138,9 +253,7 @@ public sealed partial class BitrotTranslator
                         if (!l.Ok) continue;
                         attr = l.Value;
                     }
-                    string child = path + "/" + e.Name;
-                    if (attr.IsDirectory) dirs.Push((attr.Gfid, child));
-                    else if (attr.IsRegular) await ScrubFileAsync(attr.Gfid, child, throttle, stop);
+                    if (attr.IsDirectory || attr.IsRegular) list.Add((e.Name, attr));
                 }
             }
         }
@@ -148,6 +261,8 @@ public sealed partial class BitrotTranslator
         {
             await Child.ReleasedirAsync(Ctx, fd);
         }
+        list.Sort((a, b) => string.CompareOrdinal(a.Item1, b.Item1));
+        return list;
     }
 
     /// <summary>Verifies every signed block of one file and signs the unsigned ones, reading in 1 MiB steps at the throttled rate.</summary>
@@ -197,8 +312,7 @@ public sealed partial class BitrotTranslator
     /// </summary>
     private async Task<bool> CheckChunkLockedAsync(FileState s, FileHandle reader, long first, int count, string path)
     {
-        await s.Lock.WaitAsync();
-        try
+        using (await s.Blocks.LockAsync(first, first + count))
         {
             var r = await Child.ReadAsync(Ctx, reader, first << _blockShift, count << _blockShift);
             if (!r.Ok) return true;
@@ -218,14 +332,10 @@ public sealed partial class BitrotTranslator
             }
             if (signed > 0)
             {
-                await PersistLockedAsync(s, first, s.Slice(first, blocks));
+                await PersistLockedAsync(s, first, blocks);
                 Interlocked.Add(ref _signed, signed);
             }
             return true;
-        }
-        finally
-        {
-            s.Lock.Release();
         }
     }
 }

@@ -20,12 +20,13 @@ namespace Brickfs.Translators.Features.Bitrot;
 /// child (<see cref="ChecksumStore"/>), so they survive restarts; the record goes when the last
 /// link does.</item>
 /// <item>A write hashes each block it touches once (the untouched rest of an edge block is read
-/// back from the child first). Writers, truncates and fallocates of one file are serialised by
-/// that file's lock; files never wait for each other, and reads take no lock.</item>
+/// back from the child first). Writes to disjoint blocks of a file run side by side; writes to
+/// the same blocks, truncates and fallocates wait for each other (<see cref="BlockLocks"/>); files
+/// never wait for each other, and reads take no lock.</item>
 /// <item>Order on disk, and why no crash gives a false verdict: a dirty marker
 /// (<see cref="DirtyXattr"/>, a block range) is set on the file before data in that range
-/// changes, then data, then checksums; it is cleared when the last user of the file lets go with
-/// the record up to date. Whoever loads a file that still carries the marker (the process died
+/// changes, then data, then checksums to memory; the record gets them in batches, and the marker
+/// is cleared when the last user of the file lets go with the record up to date. Whoever loads a file that still carries the marker (the process died
 /// between the steps, possibly leaving a torn block) re-hashes the marked blocks instead of
 /// judging them. The range grows geometrically, so a stream of appends costs a few xattr updates,
 /// not one per write.</item>
@@ -56,6 +57,7 @@ public sealed partial class BitrotTranslator : Translator
         new("verify-reads", OptionType.Bool, "on", "verify the checksums of every block a read touches"),
         new("scrub-throttle", OptionType.String, "normal", "scrubber read rate: lazy (8 MiB/s), normal (32 MiB/s), aggressive (128 MiB/s) or bytes per second (e.g. 20MB)"),
         new("scrub-frequency", OptionType.String, "daily", "time between scrubber passes: hourly, daily, weekly, monthly or seconds"),
+        new("scrub-files-per-second", OptionType.String, "0", "scrubber file rate: files started per second (e.g. 50 or 0.5); 0 = no cap"),
         new("enable", OptionType.Bool, "on", "keep and verify checksums; off passes everything through and drops the records of modified files"),
     ];
 
@@ -107,6 +109,7 @@ public sealed partial class BitrotTranslator : Translator
         _enabled = options.GetBool("enable");
         ScrubRate = ParseThrottle(options.GetString("scrub-throttle"));
         ScrubInterval = ParseFrequency(options.GetString("scrub-frequency"));
+        ScrubFileRate = ParseFileRate(options.GetString("scrub-files-per-second"));
         _zeroSum = Normalize(XxHash.Hash3(new byte[_blockSize]));
     }
 
@@ -116,6 +119,35 @@ public sealed partial class BitrotTranslator : Translator
     public long ScrubRate { get; }
 
     public TimeSpan ScrubInterval { get; }
+
+    /// <summary>Scrubber file rate in files per second; 0 = no cap.</summary>
+    public double ScrubFileRate { get; }
+
+    /// <summary>Whether <paramref name="raw"/> is a valid <c>scrub-throttle</c> (for the management plane's checks).</summary>
+    public static bool IsValidThrottle(string raw) => TryRead(() => ParseThrottle(raw));
+
+    /// <summary>Whether <paramref name="raw"/> is a valid <c>scrub-frequency</c>.</summary>
+    public static bool IsValidFrequency(string raw) => TryRead(() => ParseFrequency(raw));
+
+    /// <summary>Whether <paramref name="raw"/> is a valid <c>scrub-files-per-second</c>.</summary>
+    public static bool IsValidFileRate(string raw) => TryRead(() => ParseFileRate(raw));
+
+    private static bool TryRead<T>(Func<T> parse)
+    {
+        try
+        {
+            parse();
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private static double ParseFileRate(string raw) =>
+        double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0 && v < 1e9 ? v
+            : throw new ArgumentException($"scrub-files-per-second '{raw}' is not a number of files per second (0 = no cap)");
 
     private static long ParseThrottle(string raw) => raw switch
     {
@@ -143,7 +175,11 @@ public sealed partial class BitrotTranslator : Translator
         _store = new ChecksumStore(Child, _blockSize);
         var e = await _store.InitAsync();
         if (e != Errno.None) throw new InvalidOperationException($"features/bitrot '{Name}': cannot make its checksum store /{ChecksumStore.StorePath}: {e}");
-        if (_enabled) StartScrubber();
+        if (_enabled)
+        {
+            await LoadScrubStateAsync();
+            StartScrubber();
+        }
     }
 
     public override async ValueTask DisposeAsync()
@@ -153,9 +189,7 @@ public sealed partial class BitrotTranslator : Translator
         lock (_statesLock) open = [.. _states.Values];
         foreach (var s in open)
         {
-            await s.Lock.WaitAsync();
-            try { await CloseLockedAsync(s); }
-            finally { s.Lock.Release(); }
+            using (await s.Blocks.LockAllAsync()) await CloseLockedAsync(s);
         }
         await base.DisposeAsync();
     }
@@ -209,8 +243,7 @@ public sealed partial class BitrotTranslator : Translator
         {
             if (--s.Refs > 0) return;
         }
-        await s.Lock.WaitAsync();
-        try
+        using (await s.Blocks.LockAllAsync())
         {
             lock (_statesLock)
             {
@@ -221,10 +254,6 @@ public sealed partial class BitrotTranslator : Translator
             {
                 if (s.Refs == 0) _states.Remove(s.Gfid);
             }
-        }
-        finally
-        {
-            s.Lock.Release();
         }
     }
 
@@ -247,15 +276,7 @@ public sealed partial class BitrotTranslator : Translator
     private async ValueTask<Errno> EnsureLoadedAsync(FileState s, FileHandle? fd)
     {
         if (s.Loaded) return Errno.None;
-        await s.Lock.WaitAsync();
-        try
-        {
-            return s.Loaded ? Errno.None : await LoadLockedAsync(s, fd);
-        }
-        finally
-        {
-            s.Lock.Release();
-        }
+        using (await s.Blocks.LockAllAsync()) return s.Loaded ? Errno.None : await LoadLockedAsync(s, fd);
     }
 
     /// <summary>Reads the bad mark and the record, trims checksums past end of file and recovers a dirty range left by a crash.</summary>
@@ -272,6 +293,7 @@ public sealed partial class BitrotTranslator : Translator
         if (!rec.Ok) return rec.Error;
         s.Record = rec.Value;
         s.Replace([]);
+        s.TakePending();
         if (s.Record is { } record)
         {
             var loaded = await Store.LoadAsync(record, blocks);
@@ -285,7 +307,7 @@ public sealed partial class BitrotTranslator : Translator
             else
             {
                 s.Replace(loaded.Value.Sums);
-                await Store.TruncateAsync(record, blocks); // entries past end of file (a crash mid-truncate) mean nothing
+                if (loaded.Value.Longer) await Store.TruncateAsync(record, blocks); // entries past end of file (a crash mid-truncate) mean nothing
             }
         }
 
@@ -300,6 +322,7 @@ public sealed partial class BitrotTranslator : Translator
             if (e != Errno.None) return e;
             RecoveredBlocks += Math.Max(0, Math.Min(hi, blocks) - Math.Max(lo, 0));
         }
+        await FlushAsync(s);
         if (!s.RecordBehind && s.DirtyHi > s.DirtyLo) await ClearDirtyLockedAsync(s);
         s.Loaded = true;
         return Errno.None;
@@ -311,11 +334,7 @@ public sealed partial class BitrotTranslator : Translator
     private async ValueTask CloseLockedAsync(FileState s)
     {
         if (!s.Loaded) return;
-        if (s.RecordBehind && s.DirtyHi > s.DirtyLo)
-        {
-            long lo = Math.Max(s.DirtyLo, 0), hi = Math.Min(s.DirtyHi, s.Count);
-            if (hi <= lo || await PersistLockedAsync(s, lo, s.Slice(lo, (int)(hi - lo))) == Errno.None) s.RecordBehind = false;
-        }
+        await FlushAsync(s);
         if (!s.RecordBehind && s.DirtyHi > s.DirtyLo) await ClearDirtyLockedAsync(s);
         if (s.Record is { } r) await Store.CloseAsync(r);
         if (s.Reader is { } rd) await Child.ReleaseAsync(Ctx, rd);
@@ -336,6 +355,19 @@ public sealed partial class BitrotTranslator : Translator
     /// marked range geometrically so that sequential writers rarely touch the xattr.
     /// </summary>
     private async ValueTask<Errno> MarkDirtyLockedAsync(FileState s, long lo, long hi)
+    {
+        await s.MarkerLock.WaitAsync();
+        try
+        {
+            return await MarkDirtyMarkerLockedAsync(s, lo, hi);
+        }
+        finally
+        {
+            s.MarkerLock.Release();
+        }
+    }
+
+    private async ValueTask<Errno> MarkDirtyMarkerLockedAsync(FileState s, long lo, long hi)
     {
         bool empty = s.DirtyHi <= s.DirtyLo;
         if (!empty && lo >= s.DirtyLo && hi <= s.DirtyHi) return Errno.None;
@@ -359,22 +391,48 @@ public sealed partial class BitrotTranslator : Translator
         return Errno.None;
     }
 
-    /// <summary>Stores checksums of blocks first.. in the record (creating it). A failure leaves the dirty marker in place.</summary>
-    private async ValueTask<Errno> PersistLockedAsync(FileState s, long first, ReadOnlyMemory<ulong> sums)
+    /// <summary>Record updates gathered before one flush: a streaming writer writes the record once per 32 MiB (64 KiB blocks), a random writer once per 512 writes.</summary>
+    private const int FlushEvery = 512;
+
+    /// <summary>
+    /// Notes that the checksums of blocks [first, first + count), already in the cache, must reach
+    /// the record; writes the record when enough updates have gathered. Until they reach it the
+    /// dirty marker stays (it covers every block written since it was set), so a crash costs a
+    /// re-hash of the marked blocks, never a false verdict.
+    /// </summary>
+    private async ValueTask<Errno> PersistLockedAsync(FileState s, long first, long count)
     {
-        if (s.Record is null)
+        s.AddPending(first, first + count);
+        var (updates, pages) = s.Pending;
+        return updates >= FlushEvery || pages >= 64 ? await FlushAsync(s) : Errno.None;
+    }
+
+    /// <summary>Writes every pending checksum to the record (creating it). A failure keeps them pending, and so the dirty marker.</summary>
+    private async ValueTask<Errno> FlushAsync(FileState s)
+    {
+        await s.RecordLock.WaitAsync();
+        try
         {
-            var rec = await Store.OpenAsync(s.Gfid, create: true);
-            if (!rec.Ok || rec.Value is null)
+            var runs = s.TakePending();
+            if (runs.Count == 0) return Errno.None;
+            Errno e = Errno.None;
+            if (s.Record is null)
             {
-                s.RecordBehind = true;
-                return rec.Ok ? Errno.EIO : rec.Error;
+                var rec = await Store.OpenAsync(s.Gfid, create: true);
+                if (!rec.Ok || rec.Value is null) e = rec.Ok ? Errno.EIO : rec.Error;
+                else s.Record = rec.Value;
             }
-            s.Record = rec.Value;
+            foreach (var (first, sums) in runs)
+            {
+                if (e == Errno.None) e = await Store.WriteAsync(s.Record!, first, sums);
+                if (e != Errno.None) s.AddPending(first, first + sums.Length);
+            }
+            return e;
         }
-        var e = await Store.WriteAsync(s.Record, first, sums);
-        if (e != Errno.None) s.RecordBehind = true;
-        return e;
+        finally
+        {
+            s.RecordLock.Release();
+        }
     }
 
     /// <summary>A readable descriptor of the file: the caller's when it can read, else the state's private one.</summary>
@@ -404,7 +462,7 @@ public sealed partial class BitrotTranslator : Translator
         {
             // Nothing can read it (an unlinked file open write-only): forget the checksums instead.
             s.Set(lo, new ulong[hi - lo]);
-            return await PersistLockedAsync(s, lo, new ulong[hi - lo]);
+            return await PersistLockedAsync(s, lo, hi - lo);
         }
         int chunk = Math.Max(1, (1 << 20) >> _blockShift);
         for (long b = lo; b < hi; b += chunk)
@@ -420,7 +478,7 @@ public sealed partial class BitrotTranslator : Translator
                 sums[i] = BlockSum(data.Span[from..to]);
             }
             s.Set(b, sums);
-            var e = await PersistLockedAsync(s, b, sums);
+            var e = await PersistLockedAsync(s, b, n);
             if (e != Errno.None) return e;
         }
         return Errno.None;
@@ -457,9 +515,7 @@ public sealed partial class BitrotTranslator : Translator
         var s = Acquire(gfid);
         try
         {
-            await s.Lock.WaitAsync();
-            try { return await ClearBadLockedAsync(s); }
-            finally { s.Lock.Release(); }
+            using (await s.Blocks.LockAllAsync()) return await ClearBadLockedAsync(s);
         }
         finally
         {
@@ -505,16 +561,11 @@ public sealed partial class BitrotTranslator : Translator
         var st = await StateOfAsync(fd);
         if (!st.Ok) return;
         var s = st.Value;
-        await s.Lock.WaitAsync();
-        try
+        using (await s.Blocks.LockAllAsync())
         {
             s.Trim(0);
             if (s.Record is { } rec) await Store.TruncateAsync(rec, 0);
             if (s.Bad) await ClearBadLockedAsync(s);
-        }
-        finally
-        {
-            s.Lock.Release();
         }
     }
 
@@ -543,8 +594,7 @@ public sealed partial class BitrotTranslator : Translator
         {
             // Re-check under the lock: a write may have landed between our read and its checksum.
             data.Dispose();
-            await s.Lock.WaitAsync();
-            try
+            using (await s.Blocks.LockAsync(first, last + 1))
             {
                 r = await Child.ReadAsync(ctx, fd, alignedStart, (int)alignedLen);
                 if (!r.Ok) return r;
@@ -556,10 +606,6 @@ public sealed partial class BitrotTranslator : Translator
                     await MarkBadLockedAsync(s, null, bad, BitrotDetector.Read);
                     return Errno.EIO;
                 }
-            }
-            finally
-            {
-                s.Lock.Release();
             }
         }
         return Window(data, (int)(offset - alignedStart), size);
@@ -610,11 +656,13 @@ public sealed partial class BitrotTranslator : Translator
             await DropRecordAsync(s);
             return await Child.WriteAsync(ctx, fd, offset, data);
         }
-        await s.Lock.WaitAsync();
-        try
+        // Writes to disjoint blocks go on side by side; an append does not know its blocks before
+        // it holds the file's size still, so it takes them all.
+        bool append = (fd.Flags & OpenFlags.Append) != 0;
+        using (append ? await s.Blocks.LockAllAsync() : await s.Blocks.LockAsync(offset >> _blockShift, ((offset + data.Length - 1) >> _blockShift) + 1))
         {
             long at = offset;
-            if ((fd.Flags & OpenFlags.Append) != 0)
+            if (append)
             {
                 var size = await Child.StatAsync(Ctx, fd.Gfid, fd);
                 if (!size.Ok) return size.Error;
@@ -637,12 +685,8 @@ public sealed partial class BitrotTranslator : Translator
             }
             AfterDataWrite?.Invoke(s.Gfid);
             s.Set(first, sums);
-            await PersistLockedAsync(s, first, sums);
+            await PersistLockedAsync(s, first, sums.Length);
             return w;
-        }
-        finally
-        {
-            s.Lock.Release();
         }
     }
 
@@ -696,18 +740,15 @@ public sealed partial class BitrotTranslator : Translator
     /// <summary>With bitrot off, a modified file's checksums would go stale: drop them (it is unsigned again).</summary>
     private async ValueTask DropRecordAsync(FileState s)
     {
-        await s.Lock.WaitAsync();
-        try
+        if (s.Count == 0 && s.Record is null) return;
+        using (await s.Blocks.LockAllAsync())
         {
             if (s.Count == 0 && s.Record is null) return;
             s.Replace([]);
+            s.TakePending();
             if (s.Record is { } rec) await Store.CloseAsync(rec);
             s.Record = null;
             await Store.RemoveAsync(s.Gfid);
-        }
-        finally
-        {
-            s.Lock.Release();
         }
     }
 
@@ -740,15 +781,7 @@ public sealed partial class BitrotTranslator : Translator
                 await DropRecordAsync(s);
                 return await Child.SetattrAsync(ctx, gfid, fd, request);
             }
-            await s.Lock.WaitAsync();
-            try
-            {
-                return await TruncateLockedAsync(ctx, s, gfid, fd, request);
-            }
-            finally
-            {
-                s.Lock.Release();
-            }
+            using (await s.Blocks.LockAllAsync()) return await TruncateLockedAsync(ctx, s, gfid, fd, request);
         }
         finally
         {
@@ -793,8 +826,7 @@ public sealed partial class BitrotTranslator : Translator
             await DropRecordAsync(s);
             return await Child.FallocateAsync(ctx, fd, mode, offset, length);
         }
-        await s.Lock.WaitAsync();
-        try
+        using (await s.Blocks.LockAllAsync())
         {
             bool shifts = (mode & (FallocateMode.CollapseRange | FallocateMode.InsertRange)) != 0;
             long first = offset >> _blockShift;
@@ -816,7 +848,7 @@ public sealed partial class BitrotTranslator : Translator
                     var zeros = new ulong[zHi - zLo];
                     Array.Fill(zeros, _zeroSum);
                     s.Set(zLo, zeros);
-                    await PersistLockedAsync(s, zLo, zeros);
+                    await PersistLockedAsync(s, zLo, zeros.Length);
                     await ResignLockedAsync(s, fd, first, zLo);
                     await ResignLockedAsync(s, fd, zHi, hi);
                 }
@@ -829,10 +861,6 @@ public sealed partial class BitrotTranslator : Translator
                 if (s.Record is { } rec) await Store.TruncateAsync(rec, blocks);
             }
             return r;
-        }
-        finally
-        {
-            s.Lock.Release();
         }
     }
 

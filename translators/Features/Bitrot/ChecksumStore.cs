@@ -114,10 +114,11 @@ internal sealed class ChecksumStore
     }
 
     /// <summary>
-    /// The checksums in the record, at most <paramref name="maxBlocks"/> of them. A record with a
+    /// The checksums in the record, at most <paramref name="maxBlocks"/> of them, and whether it
+    /// holds more (entries past the end of the file, left by a crash mid-truncate). A record with a
     /// foreign header (another block size or version) reads as not valid.
     /// </summary>
-    public async ValueTask<FopResult<(ulong[] Sums, bool Valid)>> LoadAsync(FileHandle record, long maxBlocks)
+    public async ValueTask<FopResult<(ulong[] Sums, bool Valid, bool Longer)>> LoadAsync(FileHandle record, long maxBlocks)
     {
         var st = await _child.StatAsync(Ctx, record.Gfid, record);
         if (!st.Ok) return st.Error;
@@ -130,11 +131,11 @@ internal sealed class ChecksumStore
         if (span.Length < HeaderSize || BinaryPrimitives.ReadUInt64LittleEndian(span) != Magic
             || BinaryPrimitives.ReadUInt32LittleEndian(span[8..]) != Version
             || BinaryPrimitives.ReadUInt32LittleEndian(span[12..]) != (uint)_blockSize)
-            return (Array.Empty<ulong>(), false);
+            return (Array.Empty<ulong>(), false, false);
         int n = (span.Length - HeaderSize) / 8;
         var sums = new ulong[n];
         for (int i = 0; i < n; i++) sums[i] = BinaryPrimitives.ReadUInt64LittleEndian(span[(HeaderSize + i * 8)..]);
-        return (sums, true);
+        return (sums, true, entries > want);
     }
 
     private async ValueTask<DataBuffer?> ReadExactAsync(FileHandle fd, long offset, int size)
@@ -173,6 +174,60 @@ internal sealed class ChecksumStore
     {
         var b = await BucketAsync(file);
         if (b.Ok) await _child.UnlinkAsync(Ctx, b.Value, NameOf(file));
+    }
+
+    /// <summary>The content of the store's own file <paramref name="name"/> (next to the buckets), null when it does not exist or cannot be read.</summary>
+    public async ValueTask<byte[]?> ReadFileAsync(string name)
+    {
+        var l = await _child.LookupAsync(Ctx, _dir, name);
+        if (!l.Ok) return null;
+        var fd = new FileHandle(l.Value.Gfid, OpenFlags.ReadOnly);
+        if (!(await _child.OpenAsync(Ctx, fd)).Ok) return null;
+        try
+        {
+            var r = await _child.ReadAsync(Ctx, fd, 0, (int)Math.Min(l.Value.Size, 1 << 20));
+            if (!r.Ok) return null;
+            using var data = r.Value;
+            return data.Span.ToArray();
+        }
+        finally
+        {
+            await CloseAsync(fd);
+        }
+    }
+
+    /// <summary>
+    /// Replaces the content of the store's own file <paramref name="name"/> (made if missing).
+    /// Not atomic: a crash mid-way may leave a torn file, so readers must recognise a torn content.
+    /// </summary>
+    public async ValueTask<Errno> WriteFileAsync(string name, ReadOnlyMemory<byte> content)
+    {
+        var l = await _child.LookupAsync(Ctx, _dir, name);
+        FileHandle fd;
+        if (l.Ok)
+        {
+            fd = new FileHandle(l.Value.Gfid, OpenFlags.ReadWrite);
+            var o = await _child.OpenAsync(Ctx, fd);
+            if (!o.Ok) return o.Error;
+        }
+        else
+        {
+            if (l.Error != Errno.ENOENT) return l.Error;
+            fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+            var c = await _child.CreateAsync(Ctx, _dir, name, 0x180 /* 0600 */, fd);
+            if (!c.Ok) return c.Error;
+        }
+        try
+        {
+            var w = await _child.WriteAsync(Ctx, fd, 0, content);
+            if (!w.Ok) return w.Error;
+            var t = await _child.SetattrAsync(Ctx, fd.Gfid, fd, new SetattrRequest { Valid = SetattrValid.Size, Size = content.Length });
+            return t.Error;
+        }
+        finally
+        {
+            await CloseAsync(fd);
+        }
     }
 
     public ValueTask CloseAsync(FileHandle record) => IgnoreAsync(_child.ReleaseAsync(Ctx, record));
