@@ -68,15 +68,30 @@ public sealed class DirLayout
     /// order); other children get none. Deterministic, so two clients repairing the same
     /// directory at once write the same layout.
     /// </summary>
-    public static DirLayout Even(int childCount, IReadOnlyList<int> holders, uint commit)
+    public static DirLayout Even(int childCount, IReadOnlyList<int> holders, uint commit) =>
+        Weighted(childCount, holders, null, commit);
+
+    /// <summary>
+    /// The space split into consecutive ranges over <paramref name="holders"/> (in child order),
+    /// each as long as its share of <paramref name="weights"/> (indexed by child; null or a
+    /// non-positive weight anywhere among the holders means an even split). Deterministic for
+    /// the same weights, so clients that see the same brick sizes write the same layout.
+    /// </summary>
+    public static DirLayout Weighted(int childCount, IReadOnlyList<int> holders, IReadOnlyList<ulong>? weights, uint commit)
     {
         var ranges = new Range?[childCount];
-        ulong space = 1UL << 32;
+        bool weighted = weights is not null && holders.All(h => h < weights.Count && weights[h] > 0);
+        UInt128 total = 0;
+        foreach (int h in holders) total += weighted ? weights![h] : 1UL;
+        UInt128 space = (UInt128)1 << 32, before = 0;
         for (int i = 0; i < holders.Count; i++)
         {
-            ulong start = space * (ulong)i / (ulong)holders.Count;
-            ulong end = space * (ulong)(i + 1) / (ulong)holders.Count - 1;
-            ranges[holders[i]] = new Range((uint)start, (uint)end);
+            UInt128 w = weighted ? weights![holders[i]] : 1UL;
+            ulong start = (ulong)(space * before / total);
+            ulong next = (ulong)(space * (before + w) / total);
+            before += w;
+            // A weight too small for even one hash owns nothing rather than an inverted range.
+            if (next > start) ranges[holders[i]] = new Range((uint)start, (uint)(next - 1));
         }
         return new DirLayout(commit, ranges);
     }
