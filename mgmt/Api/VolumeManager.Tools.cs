@@ -3,7 +3,7 @@ using Brickfs.Mgmt.Node;
 
 namespace Brickfs.Mgmt.Api;
 
-// heal, bitrot and rebalance: the commands that act on a started volume's data rather than its definition.
+// heal and bitrot: the commands that act on a started volume's data rather than its definition.
 public sealed partial class VolumeManager
 {
     /// <summary>
@@ -68,15 +68,5 @@ public sealed partial class VolumeManager
         if (VolumeOptionTable.Effective(v, VolumeOptionTable.Bitrot) != "on")
             return MgmtError.Invalid($"bitrot is off on volume {name} (brickctl volume set {name} {VolumeOptionTable.Bitrot} on)");
         return MgmtError.Unavailable($"scrub {command} is not available yet: the bricks of {name} scrub on their own schedule, but brickd has no interface yet through which brickfs-mgmtd could report or start a scrub");
-    }
-
-    /// <summary>Rebalance (moving files to their hashed subvolume after add-brick) is not wired to mgmtd yet; this says so after checking the volume.</summary>
-    public async Task<MgmtResult<MessageResponse>> RebalanceAsync(string name, string command, CancellationToken ct)
-    {
-        var v = (await store.ReadAsync(ct)).FindVolume(name);
-        if (v is null) return MgmtError.NoSuchVolume(name);
-        if (command is not ("start" or "status")) return MgmtError.Invalid($"rebalance takes start or status, not '{command}'");
-        if (v.SetCount < 2) return MgmtError.Invalid($"volume {name} has one {(v.ReplicaCount > 1 ? "replica set" : "brick")}: there is nothing to rebalance");
-        return MgmtError.Unavailable($"rebalance {command} is not available yet in brickfs-mgmtd");
     }
 }
