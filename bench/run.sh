@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick] [--distribute]
+# --distribute runs only the distribute scaling figures: one brickd (brickfs-net1) against
+# cluster/distribute over three brickd processes (brickfs-dist3), small files from 8 parallel
+# workers and ls -l of a 10,000-file directory.
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports) let two runs on one machine stay apart;
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DIST_ONLY=0
+BENCH_ARGS=()
+for a in "$@"; do
+  if [ "$a" = --distribute ]; then DIST_ONLY=1; else BENCH_ARGS+=("$a"); fi
+done
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: must run as root" >&2; exit 1; }
 if [ -n "${BRICKFS_BENCH_PREFIX:-}" ]; then
   # Programs published privately (release build), so a shared /opt/brickfs that other runs
@@ -26,9 +34,9 @@ BASE_PORT=${BRICKFS_BENCH_PORT:-24199}
 mounted() { grep -q " $1 " /proc/mounts; }
 unmount() { if mounted "$1"; then umount "$1" 2>/dev/null || umount -l "$1"; fi; }
 cleanup() {
-  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume"; do unmount "$m"; done
+  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume" "$W/mnt-dist3-volume"; do unmount "$m"; done
   for f in "$W"/brickd*.pid; do [ -f "$f" ] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }; done
-  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2"; do unmount "$m"; done
+  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2" "$W/brick-d0" "$W/brick-d1" "$W/brick-d2"; do unmount "$m"; done
 }
 trap cleanup EXIT
 cleanup
@@ -37,9 +45,10 @@ img() { # name -> mounted btrfs dir
   rm -f "$W/$1.img"; truncate -s 6G "$W/$1.img"; mkfs.btrfs -q -f "$W/$1.img" >/dev/null 2>&1
   mkdir -p "$W/$1"; mount -o loop "$W/$1.img" "$W/$1"
 }
+img brick-net
+if [ "$DIST_ONLY" = 0 ]; then
 img local
 img brick-local
-img brick-net
 img brick-r0
 img brick-r1
 img brick-r2
@@ -48,6 +57,7 @@ img brick-r2
 sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
 mkdir -p "$W/mnt-local-volume"
 mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
+fi
 
 # Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
 PORT=$BASE_PORT
@@ -79,6 +89,55 @@ brickd --volfile "$W/brick-net.vol" --log-file "$W/brickd.log" --pid-file "$W/br
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 mkdir -p "$W/mnt-net-volume"
 mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
+
+listening() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# start_brick NAME PORT [index]: brickd serving $W/brick-NAME as brick NAME on PORT, stacked as
+# brickd stacks bricks (features/locks, features/index when asked, storage/posix).
+start_brick() {
+  local n=$1 port=$2 below="$1-posix"
+  {
+    printf 'volume %s-posix\n    type storage/posix\n    option directory %s\nend-volume\n' "$n" "$W/brick-$n"
+    if [ "${3:-}" = index ]; then
+      printf 'volume %s-index\n    type features/index\n    subvolumes %s\nend-volume\n' "$n" "$below"
+      below="$n-index"
+    fi
+    printf 'volume %s\n    type features/locks\n    subvolumes %s\nend-volume\n' "$n" "$below"
+    printf 'volume %s-server\n    type protocol/server\n    option listen-host 127.0.0.1\n    option listen-port %s\n    subvolumes %s\nend-volume\n' "$n" "$port" "$n"
+  } > "$W/brick-$n.vol"
+  brickd --volfile "$W/brick-$n.vol" --log-file "$W/brickd-$n.log" --pid-file "$W/brickd-$n.pid" &
+  listening "$port" || { echo "bench/run.sh: brickd $n does not listen on $port" >&2; exit 1; }
+}
+
+# Distribute over three bricks: three brickd processes over loopback TCP (ports BASE_PORT+4..6),
+# each brick on its own Btrfs image, cluster/distribute in the mount.
+: > "$W/dist3-volume.vol"
+for i in 0 1 2; do
+  img "brick-d$i"
+  port=$((BASE_PORT + 4 + i))
+  start_brick "d$i" "$port"
+  cat >> "$W/dist3-volume.vol" <<VOL
+volume dist3-client-$i
+    type protocol/client
+    option remote-host 127.0.0.1
+    option remote-port $port
+    option remote-subvolume d$i
+end-volume
+VOL
+done
+cat >> "$W/dist3-volume.vol" <<VOL
+volume dist3
+    type cluster/distribute
+    subvolumes dist3-client-0 dist3-client-1 dist3-client-2
+end-volume
+VOL
+mkdir -p "$W/mnt-dist3-volume"
+mount.brickfs --volfile "$W/dist3-volume.vol" "$W/mnt-dist3-volume"
+if [ "$DIST_ONLY" = 1 ]; then
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  dotnet bench/bin/Release/net10.0/brickfs-bench.dll --scaling "${BENCH_ARGS[@]}" brickfs-net1="$W/mnt-net-volume" brickfs-dist3="$W/mnt-dist3-volume"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 
 # ---- bitrot block: brickfs-net1-bitrot, the net1 volume with features/bitrot on its brick ----
 # Same as brickfs-net1 (one brickd over loopback, own Btrfs image) plus features/bitrot (and
@@ -133,32 +192,7 @@ BITROT_TARGETS=(brickfs-net1-bitrot="$W/mnt-net-bitrot")
 
 # Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
 # the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
-listening() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-rep_brick() { # i -> starts brickd for brick-r$i on port BASE_PORT+1+i
-  local i=$1 port=$((BASE_PORT + 1 + $1))
-  cat > "$W/brick-r$i.vol" <<VOL
-volume r$i-posix
-    type storage/posix
-    option directory $W/brick-r$i
-end-volume
-volume r$i-index
-    type features/index
-    subvolumes r$i-posix
-end-volume
-volume r$i
-    type features/locks
-    subvolumes r$i-index
-end-volume
-volume r$i-server
-    type protocol/server
-    option listen-host 127.0.0.1
-    option listen-port $port
-    subvolumes r$i
-end-volume
-VOL
-  brickd --volfile "$W/brick-r$i.vol" --log-file "$W/brickd-r$i.log" --pid-file "$W/brickd-r$i.pid" &
-  listening "$port" || { echo "bench/run.sh: brickd r$i does not listen on $port" >&2; exit 1; }
-}
+rep_brick() { start_brick "r$1" $((BASE_PORT + 1 + $1)) index; } # i -> brickd for brick-r$i on port BASE_PORT+1+i
 : > "$W/rep3-volume.vol"
 for i in 0 1 2; do
   rep_brick "$i"
@@ -180,12 +214,15 @@ VOL
 mkdir -p "$W/mnt-rep3-volume"
 mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
 
-dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
-  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" brickfs-rep3="$W/mnt-rep3-volume" "${BITROT_TARGETS[@]}"
+dotnet bench/bin/Release/net10.0/brickfs-bench.dll "${BENCH_ARGS[@]}" \
+  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" brickfs-rep3="$W/mnt-rep3-volume" \
+  brickfs-dist3="$W/mnt-dist3-volume" "${BITROT_TARGETS[@]}"
+# Distribute scaling: parallel small files and ls -l, one brick against three.
+dotnet bench/bin/Release/net10.0/brickfs-bench.dll --scaling "${BENCH_ARGS[@]}" brickfs-net1="$W/mnt-net-volume" brickfs-dist3="$W/mnt-dist3-volume"
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024
-for a in "$@"; do [ "$a" = --quick ] && HEAL_MIB=256; done
+for a in "${BENCH_ARGS[@]}"; do [ "$a" = --quick ] && HEAL_MIB=256; done
 dotnet build mgmt/shd/Brickfs.Shd.csproj -c Release --nologo -v q >/dev/null
 kill "$(cat "$W/brickd-r2.pid")"; rm -f "$W/brickd-r2.pid"
 dd if=/dev/urandom of="$W/mnt-rep3-volume/heal-me" bs=1M count="$HEAL_MIB" conv=fsync status=none

@@ -27,6 +27,18 @@ public sealed class RebalanceTests
     }
 
     [Test]
+    public void FixLayoutAfterAddingBricksMovesOnlyTheNewBricksShare()
+    {
+        var two = DirLayout.Even(3, [0, 1], 1);
+        var three = DirLayout.KeepingOverlap(3, [0, 1, 2], null, two, 2);
+        Assert.That(three.IsComplete, Is.True, three.ToString());
+        Assert.That(1 - three.Overlap(two) / (double)(1UL << 32), Is.EqualTo(1 / 3.0).Within(1e-6), $"{two} -> {three}: a third of the names move");
+        var five = DirLayout.KeepingOverlap(5, [0, 1, 2, 3, 4], null, three, 3);
+        Assert.That(1 - five.Overlap(three) / (double)(1UL << 32), Is.LessThan(0.45), $"{three} -> {five}");
+        Assert.That(DirLayout.KeepingOverlap(3, [0, 1, 2], null, three, 3).Overlap(three), Is.EqualTo(1UL << 32), "fixing a fixed layout moves nothing");
+    }
+
+    [Test]
     public async Task NewDirectoriesAreWeightedByBrickSizeAndNamesFollow()
     {
         await using var v = await DistributeVolume.StartAsync(2, capacities: ["1GB", "3GB"]);

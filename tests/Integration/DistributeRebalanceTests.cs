@@ -21,13 +21,16 @@ public sealed class DistributeRebalanceTests
 
     private static byte[] Content(string path, int version) => Encoding.ASCII.GetBytes($"{path} version {version} " + new string('.', 40 + path.Length % 17) + "\n");
 
+    private static int HashedBrick(DistributedMountVolume v, string dir, string name) =>
+        HashedBrick([.. v.Bricks.Select(b => b.Directory)], dir, name);
+
     /// <summary>The brick a name in <paramref name="dir"/> hashes to, from the layout xattrs on the brick directories.</summary>
-    private static int HashedBrick(DistributedMountVolume v, string dir, string name)
+    internal static int HashedBrick(IReadOnlyList<string> brickDirs, string dir, string name)
     {
-        var ranges = new DirLayout.Range?[v.Bricks.Count];
-        for (int i = 0; i < v.Bricks.Count; i++)
+        var ranges = new DirLayout.Range?[brickDirs.Count];
+        for (int i = 0; i < brickDirs.Count; i++)
         {
-            if (Brickfs.Translators.Interop.Sys.GetXattr(Path.Combine(v.Bricks[i].Directory, dir), DistributeTranslator.LayoutXattr, follow: false, out var raw) != Errno.None) continue;
+            if (Brickfs.Translators.Interop.Sys.GetXattr(Path.Combine(brickDirs[i], dir), DistributeTranslator.LayoutXattr, follow: false, out var raw) != Errno.None) continue;
             if (DirLayout.TryDecodeEntry(raw, out _, out var r)) ranges[i] = r;
         }
         var layout = new DirLayout(0, ranges);
@@ -42,7 +45,7 @@ public sealed class DistributeRebalanceTests
         var expected = new ConcurrentDictionary<string, byte[]>();
         var clock = Stopwatch.StartNew();
         for (int d = 0; d < Dirs; d++) Directory.CreateDirectory(v.PathOf($"d{d}"));
-        await Parallel.ForEachAsync(Enumerable.Range(0, Dirs * PerDir), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (k, ct) =>
+        await Parallel.ForEachAsync(Enumerable.Range(0, Dirs * PerDir), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (k, ct) =>
         {
             string path = $"d{k / PerDir}/f{k % PerDir}";
             var data = Content(path, 0);
@@ -113,15 +116,17 @@ public sealed class DistributeRebalanceTests
         Assert.That(second.Failures + second.Skipped, Is.Zero, string.Join("; ", second.Problems));
         Assert.That(first.FilesMoved + second.FilesMoved, Is.LessThanOrEqualTo(Dirs * PerDir));
 
+        // Every file checked where it lives (fast: the brick's own filesystem), a sample also through a fresh mount.
         v.Remount();
         int onNew = 0;
-        foreach (var path in all)
+        foreach (var (path, k) in all.Select((p, k) => (p, k)))
         {
             string dir = Path.GetDirectoryName(path)!, name = Path.GetFileName(path);
             int hashed = HashedBrick(v, dir, name);
             Assert.That(v.DataBricks(path), Is.EqualTo(new[] { hashed }), $"{path}: its data only on its hashed brick");
             if (hashed == 2) onNew++;
-            Assert.That(File.ReadAllBytes(v.PathOf(path)).AsSpan().SequenceEqual(expected[path]), Is.True, $"{path}: byte-identical");
+            Assert.That(File.ReadAllBytes(Path.Combine(v.Bricks[hashed].Directory, path)).AsSpan().SequenceEqual(expected[path]), Is.True, $"{path}: byte-identical on its brick");
+            if (k % 20 == 0) Assert.That(File.ReadAllBytes(v.PathOf(path)).AsSpan().SequenceEqual(expected[path]), Is.True, $"{path}: byte-identical through the mount");
         }
         Assert.That(onNew, Is.GreaterThan(Dirs * PerDir / 5));
     }

@@ -96,6 +96,46 @@ public sealed class DirLayout
         return new DirLayout(commit, ranges);
     }
 
+    /// <summary>
+    /// A new layout over <paramref name="holders"/> (weighted as <see cref="Weighted"/>) whose
+    /// ranges overlap <paramref name="old"/> as much as a simple search finds, so that fix-layout
+    /// after add-brick moves few names: children keep the order of their old ranges and each
+    /// child without one is inserted where the total overlap is largest (GlusterFS maximises
+    /// overlap likewise). Deterministic for the same inputs.
+    /// </summary>
+    public static DirLayout KeepingOverlap(int childCount, IReadOnlyList<int> holders, IReadOnlyList<ulong>? weights, DirLayout? old, uint commit)
+    {
+        if (old is null || !old.IsComplete) return Weighted(childCount, holders, weights, commit);
+        var order = holders.Where(h => old.RangeOf(h) is not null).OrderBy(h => old.RangeOf(h)!.Value.Start).ToList();
+        foreach (int added in holders.Where(h => old.RangeOf(h) is null))
+        {
+            int bestAt = order.Count;
+            ulong best = 0;
+            for (int at = 0; at <= order.Count; at++)
+            {
+                var trial = new List<int>(order);
+                trial.Insert(at, added);
+                ulong overlap = Weighted(childCount, trial, weights, commit).Overlap(old);
+                if (overlap > best) (best, bestAt) = (overlap, at);
+            }
+            order.Insert(bestAt, added);
+        }
+        return Weighted(childCount, order, weights, commit);
+    }
+
+    /// <summary>How many hashes both layouts give to the same child.</summary>
+    public ulong Overlap(DirLayout other)
+    {
+        ulong total = 0;
+        for (int i = 0; i < _ranges.Length; i++)
+        {
+            if (_ranges[i] is not { } a || other.RangeOf(i) is not { } b) continue;
+            ulong start = Math.Max(a.Start, b.Start), end = Math.Min(a.End, b.End);
+            if (end >= start) total += end - start + 1;
+        }
+        return total;
+    }
+
     private static bool CheckComplete(Range?[] ranges)
     {
         var sorted = ranges.Where(r => r.HasValue).Select(r => r!.Value).OrderBy(r => r.Start).ToList();

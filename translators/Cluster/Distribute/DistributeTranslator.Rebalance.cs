@@ -30,15 +30,19 @@ public sealed partial class DistributeTranslator
     {
         var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(InternalWithXattrs, dir, null));
         uint commit = 0;
+        var ranges = new DirLayout.Range?[Children.Count];
         for (int i = 0; i < stats.Length; i++)
         {
             cancellation.ThrowIfCancellationRequested();
             if (!stats[i].Ok) return stats[i].Error;
             if (!stats[i].Value.IsDirectory) return Errno.ENOTDIR;
-            if (await LayoutXattrOfAsync(i, stats[i].Value) is { } raw && DirLayout.TryDecodeEntry(raw, out uint c, out _))
+            if (await LayoutXattrOfAsync(i, stats[i].Value) is { } raw && DirLayout.TryDecodeEntry(raw, out uint c, out var range))
+            {
                 commit = Math.Max(commit, c);
+                ranges[i] = range;
+            }
         }
-        var layout = await NewLayoutAsync([.. AllChildren], commit + 1);
+        var layout = await NewLayoutAsync([.. AllChildren], commit + 1, new DirLayout(commit, ranges));
         var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
         _dirs[dir] = 0;
         _layouts[dir] = layout;

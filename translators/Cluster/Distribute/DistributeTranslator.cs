@@ -261,9 +261,10 @@ public sealed partial class DistributeTranslator : Translator
     /// <summary>
     /// A fresh layout over <paramref name="holders"/>: decommissioned children get no range
     /// (unless nothing else holds the directory); with weighted-rebalance each range is
-    /// proportional to the child's size in MiB, else (or while a holder's size is unknown) even.
+    /// proportional to the child's size in MiB, else (or while a holder's size is unknown) even;
+    /// given the <paramref name="old"/> layout, ranges are placed to overlap it as much as possible.
     /// </summary>
-    private async ValueTask<DirLayout> NewLayoutAsync(IReadOnlyList<int> holders, uint commit)
+    private async ValueTask<DirLayout> NewLayoutAsync(IReadOnlyList<int> holders, uint commit, DirLayout? old = null)
     {
         var usable = holders.Where(h => !IsDecommissioned(h)).ToList();
         if (usable.Count == 0) usable = [.. holders];
@@ -274,7 +275,7 @@ public sealed partial class DistributeTranslator : Translator
             if (usable.All(h => space[h] is not null))
                 weights = [.. space.Select(x => x is { } f ? Math.Max(1UL, (ulong)((UInt128)f.Blocks * f.FragmentSize >> 20)) : 0UL)];
         }
-        return DirLayout.Weighted(Children.Count, usable, weights, commit);
+        return DirLayout.KeepingOverlap(Children.Count, usable, weights, old, commit);
     }
 
     private bool IsDecommissioned(int child) => _decommissioned.Count > 0 && _decommissioned.Contains(Children[child].Name);
