@@ -15,6 +15,8 @@ namespace Brickfs.Bench;
 /// --repeat=N measures each fio and sqlite workload N times, the targets taking turns, and reports the
 /// median per target: on a loaded machine one run of each is mostly noise.
 /// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
+///   brickfs-bench --scaling [--quick] NAME=DIR ...     small files from 8 parallel workers and
+///                                                      ls -l of a 10,000-file directory only
 /// </summary>
 public static class Program
 {
@@ -44,6 +46,19 @@ public static class Program
         foreach (var t in targets)
         {
             if (!Directory.Exists(t.Dir)) { Console.Error.WriteLine($"brickfs-bench: {t.Dir} is not a directory"); return 1; }
+        }
+        if (args.Contains("--scaling"))
+        {
+            int files = quick ? 2000 : 10_000;
+            var par = new Dictionary<string, (double Create, double Stat, double Ls)>();
+            foreach (var t in targets) par[t.Name] = ParallelSmallFiles(t, files, ParallelWorkers);
+            Print(
+            [
+                new($"small files, {ParallelWorkers} parallel creators: create {files} (4 KiB)", "files/s", par.ToDictionary(p => p.Key, p => p.Value.Create)),
+                new($"small files, {ParallelWorkers} parallel workers: stat {files}", "files/s", par.ToDictionary(p => p.Key, p => p.Value.Stat)),
+                new($"ls -l of a {files}-file directory", "s", par.ToDictionary(p => p.Key, p => p.Value.Ls)),
+            ], targets);
+            return 0;
         }
         string seqSize = quick ? "256M" : "1G";
         int smallFiles = quick ? 1000 : 5000;
@@ -178,6 +193,44 @@ public static class Program
         Directory.Delete(dir);
         Console.Error.WriteLine($"  small files on {t.Name}: create {create:0} stat {stat:0} read {read:0} delete {delete:0} /s");
         return (create, stat, read, delete);
+    }
+
+    private const int ParallelWorkers = 8;
+
+    /// <summary>
+    /// Small files from <paramref name="workers"/> threads at once (where distribute can use its
+    /// bricks side by side): creates, stats after dropping caches, and one <c>ls -l</c> of the
+    /// whole directory after dropping caches again (seconds).
+    /// </summary>
+    private static (double Create, double Stat, double LsSeconds) ParallelSmallFiles(Target t, int count, int workers)
+    {
+        var dir = Path.Combine(t.Dir, "bench-parallel");
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        Directory.CreateDirectory(dir);
+        var data = new byte[4096];
+        Random.Shared.NextBytes(data);
+        var options = new ParallelOptions { MaxDegreeOfParallelism = workers };
+        string P(int i) => Path.Combine(dir, $"f{i:D6}");
+        double Rate(Action<int> op)
+        {
+            var sw = Stopwatch.StartNew();
+            Parallel.For(0, count, options, op);
+            return count / sw.Elapsed.TotalSeconds;
+        }
+        double create = Rate(i => File.WriteAllBytes(P(i), data));
+        DropCaches();
+        double stat = Rate(i => _ = new FileInfo(P(i)).Length);
+        DropCaches();
+        var ls = Stopwatch.StartNew();
+        var (code, stdout, stderr) = Run("ls", ["-l", dir], TimeSpan.FromMinutes(10));
+        ls.Stop();
+        if (code != 0) throw new InvalidOperationException($"ls -l failed on {t.Name}: {stderr}");
+        int listed = stdout.Split('\n').Count(l => l.StartsWith('-'));
+        if (listed != count) throw new InvalidOperationException($"ls -l on {t.Name} listed {listed} files, expected {count}");
+        Parallel.For(0, count, options, i => File.Delete(P(i)));
+        Directory.Delete(dir);
+        Console.Error.WriteLine($"  parallel small files on {t.Name}: create {create:0} stat {stat:0} /s, ls -l {ls.Elapsed.TotalSeconds:0.00} s");
+        return (create, stat, ls.Elapsed.TotalSeconds);
     }
 
     private static double Sqlite(Target t, int transactions)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick] [--distribute]
+# --distribute runs the distribute scaling figures instead: one brickd (brickfs-net1) against
+# cluster/distribute over three brickd processes (brickfs-dist3), small files from 8 parallel
+# workers and ls -l of a 10,000-file directory.
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports, the bitrot bricks the two before) let two runs on
 # one machine stay apart; BRICKFS_BENCH_TARGETS picks targets (see below);
@@ -8,6 +11,11 @@
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SCALING=0
+ARGS=()
+for a in "$@"; do
+  if [ "$a" = --distribute ]; then SCALING=1; else ARGS+=("$a"); fi
+done
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: must run as root" >&2; exit 1; }
 if [ -n "${BRICKFS_BENCH_PREFIX:-}" ]; then
   # Programs published privately (release build), so a shared /opt/brickfs that other runs
@@ -26,8 +34,11 @@ BASE_PORT=${BRICKFS_BENCH_PORT:-24199}
 # BRICKFS_BENCH_TARGETS="NAME NAME ..." runs only those targets, in that order, the first being
 # the baseline of the ratios (e.g. "brickfs-net1-bitrot-off brickfs-net1-bitrot" for the cost
 # of checksumming); default: every target with local Btrfs first. The heal figure needs brickfs-rep3.
-ALL_TARGETS="btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot-off brickfs-net1-bitrot"
-TARGETS=${BRICKFS_BENCH_TARGETS:-$ALL_TARGETS}
+# brickfs-dist3 is only in the --distribute run unless named here.
+ALL_TARGETS="btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot-off brickfs-net1-bitrot brickfs-dist3"
+DEFAULT_TARGETS="btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot-off brickfs-net1-bitrot"
+[ "$SCALING" = 1 ] && DEFAULT_TARGETS="brickfs-net1 brickfs-dist3"
+TARGETS=${BRICKFS_BENCH_TARGETS:-$DEFAULT_TARGETS}
 for t in $TARGETS; do
   case " $ALL_TARGETS " in *" $t "*) ;; *) echo "bench/run.sh: unknown target $t (known: $ALL_TARGETS)" >&2; exit 1;; esac
 done
@@ -36,9 +47,9 @@ wanted() { case " $TARGETS " in *" $1 "*) return 0;; *) return 1;; esac; }
 mounted() { grep -q " $1 " /proc/mounts; }
 unmount() { if mounted "$1"; then umount "$1" 2>/dev/null || umount -l "$1"; fi; }
 cleanup() {
-  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume" "$W/mnt-net-bitrot" "$W/mnt-net-bitrot-off"; do unmount "$m"; done
+  for m in "$W/mnt-local-volume" "$W/mnt-net-volume" "$W/mnt-rep3-volume" "$W/mnt-net-bitrot" "$W/mnt-net-bitrot-off" "$W/mnt-dist3-volume"; do unmount "$m"; done
   for f in "$W"/brickd*.pid; do [ -f "$f" ] && { kill "$(cat "$f")" 2>/dev/null || true; rm -f "$f"; }; done
-  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2" "$W/brick-net-bitrot" "$W/brick-net-bitrot-off"; do unmount "$m"; done
+  for m in "$W/local" "$W/brick-local" "$W/brick-net" "$W/brick-r0" "$W/brick-r1" "$W/brick-r2" "$W/brick-net-bitrot" "$W/brick-net-bitrot-off" "$W/brick-d0" "$W/brick-d1" "$W/brick-d2"; do unmount "$m"; done
 }
 trap cleanup EXIT
 cleanup
@@ -145,31 +156,23 @@ if wanted brickfs-net1-bitrot-off; then bitrot_brick net-bitrot-off $((BASE_PORT
 
 # Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
 # the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
-rep_brick() { # i -> starts brickd for brick-r$i on port BASE_PORT+1+i
-  local i=$1 port=$((BASE_PORT + 1 + $1))
-  cat > "$W/brick-r$i.vol" <<VOL
-volume r$i-posix
-    type storage/posix
-    option directory $W/brick-r$i
-end-volume
-volume r$i-index
-    type features/index
-    subvolumes r$i-posix
-end-volume
-volume r$i
-    type features/locks
-    subvolumes r$i-index
-end-volume
-volume r$i-server
-    type protocol/server
-    option listen-host 127.0.0.1
-    option listen-port $port
-    subvolumes r$i
-end-volume
-VOL
-  brickd --volfile "$W/brick-r$i.vol" --log-file "$W/brickd-r$i.log" --pid-file "$W/brickd-r$i.pid" &
-  listening "$port" || { echo "bench/run.sh: brickd r$i does not listen on $port" >&2; exit 1; }
+# start_brick NAME PORT [index]: brickd serving $W/brick-NAME as brick NAME on PORT, stacked as
+# brickd stacks bricks (features/locks, features/index when asked, storage/posix).
+start_brick() {
+  local n=$1 port=$2 below="$1-posix"
+  {
+    printf 'volume %s-posix\n    type storage/posix\n    option directory %s\nend-volume\n' "$n" "$W/brick-$n"
+    if [ "${3:-}" = index ]; then
+      printf 'volume %s-index\n    type features/index\n    subvolumes %s\nend-volume\n' "$n" "$below"
+      below="$n-index"
+    fi
+    printf 'volume %s\n    type features/locks\n    subvolumes %s\nend-volume\n' "$n" "$below"
+    printf 'volume %s-server\n    type protocol/server\n    option listen-host 127.0.0.1\n    option listen-port %s\n    subvolumes %s\nend-volume\n' "$n" "$port" "$n"
+  } > "$W/brick-$n.vol"
+  brickd --volfile "$W/brick-$n.vol" --log-file "$W/brickd-$n.log" --pid-file "$W/brickd-$n.pid" &
+  listening "$port" || { echo "bench/run.sh: brickd $n does not listen on $port" >&2; exit 1; }
 }
+rep_brick() { start_brick "r$1" $((BASE_PORT + 1 + $1)) index; } # i -> brickd for brick-r$i on port BASE_PORT+1+i
 if wanted brickfs-rep3; then
   img brick-r0
   img brick-r1
@@ -197,16 +200,47 @@ VOL
   DIRS[brickfs-rep3]="$W/mnt-rep3-volume"
 fi
 
+# Distribute over three bricks: three brickd processes over loopback TCP (ports BASE_PORT+4..6),
+# each brick on its own Btrfs image, cluster/distribute in the mount.
+if wanted brickfs-dist3; then
+  : > "$W/dist3-volume.vol"
+  for i in 0 1 2; do
+    img "brick-d$i"
+    port=$((BASE_PORT + 4 + i))
+    start_brick "d$i" "$port"
+    cat >> "$W/dist3-volume.vol" <<VOL
+volume dist3-client-$i
+    type protocol/client
+    option remote-host 127.0.0.1
+    option remote-port $port
+    option remote-subvolume d$i
+end-volume
+VOL
+  done
+  cat >> "$W/dist3-volume.vol" <<VOL
+volume dist3
+    type cluster/distribute
+    subvolumes dist3-client-0 dist3-client-1 dist3-client-2
+end-volume
+VOL
+  mkdir -p "$W/mnt-dist3-volume"
+  mount.brickfs --volfile "$W/dist3-volume.vol" "$W/mnt-dist3-volume"
+  DIRS[brickfs-dist3]="$W/mnt-dist3-volume"
+fi
+
 BENCH_ARGS=()
 for t in $TARGETS; do BENCH_ARGS+=("$t=${DIRS[$t]}"); done
+MODE=()
+[ "$SCALING" = 1 ] && MODE=(--scaling)
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" "${BENCH_ARGS[@]}"
+dotnet bench/bin/Release/net10.0/brickfs-bench.dll "${MODE[@]}" "${ARGS[@]}" "${BENCH_ARGS[@]}"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+[ "$SCALING" = 1 ] && exit 0
 wanted brickfs-rep3 || exit 0
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024
-for a in "$@"; do [ "$a" = --quick ] && HEAL_MIB=256; done
+for a in "${ARGS[@]}"; do [ "$a" = --quick ] && HEAL_MIB=256; done
 dotnet build mgmt/shd/Brickfs.Shd.csproj -c Release --nologo -v q >/dev/null
 kill "$(cat "$W/brickd-r2.pid")"; rm -f "$W/brickd-r2.pid"
 dd if=/dev/urandom of="$W/mnt-rep3-volume/heal-me" bs=1M count="$HEAL_MIB" conv=fsync status=none

@@ -11,7 +11,8 @@ public sealed record ForceRequest(bool Force = false);
 
 public sealed record SetOptionRequest(string Key, string Value);
 
-public sealed record BricksRequest(List<string> Bricks, bool Force = false);
+/// <summary>add-brick and remove-brick; remove-brick's Command is start, status, stop or commit (null: remove at once, with Force).</summary>
+public sealed record BricksRequest(List<string> Bricks, bool Force = false, string? Command = null);
 
 public sealed record PeerProbeRequest(string Host);
 
@@ -68,6 +69,14 @@ public sealed record BitrotBrickReport(string Brick, string? Error, bool Running
 }
 
 public sealed record BitrotBadFileReport(string Gfid, string? Path, long Block, string FoundBy, DateTimeOffset FoundAt);
+
+/// <summary>
+/// The state of a volume's rebalance or remove-brick drain, as its brickfs-shd rebalance
+/// process last saved it. Running says whether that process is alive; Message is what brickctl prints.
+/// </summary>
+public sealed record RebalanceStatusResponse(
+    string Volume, string Task, string State, bool Running, long Directories, long FilesScanned, long FilesMoved, long BytesMoved,
+    long Skipped, long Failures, List<string> Problems, DateTime? UpdatedUtc, string Message);
 
 public sealed record SnapshotCreateRequest(string Name, string Volume);
 

@@ -60,11 +60,15 @@ public sealed class MgmtClient(HttpClient http, string server)
     public Task<MgmtResult<VolumeInfo>> AddBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/add-brick", r);
     public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
 
+    /// <summary>remove-brick start, status or stop (r.Command): the drain's state.</summary>
+    public Task<MgmtResult<RebalanceStatusResponse>> RemoveBrickTaskAsync(string vol, BricksRequest r) =>
+        SendAsync<RebalanceStatusResponse>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick/task", r);
+
     public Task<MgmtResult<HealResponse>> HealAsync(string vol, HealRequest r) => SendAsync<HealResponse>(HttpMethod.Post, $"volumes/{E(vol)}/heal", r);
     public Task<MgmtResult<BitrotResponse>> BitrotAsync(string vol, string command) =>
         SendAsync<BitrotResponse>(HttpMethod.Post, $"volumes/{E(vol)}/bitrot", new CommandRequest(command));
-    public Task<MgmtResult<MessageResponse>> RebalanceAsync(string vol, string command) =>
-        SendAsync<MessageResponse>(HttpMethod.Post, $"volumes/{E(vol)}/rebalance", new CommandRequest(command));
+    public Task<MgmtResult<RebalanceStatusResponse>> RebalanceAsync(string vol, string command) =>
+        SendAsync<RebalanceStatusResponse>(HttpMethod.Post, $"volumes/{E(vol)}/rebalance", new CommandRequest(command));
     public Task<MgmtResult<List<SnapshotInfo>>> SnapshotsAsync(string? volume = null) =>
         SendAsync<List<SnapshotInfo>>(HttpMethod.Get, volume is null ? "snapshots" : $"snapshots?volume={E(volume)}");
     public Task<MgmtResult<SnapshotInfo>> SnapshotAsync(string snap) => SendAsync<SnapshotInfo>(HttpMethod.Get, $"snapshots/{E(snap)}");

@@ -163,6 +163,8 @@ public sealed class MgmtHost : IAsyncDisposable
             Reply(await volumes.AddBricksAsync(vol, r, ct)));
         api.MapPost("/volumes/{vol}/remove-brick", async (string vol, BricksRequest r, CancellationToken ct) =>
             Reply(await volumes.RemoveBricksAsync(vol, r, ct)));
+        api.MapPost("/volumes/{vol}/remove-brick/task", async (string vol, BricksRequest r, CancellationToken ct) =>
+            Reply(await volumes.RemoveBrickTaskAsync(vol, r, ct)));
         MapDataRoutes(api, volumes);
         api.MapGet("/volumes/{vol}/volfile", async (string vol, string? kind, int? brick, CancellationToken ct) =>
         {

@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Brickfs.Mgmt.Api;
 
-// heal, bitrot and rebalance: the commands that act on a started volume's data rather than its definition.
+// heal and bitrot: the commands that act on a started volume's data rather than its definition.
 public sealed partial class VolumeManager
 {
     /// <summary>
@@ -194,14 +194,4 @@ public sealed partial class VolumeManager
         + $"{(s.ResumedFrom is null ? "" : $" (resumed after {s.ResumedFrom})")}, {s.BlocksSigned} blocks signed, {s.Passes} passes completed, "
         + $"last pass {(s.LastRunEnd is { } end ? $"ended {end:u}" : "never completed")}, {s.BadFiles.Count} bad files, "
         + $"rate {s.RateBytesPerSecond / 1048576.0:0.#} MiB/s{(s.FilesPerSecond > 0 ? $" and {s.FilesPerSecond:0.##} files/s" : "")}");
-
-    /// <summary>Rebalance (moving files to their hashed subvolume after add-brick) is not wired to mgmtd yet; this says so after checking the volume.</summary>
-    public async Task<MgmtResult<MessageResponse>> RebalanceAsync(string name, string command, CancellationToken ct)
-    {
-        var v = (await store.ReadAsync(ct)).FindVolume(name);
-        if (v is null) return MgmtError.NoSuchVolume(name);
-        if (command is not ("start" or "status")) return MgmtError.Invalid($"rebalance takes start or status, not '{command}'");
-        if (v.SetCount < 2) return MgmtError.Invalid($"volume {name} has one {(v.ReplicaCount > 1 ? "replica set" : "brick")}: there is nothing to rebalance");
-        return MgmtError.Unavailable($"rebalance {command} is not available yet in brickfs-mgmtd");
-    }
 }

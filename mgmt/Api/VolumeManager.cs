@@ -175,33 +175,33 @@ public sealed partial class VolumeManager(
         return result;
     });
 
+    /// <summary>
+    /// Removes bricks from the volume: with <c>commit</c> the bricks a finished
+    /// <c>remove-brick ... start</c> drained (refused while files are left on them, unless
+    /// Force); without a command only with Force, files on them leaving the volume.
+    /// </summary>
     public Task<MgmtResult<VolumeDefinition>> RemoveBricksAsync(string name, BricksRequest r, CancellationToken ct) => Serialised(async () =>
     {
         var removed = new List<BrickDefinition>();
+        bool commit = r.Command == "commit";
+        if (r.Command is not (null or "commit")) return MgmtError.Invalid($"remove-brick takes start, status, stop, commit or force, not '{r.Command}'");
         var result = await store.UpdateAsync<VolumeDefinition>(state =>
         {
             var v = state.FindVolume(name);
             if (v is null) return MgmtError.NoSuchVolume(name);
-            var specs = r.Bricks ?? [];
-            if (specs.Count == 0) return MgmtError.Invalid("no bricks given");
-            var indexes = new List<int>();
-            foreach (var spec in specs)
+            var chosen = SelectBricks(v, r.Bricks ?? []);
+            if (!chosen.Ok) return chosen.Error!;
+            var indexes = chosen.Value;
+            if (commit)
             {
-                var parsed = VolumeValidator.ParseBrick(spec);
-                if (!parsed.Ok) return parsed.Error!;
-                int i = v.Bricks.FindIndex(b => b.Host == parsed.Value.Host && b.Path == parsed.Value.Path);
-                if (i < 0) return MgmtError.Invalid($"brick {parsed.Value.Spec} is not a brick of volume {name}");
-                if (indexes.Contains(i)) return MgmtError.Invalid($"brick {parsed.Value.Spec} is given twice");
-                indexes.Add(i);
+                if (v.Decommissioned.Count > 0 && !SameDrain(v, indexes)) return MgmtError.Invalid($"those bricks of volume {name} are not the ones being removed");
+                if (!r.Force && DrainIncomplete(v) is { } why) return MgmtError.Invalid(why);
             }
-            var sets = indexes.GroupBy(i => i / v.ReplicaCount).ToList();
-            if (sets.Any(s => s.Count() != v.ReplicaCount))
-                return MgmtError.Invalid($"remove whole replica sets: every set of volume {name} has {v.ReplicaCount} bricks (changing the replica count is not available yet)");
-            if (indexes.Count == v.Bricks.Count) return MgmtError.Invalid($"cannot remove every brick of volume {name}; delete the volume instead");
-            if (!r.Force)
-                return MgmtError.Invalid("moving files off removed bricks needs rebalance, which is not available yet; files on them leave the volume (add 'force' to remove anyway)");
+            else if (!r.Force)
+                return MgmtError.Invalid("files on removed bricks leave the volume: drain them first with remove-brick ... start, then commit (or add 'force' to remove at once)");
             removed.AddRange(indexes.Select(i => v.Bricks[i]));
             v.Bricks.RemoveAll(removed.Contains);
+            v.Decommissioned.Clear();
             return v;
         }, ct);
         if (!result.Ok) return result;

@@ -43,9 +43,10 @@ public sealed class Brickctl
         new("volume set", "VOL KEY VALUE", "set a volume option (see volume get VOL all)", (c, a) => c.SetAsync(a)),
         new("volume get", "VOL [KEY|all]", "show volume options with their values and defaults", (c, a) => c.GetAsync(a)),
         new("volume add-brick", "VOL HOST:/BRICKDIR... [force]", "add bricks (whole replica sets)", (c, a) => c.BricksAsync(a, add: true)),
-        new("volume remove-brick", "VOL HOST:/BRICKDIR... force", "remove bricks (whole replica sets; their files leave the volume)", (c, a) => c.BricksAsync(a, add: false)),
+        new("volume remove-brick", "VOL HOST:/BRICKDIR... start|status|stop|commit|force",
+            "remove bricks (whole replica sets): start drains their files to the others, commit removes them; force removes them with their files", (c, a) => c.BricksAsync(a, add: false)),
         new("volume volfile", "VOL [client | brick N]", "print a generated volfile (for mount.brickfs --volfile or brickd --volfile)", (c, a) => c.VolfileAsync(a)),
-        new("volume rebalance", "VOL start|status", "spread files over added bricks", (c, a) => c.RebalanceAsync(a)),
+        new("volume rebalance", "VOL start|status|stop", "fix layouts and move files to their hashed bricks (after add-brick); stop keeps a checkpoint that start resumes", (c, a) => c.RebalanceAsync(a)),
         new("volume heal", "VOL [info|full|split-brain (bigger-file|latest-mtime|source-brick BRICK) PATH]",
             "without a subcommand: heal what the pending-heal indexes list, once; info: pending heals per brick; full: crawl and heal everything", (c, a) => c.HealAsync(a)),
         new("volume bitrot", "VOL enable|disable | scrub status|ondemand | scrub-throttle lazy|normal|aggressive|RATE | scrub-frequency hourly|daily|weekly|monthly|SECONDS | scrub-files-per-second N",
@@ -448,10 +449,15 @@ public sealed class Brickctl
         string verb = add ? "add-brick" : "remove-brick";
         bool force = TakeForce(a);
         if (a.Count >= 2 && a[1] == "replica") return Fail($"volume {verb}: {a[0]}", MgmtError.Invalid("changing the replica count is not available yet"));
-        if (!add && a.Count > 0 && a[^1] is "start" or "status" or "commit" or "stop")
-            return Fail($"volume {verb}: {a[0]}", MgmtError.Invalid("migrating files off removed bricks needs rebalance, which is not available yet; 'force' removes the bricks with their files"));
+        string? command = !add && a.Count > 0 && a[^1] is "start" or "status" or "commit" or "stop" ? a[^1] : null;
+        if (command is not null) a.RemoveAt(a.Count - 1);
         if (a.Count < 2) return WrongArguments("needs VOL and at least one brick");
-        var request = new BricksRequest(a.Skip(1).ToList(), force);
+        var request = new BricksRequest(a.Skip(1).ToList(), force, command);
+        if (command is "start" or "status" or "stop")
+        {
+            var t = await _client.RemoveBrickTaskAsync(a[0], request);
+            return t.Ok ? Success(t.Value, t.Value.Message) : Fail($"volume {verb}: {a[0]}", t.Error!);
+        }
         var r = add ? await _client.AddBricksAsync(a[0], request) : await _client.RemoveBricksAsync(a[0], request);
         return r.Ok ? Success(r.Value, $"volume {verb}: success") : Fail($"volume {verb}: {a[0]}", r.Error!);
     }
@@ -493,7 +499,7 @@ public sealed class Brickctl
 
     private async Task<int> RebalanceAsync(List<string> a)
     {
-        if (a.Count != 2 || a[1] is not ("start" or "status")) return WrongArguments("needs VOL start|status");
+        if (a.Count != 2 || a[1] is not ("start" or "status" or "stop")) return WrongArguments("needs VOL start|status|stop");
         var r = await _client.RebalanceAsync(a[0], a[1]);
         return r.Ok ? Success(r.Value, r.Value.Message) : Fail($"volume rebalance: {a[0]}", r.Error!);
     }

@@ -48,6 +48,11 @@ public sealed class VolumeDefinition
     public SortedDictionary<string, string> Options { get; init; } = new(StringComparer.Ordinal);
     public VolumeStatus Status { get; set; } = VolumeStatus.Created;
     public int NextBrickNumber { get; set; }
+    /// <summary>
+    /// Numbers of the bricks a <c>remove-brick ... start</c> is draining: the client volfile marks
+    /// their sets decommissioned (no new files, no hash range) until commit or stop.
+    /// </summary>
+    public List<int> Decommissioned { get; init; } = [];
 
     [JsonIgnore]
     public int SetCount => Bricks.Count / ReplicaCount;

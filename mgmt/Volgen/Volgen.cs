@@ -79,7 +79,14 @@ public static class Volgen
                 sets.Add(w.Volume($"{volume.Name}-replicate-{s}", "cluster/replicate", options,
                     clients.Skip(s * volume.ReplicaCount).Take(volume.ReplicaCount).ToArray()));
         }
-        if (sets.Count > 1) w.Volume($"{volume.Name}-dht", "cluster/distribute", [], sets.ToArray());
+        if (sets.Count > 1)
+        {
+            // Sets whose every brick is being drained by remove-brick get no hash range and no new files.
+            var drained = sets.Where((_, s) => volume.Bricks.Skip(s * volume.ReplicaCount).Take(volume.ReplicaCount)
+                .All(b => volume.Decommissioned.Contains(b.Number))).ToList();
+            var dhtOptions = drained.Count > 0 ? new List<(string, string)> { ("decommissioned-bricks", string.Join(',', drained)) } : [];
+            w.Volume($"{volume.Name}-dht", "cluster/distribute", dhtOptions, sets.ToArray());
+        }
         return w.ToString();
     }
 

@@ -29,6 +29,8 @@ public sealed class ShdCommand
           split-brain bigger-file PATH          resolve a split-brain file: the biggest copy wins
           split-brain latest-mtime PATH         resolve a split-brain file: the latest modified copy wins
           split-brain source-brick BRICK PATH   resolve a split-brain file: BRICK's copy wins (BRICK as info names it)
+          rebalance --state-file FILE           fix layouts and move files to their hashed subvolumes (cluster/distribute),
+                                                progress and checkpoint in FILE; resumes a stopped run found there
 
         options:
           --volfile FILE                 the client volfile of the volume
@@ -39,6 +41,7 @@ public sealed class ShdCommand
           --once                         the daemon runs one pass and exits
           --json                         print info, full and split-brain results as JSON
           --timeout SECONDS              give up waiting for brickfs-mgmtd (default 30)
+          --state-file FILE              the rebalance state (progress, checkpoint) to keep and resume
           --help                         this text
         """;
 
@@ -47,7 +50,7 @@ public sealed class ShdCommand
 
     private readonly TextWriter _out;
     private readonly TextWriter _err;
-    private string? _volfile, _server, _volume;
+    private string? _volfile, _server, _volume, _stateFile;
     private int _interval = 60, _parallel = 4;
     private double _timeout = 30;
     private bool _once, _json;
@@ -75,14 +78,20 @@ public sealed class ShdCommand
             case "split-brain":
                 if (c.CheckSplitBrainArguments() is { } bad) return bad;
                 break;
+            case "rebalance":
+                if (c._words.Count > 1) return c.UsageError("'rebalance' takes no arguments");
+                if (c._stateFile is null) return c.UsageError("rebalance needs --state-file FILE");
+                break;
             default:
                 return c.UsageError($"unknown command '{command}' (try brickfs-shd --help)");
         }
 
-        var (graph, error) = await c.LoadGraphAsync(command is null or "full", handler);
+        if (c._stateFile is not null && command != "rebalance") return c.UsageError("--state-file goes with rebalance");
+        var (graph, error) = await c.LoadGraphAsync(command is null or "full" or "rebalance", handler);
         if (graph is null) return c.Fail(error!);
         await using (graph)
         {
+            if (command == "rebalance") return await RebalanceCommand.RunAsync(graph, c._stateFile!, stdout, stderr, cancellation);
             var replicas = SelfHealDaemon.FindReplicas(graph);
             if (replicas.Count == 0) return c.Fail("the volfile has no cluster/replicate translator: nothing to heal");
             var daemon = new SelfHealDaemon(replicas, c._parallel, new ProtocolLog(stderr));
@@ -139,6 +148,9 @@ public sealed class ShdCommand
                 case "--timeout":
                     if (!double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out _timeout) || _timeout <= 0)
                         return UsageError("--timeout needs a number of seconds");
+                    break;
+                case "--state-file":
+                    if ((_stateFile = Value()) is null) return UsageError("--state-file needs a FILE");
                     break;
                 case "--once": _once = true; break;
                 case "--json": _json = true; break;

@@ -29,22 +29,27 @@ public sealed class DistributeVolume : IAsyncDisposable
     public IReadOnlyList<Translator> Bricks { get; }
 
     /// <summary>A volfile: <c>brick-i</c> storage/memory children, optionally each behind debug/error-gen <c>gen-i</c>.</summary>
-    public static string Volfile(int bricks, bool errorGen = false)
+    public static string Volfile(int bricks, bool errorGen = false, IReadOnlyList<string>? capacities = null, string dhtOptions = "", bool locks = false)
     {
         var sb = new StringBuilder();
         for (int i = 0; i < bricks; i++)
         {
-            sb.AppendLine($"volume brick-{i}\n    type storage/memory\n    option capacity {i + 1}GB\nend-volume");
+            sb.AppendLine($"volume {(locks ? "mem" : "brick")}-{i}\n    type storage/memory\n    option capacity {capacities?[i] ?? "1GB"}\nend-volume");
+            if (locks) sb.AppendLine($"volume brick-{i}\n    type features/locks\n    subvolumes mem-{i}\nend-volume");
             if (errorGen) sb.AppendLine($"volume gen-{i}\n    type debug/error-gen\n    option enable lookup\n    subvolumes brick-{i}\nend-volume");
         }
         string children = string.Join(' ', Enumerable.Range(0, bricks).Select(i => errorGen ? $"gen-{i}" : $"brick-{i}"));
-        sb.AppendLine($"volume dht\n    type cluster/distribute\n    subvolumes {children}\nend-volume");
+        sb.AppendLine($"volume dht\n    type cluster/distribute\n{dhtOptions}    subvolumes {children}\nend-volume");
         return sb.ToString();
     }
 
-    public static async Task<DistributeVolume> StartAsync(int bricks, bool errorGen = false)
+    /// <param name="capacities">each brick's size as statfs reports it (default 1GB each: even layouts).</param>
+    /// <param name="dhtOptions">option lines for cluster/distribute.</param>
+    /// <param name="locks">features/locks over each memory brick (inode locks: the migration guard).</param>
+    public static async Task<DistributeVolume> StartAsync(int bricks, bool errorGen = false, IReadOnlyList<string>? capacities = null, string dhtOptions = "",
+        bool locks = false)
     {
-        var graph = GraphBuilder.BuildText(Volfile(bricks, errorGen));
+        var graph = GraphBuilder.BuildText(Volfile(bricks, errorGen, capacities, dhtOptions, locks));
         await graph.InitAsync(CancellationToken.None);
         var top = (DistributeTranslator)graph.Top;
         if (errorGen)

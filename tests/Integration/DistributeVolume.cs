@@ -101,80 +101,22 @@ public sealed class DistributedMountVolume : MountedVolume
     }
 }
 
-/// <summary>What one rebalance crawl did.</summary>
-public sealed record RebalanceSummary(int Directories, int Moved, int AlreadyHashed, IReadOnlyList<string> Failures);
-
 /// <summary>
-/// A small rebalance driver (what <c>brickctl volume rebalance</c> runs): its own client graph
-/// from a volfile, a walk from the root that looks up every directory (which creates it on new
-/// bricks), fixes its layout, and migrates every file to its hashed brick.
+/// A rebalance run in the test process (what <c>brickfs-shd rebalance</c> runs for mgmtd): its
+/// own client graph from a volfile and the <see cref="Rebalancer"/> crawl over it.
 /// </summary>
 public static class DistributeRebalance
 {
-    public static async Task<RebalanceSummary> RunAsync(string volfileText, CancellationToken cancellation)
+    public static async Task<RebalanceProgress> RunAsync(string volfileText, CancellationToken cancellation,
+        RebalanceProgress? resume = null, Func<RebalanceProgress, ValueTask>? checkpoint = null)
     {
         var graph = GraphBuilder.BuildText(volfileText, "rebalance.vol");
         foreach (var c in graph.All.OfType<ProtocolClientTranslator>()) c.Log = new ProtocolLog(TextWriter.Null);
         await using (graph)
         {
-            await graph.InitAsync(cancellation);
-            var dht = graph.Find<DistributeTranslator>();
-            var ctx = FopContext.Internal(cancellation);
-            int dirs = 0, moved = 0, hashed = 0;
-            var failures = new List<string>();
-
-            async Task CrawlAsync(Gfid dir, string path)
-            {
-                cancellation.ThrowIfCancellationRequested();
-                dirs++;
-                var layout = await dht.FixLayoutAsync(dir, cancellation);
-                if (!layout.Ok) failures.Add($"fix-layout {path}: {layout.Error}");
-                var fd = new FileHandle(dir, OpenFlags.ReadOnly, isDirectory: true);
-                var open = await dht.OpendirAsync(ctx, fd);
-                if (!open.Ok)
-                {
-                    failures.Add($"opendir {path}: {open.Error}");
-                    return;
-                }
-                var entries = new List<DirEntry>();
-                try
-                {
-                    for (long cookie = 0; ;)
-                    {
-                        var r = await dht.ReaddirplusAsync(ctx, fd, cookie, 64 * 1024);
-                        if (!r.Ok)
-                        {
-                            failures.Add($"readdir {path}: {r.Error}");
-                            break;
-                        }
-                        if (r.Value.Count == 0) break;
-                        entries.AddRange(r.Value.Where(e => e.Name is not "." and not ".."));
-                        cookie = r.Value[^1].NextOffset;
-                    }
-                }
-                finally
-                {
-                    await dht.ReleasedirAsync(ctx, fd);
-                }
-                foreach (var e in entries)
-                {
-                    string child = $"{path.TrimEnd('/')}/{e.Name}";
-                    if (e.Attr is { IsDirectory: true })
-                    {
-                        var look = await dht.LookupAsync(ctx, dir, e.Name);
-                        if (look.Ok) await CrawlAsync(look.Value.Gfid, child);
-                        else failures.Add($"lookup {child}: {look.Error}");
-                        continue;
-                    }
-                    var m = await dht.MigrateFileAsync(dir, e.Name, cancellation);
-                    if (!m.Ok) failures.Add($"migrate {child}: {m.Error}");
-                    else if (m.Value == MigrationOutcome.Moved) moved++;
-                    else hashed++;
-                }
-            }
-
-            await CrawlAsync(Gfid.Root, "/");
-            return new RebalanceSummary(dirs, moved, hashed, failures);
+            await graph.InitAsync(CancellationToken.None);
+            var rebalancer = new Rebalancer(graph.Find<DistributeTranslator>()) { BusyRetry = TimeSpan.FromSeconds(5) };
+            return await rebalancer.RunAsync(resume, checkpoint, cancellation);
         }
     }
 }

@@ -190,7 +190,10 @@ public class MgmtApiTests
         Assert.That(info, Does.Contain("Type: Distributed-Replicate\n").And.Contain("Number of Bricks: 2 x 2 = 4\n").And.Contain("Brick4: node2:/x/b\n"));
 
         Assert.That(await Refused(1, "volume", "remove-brick", "v", "node3:/x/a"), Does.Contain("remove whole replica sets"));
-        Assert.That(await Refused(1, "volume", "remove-brick", "v", "node3:/x/a", "node2:/x/a"), Does.Contain("rebalance, which is not available yet").And.Contain("force"));
+        Assert.That(await Refused(1, "volume", "remove-brick", "v", "node3:/x/a", "node2:/x/a"), Does.Contain("drain them first with remove-brick ... start").And.Contain("force"));
+        Assert.That(await Refused(1, "volume", "remove-brick", "v", "node3:/x/a", "node2:/x/a", "commit"), Does.Contain("the bricks were not drained"));
+        Assert.That(await Refused(1, "volume", "remove-brick", "v", "node3:/x/a", "node2:/x/a", "status"), Does.Contain("those bricks of volume v are not being removed"));
+        Assert.That(await Refused(1, "volume", "remove-brick", "v", "node3:/x/a", "node2:/x/a", "start"), Does.Contain("volume v is not started"));
         await Ok("volume", "remove-brick", "v", "node3:/x/a", "node2:/x/a", "force");
         var after = (await _d.Host.Store.ReadAsync()).FindVolume("v")!;
         Assert.That(after.Bricks.Select(b => (b.Spec, b.Number)), Is.EqualTo(new[] { ("node3:/x/b", 2), ("node2:/x/b", 3) }));

@@ -57,8 +57,10 @@ public class MgmtDataCommandsTests
         Assert.That(await Refused(1, "volume", "bitrot", "rep", "scrub-files-per-second", "-1"), Does.Contain("is not a number of files per second"));
 
         Assert.That(await Refused(1, "volume", "rebalance", "rep", "start"), Is.EqualTo("volume rebalance: rep: failed: volume rep has one replica set: there is nothing to rebalance"));
-        Assert.That(await Refused(1, "volume", "rebalance", "plain", "status"), Is.EqualTo("volume rebalance: plain: failed: rebalance status is not available yet in brickfs-mgmtd"));
-        Assert.That(await Refused(2, "volume", "rebalance", "plain", "go"), Does.Contain("needs VOL start|status"));
+        Assert.That(await Refused(1, "volume", "rebalance", "plain", "status"), Is.EqualTo("volume rebalance: plain: failed: no rebalance of volume plain has been started"));
+        Assert.That(await Refused(1, "volume", "rebalance", "plain", "stop"), Is.EqualTo("volume rebalance: plain: failed: no rebalance of volume plain to stop"));
+        Assert.That(await Refused(1, "volume", "rebalance", "plain", "start"), Is.EqualTo("volume rebalance: plain: failed: volume plain is not started"));
+        Assert.That(await Refused(2, "volume", "rebalance", "plain", "go"), Does.Contain("needs VOL start|status|stop"));
     }
 
     [Test, CancelAfter(30_000)]

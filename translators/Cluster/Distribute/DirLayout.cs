@@ -68,17 +68,72 @@ public sealed class DirLayout
     /// order); other children get none. Deterministic, so two clients repairing the same
     /// directory at once write the same layout.
     /// </summary>
-    public static DirLayout Even(int childCount, IReadOnlyList<int> holders, uint commit)
+    public static DirLayout Even(int childCount, IReadOnlyList<int> holders, uint commit) =>
+        Weighted(childCount, holders, null, commit);
+
+    /// <summary>
+    /// The space split into consecutive ranges over <paramref name="holders"/> (in child order),
+    /// each as long as its share of <paramref name="weights"/> (indexed by child; null or a
+    /// non-positive weight anywhere among the holders means an even split). Deterministic for
+    /// the same weights, so clients that see the same brick sizes write the same layout.
+    /// </summary>
+    public static DirLayout Weighted(int childCount, IReadOnlyList<int> holders, IReadOnlyList<ulong>? weights, uint commit)
     {
         var ranges = new Range?[childCount];
-        ulong space = 1UL << 32;
+        bool weighted = weights is not null && holders.All(h => h < weights.Count && weights[h] > 0);
+        UInt128 total = 0;
+        foreach (int h in holders) total += weighted ? weights![h] : 1UL;
+        UInt128 space = (UInt128)1 << 32, before = 0;
         for (int i = 0; i < holders.Count; i++)
         {
-            ulong start = space * (ulong)i / (ulong)holders.Count;
-            ulong end = space * (ulong)(i + 1) / (ulong)holders.Count - 1;
-            ranges[holders[i]] = new Range((uint)start, (uint)end);
+            UInt128 w = weighted ? weights![holders[i]] : 1UL;
+            ulong start = (ulong)(space * before / total);
+            ulong next = (ulong)(space * (before + w) / total);
+            before += w;
+            // A weight too small for even one hash owns nothing rather than an inverted range.
+            if (next > start) ranges[holders[i]] = new Range((uint)start, (uint)(next - 1));
         }
         return new DirLayout(commit, ranges);
+    }
+
+    /// <summary>
+    /// A new layout over <paramref name="holders"/> (weighted as <see cref="Weighted"/>) whose
+    /// ranges overlap <paramref name="old"/> as much as a simple search finds, so that fix-layout
+    /// after add-brick moves few names: children keep the order of their old ranges and each
+    /// child without one is inserted where the total overlap is largest (GlusterFS maximises
+    /// overlap likewise). Deterministic for the same inputs.
+    /// </summary>
+    public static DirLayout KeepingOverlap(int childCount, IReadOnlyList<int> holders, IReadOnlyList<ulong>? weights, DirLayout? old, uint commit)
+    {
+        if (old is null || !old.IsComplete) return Weighted(childCount, holders, weights, commit);
+        var order = holders.Where(h => old.RangeOf(h) is not null).OrderBy(h => old.RangeOf(h)!.Value.Start).ToList();
+        foreach (int added in holders.Where(h => old.RangeOf(h) is null))
+        {
+            int bestAt = order.Count;
+            ulong best = 0;
+            for (int at = 0; at <= order.Count; at++)
+            {
+                var trial = new List<int>(order);
+                trial.Insert(at, added);
+                ulong overlap = Weighted(childCount, trial, weights, commit).Overlap(old);
+                if (overlap > best) (best, bestAt) = (overlap, at);
+            }
+            order.Insert(bestAt, added);
+        }
+        return Weighted(childCount, order, weights, commit);
+    }
+
+    /// <summary>How many hashes both layouts give to the same child.</summary>
+    public ulong Overlap(DirLayout other)
+    {
+        ulong total = 0;
+        for (int i = 0; i < _ranges.Length; i++)
+        {
+            if (_ranges[i] is not { } a || other.RangeOf(i) is not { } b) continue;
+            ulong start = Math.Max(a.Start, b.Start), end = Math.Min(a.End, b.End);
+            if (end >= start) total += end - start + 1;
+        }
+        return total;
     }
 
     private static bool CheckComplete(Range?[] ranges)

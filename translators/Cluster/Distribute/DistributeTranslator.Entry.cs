@@ -25,9 +25,8 @@ public sealed partial class DistributeTranslator
     {
         var h = await HashedForNewAsync(ctx, parent, name);
         if (!h.Ok) return h.Error;
-        var r = await op(Children[h.Value]);
-        if (r.Ok) _dataChild[gfid] = h.Value;
-        return r.Ok ? ForCaller(ctx, r.Value) : r.Error;
+        var r = await CreateNewAsync(parent, name, gfid, h.Value, op);
+        return r.Ok ? ForCaller(ctx, r.Value.Attr) : r.Error;
     }
 
     public override ValueTask<FopResult<Iatt>> MknodAsync(FopContext ctx, Gfid parent, string name, uint mode, ulong rdev, Gfid newGfid) =>
@@ -36,37 +35,81 @@ public sealed partial class DistributeTranslator
     public override ValueTask<FopResult<Iatt>> SymlinkAsync(FopContext ctx, Gfid parent, string name, string target, Gfid newGfid) =>
         CreateOnHashedAsync(ctx, parent, name, newGfid, c => c.SymlinkAsync(ctx, parent, name, target, newGfid));
 
+    /// <summary>
+    /// Opens an existing file where its data is, or creates a new one (<see cref="CreateNewAsync"/>).
+    /// A writer takes the migration guard on the child before the create reaches it, so the new
+    /// handle is guarded from the start (see DistributeTranslator.Guard.cs).
+    /// </summary>
     public override async ValueTask<FopResult<Iatt>> CreateAsync(FopContext ctx, Gfid parent, string name, uint mode, FileHandle fd)
     {
         for (int attempt = 0; ; attempt++)
         {
             var loc = await LocateAsync(ctx, parent, name);
             int child;
+            ulong owner = 0;
+            FopResult<Iatt> r;
+
+            async ValueTask<FopResult<Iatt>> GuardedCreateAsync(Translator c, Gfid expected)
+            {
+                int i = ChildIndex(c);
+                ulong o = fd.CanWrite ? NewLockOwner() : 0;
+                if (o != 0)
+                {
+                    var g = await GuardAsync(ctx, i, expected, o, exclusive: false);
+                    if (!g.Ok) return g.Error;
+                    if (!g.Value) o = 0;
+                }
+                var made = await c.CreateAsync(ctx, parent, name, mode, fd);
+                if (o != 0 && (!made.Ok || made.Value.Gfid != expected))
+                {
+                    await ReleaseGuardAsync(ctx, i, expected, o);
+                    // Another file under the name after all (replaced since the lookup): guard that one.
+                    if (made.Ok && !(await GuardAsync(ctx, i, made.Value.Gfid, o, exclusive: false)).Ok) o = 0;
+                    else if (!made.Ok) o = 0;
+                }
+                owner = o;
+                return made;
+            }
+
             if (loc.Ok)
             {
                 if ((fd.Flags & OpenFlags.Exclusive) != 0) return Errno.EEXIST;
                 if (loc.Value.IsDir) return Errno.EISDIR;
                 child = loc.Value.DataChild; // open the existing file where its data is
+                r = await GuardedCreateAsync(Children[child], loc.Value.Attr.Gfid);
+                if (r.Ok && r.Value.Gfid == fd.Gfid && child != loc.Value.Hashed && attempt < 2)
+                {
+                    // The file moved off that child since the lookup (migration): this made a
+                    // second, empty one there. Undo it and open the file where it is now.
+                    await Children[child].ReleaseAsync(ctx, fd);
+                    if (owner != 0) await ReleaseGuardAsync(ctx, child, fd.Gfid, owner);
+                    await Children[child].UnlinkAsync(Internal, parent, name);
+                    continue;
+                }
             }
             else if (loc.Error == Errno.ENOENT)
             {
                 var lr = await GetLayoutAsync(parent);
                 if (!lr.Ok) return lr.Error;
-                child = lr.Value.ChildFor(name);
-                if (child < 0) return Errno.EIO;
+                int hashed = lr.Value.ChildFor(name);
+                if (hashed < 0) return Errno.EIO;
+                var made = await CreateNewAsync(parent, name, fd.Gfid, hashed, c => GuardedCreateAsync(c, fd.Gfid));
+                if (made.Error == Errno.EEXIST && attempt == 0 && (fd.Flags & OpenFlags.Exclusive) == 0) continue; // raced a creator: open theirs
+                if (!made.Ok) return made.Error;
+                (r, child) = (made.Value.Attr, made.Value.Child);
             }
             else return loc.Error;
 
-            var r = await Children[child].CreateAsync(ctx, parent, name, mode, fd);
             if (!r.Ok) return r.Error;
             if (HasLinktoMode(r.Value) && r.Value.Gfid != fd.Gfid && attempt == 0)
             {
                 // A link-to appeared under the name since the lookup (a rename raced us): retry through it.
                 await Children[child].ReleaseAsync(ctx, fd);
+                if (owner != 0) await ReleaseGuardAsync(ctx, child, r.Value.Gfid, owner);
                 continue;
             }
             _dataChild[r.Value.Gfid] = child;
-            TrackOpen(fd, child, r.Value.Gfid);
+            TrackOpen(ctx, fd, child, r.Value.Gfid, owner);
             return ForCaller(ctx, r.Value);
         }
     }
@@ -92,7 +135,7 @@ public sealed partial class DistributeTranslator
             }
         }
         holders.Sort();
-        var layout = DirLayout.Even(Children.Count, holders, 1);
+        var layout = await NewLayoutAsync(holders, 1);
         await WriteLayoutAsync(newGfid, layout, holders);
         _layouts[newGfid] = layout;
         _dirs[newGfid] = 0;

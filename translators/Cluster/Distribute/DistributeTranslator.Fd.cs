@@ -5,8 +5,11 @@ namespace Brickfs.Translators.Cluster.Distribute;
 // Fops on GFIDs and open files: attributes, xattrs, data, locks, directory reading.
 public sealed partial class DistributeTranslator
 {
-    /// <summary>This translator's state on an open file: the child that opened it and the file's real GFID.</summary>
-    private sealed record FileState(int Child, Gfid Gfid, bool Writer);
+    /// <summary>
+    /// This translator's state on an open file: the child that opened it, the file's real GFID,
+    /// and for writers the migration guard held on that child (<see cref="GuardOwner"/> 0: none).
+    /// </summary>
+    private sealed record FileState(int Child, Gfid Gfid, bool Writer, ulong GuardOwner, string GuardClient);
 
     /// <summary>State on an open directory: which children opened it and the cookie map for oversized child cookies.</summary>
     private sealed class DirState
@@ -18,11 +21,11 @@ public sealed partial class DistributeTranslator
         public readonly Dictionary<(int Child, long Cookie), long> MappedKeys = new();
     }
 
-    private void TrackOpen(FileHandle fd, int child, Gfid gfid)
+    private void TrackOpen(FopContext ctx, FileHandle fd, int child, Gfid gfid, ulong guardOwner)
     {
         bool writer = fd.CanWrite;
         if (writer) _writers.AddOrUpdate(gfid, 1, (_, n) => n + 1);
-        fd.SetContext(this, new FileState(child, gfid, writer));
+        fd.SetContext(this, new FileState(child, gfid, writer, guardOwner, ctx.ClientId));
     }
 
     private Translator? ChildOf(FileHandle fd) => fd.TryGetContext(this, out FileState s) ? Children[s.Child] : null;
@@ -66,10 +69,10 @@ public sealed partial class DistributeTranslator
     public override async ValueTask<FopResult<Iatt>> SetattrAsync(FopContext ctx, Gfid gfid, FileHandle? fd, SetattrRequest request)
     {
         FopResult<Iatt> r;
-        if (fd is not null && !fd.IsDirectory && ChildOf(fd) is { } held) r = await held.SetattrAsync(ctx, gfid, fd, request);
+        if (fd is not null && !fd.IsDirectory && ChildOf(fd) is { } held && fd.CanWrite) r = await held.SetattrAsync(ctx, gfid, fd, request);
         else
         {
-            r = await OnGfidAsync(gfid, c => c.SetattrAsync(ctx, gfid, fd, request),
+            r = await OnFileGuardedAsync(ctx, gfid, c => c.SetattrAsync(ctx, gfid, fd is not null && ChildOf(fd) == c ? fd : null, request),
                 () => OnDirAllAsync(c => c.SetattrAsync(ctx, gfid, fd, request)));
         }
         return r.Ok ? ForCaller(ctx, r.Value) : r.Error;
@@ -105,7 +108,7 @@ public sealed partial class DistributeTranslator
     // ---- xattrs: a directory's live on every copy ------------------------------------------------
 
     public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
-        (await OnGfidAsync(gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
+        (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
             () => OnDirAllAsync(c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags))))).AsPlain();
 
     public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
@@ -120,7 +123,7 @@ public sealed partial class DistributeTranslator
     }
 
     public override async ValueTask<FopResult> RemovexattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        (await OnGfidAsync(gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
+        (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
             () => OnDirAllAsync(c => Plain(c.RemovexattrAsync(ctx, gfid, name))))).AsPlain();
 
     // ---- internal fops: a file's data child; directories on the first child -------------------
@@ -149,13 +152,26 @@ public sealed partial class DistributeTranslator
 
     // ---- open files -----------------------------------------------------------------------------
 
+    /// <summary>
+    /// Opens on the child holding the data; a writer first takes the migration guard there, so
+    /// the file cannot move while it is open for writing. A file that moved before the guard was
+    /// granted is gone from that child (the open answers ENOENT) and is looked for again.
+    /// </summary>
     public override async ValueTask<FopResult> OpenAsync(FopContext ctx, FileHandle fd)
     {
-        for (int attempt = 0; attempt < 2; attempt++)
+        for (int attempt = 0; attempt < 3; attempt++)
         {
             var p = await ResolveAsync(fd.Gfid, useCache: attempt == 0);
             if (!p.Ok) return p.Error;
             int child = p.Value.IsDir ? 0 : p.Value.Child;
+            ulong owner = 0;
+            if (!p.Value.IsDir && fd.CanWrite)
+            {
+                owner = NewLockOwner();
+                var g = await GuardAsync(ctx, child, fd.Gfid, owner, exclusive: false);
+                if (!g.Ok) return g.Error;
+                if (!g.Value) owner = 0;
+            }
             var r = await Children[child].OpenAsync(ctx, fd);
             for (int next = 1; p.Value.IsDir && IsAbsent(r.Error) && next < Children.Count; next++)
             {
@@ -164,10 +180,11 @@ public sealed partial class DistributeTranslator
             }
             if (r.Ok)
             {
-                TrackOpen(fd, child, fd.Gfid);
+                TrackOpen(ctx, fd, child, fd.Gfid, owner);
                 return r;
             }
-            if (!IsAbsent(r.Error) || !p.Value.FromCache) return r;
+            if (owner != 0) await ReleaseGuardAsync(ctx, child, fd.Gfid, owner);
+            if (!IsAbsent(r.Error)) return r;
         }
         return Errno.ESTALE;
     }
@@ -200,7 +217,9 @@ public sealed partial class DistributeTranslator
         if (!fd.RemoveContext(this, out var state) || state is not FileState s) return Errno.EBADF;
         if (s.Writer) _writers.AddOrUpdate(s.Gfid, 0, (_, n) => n - 1);
         if (s.Writer && _writers.TryGetValue(s.Gfid, out int left) && left <= 0) _writers.TryRemove(new KeyValuePair<Gfid, int>(s.Gfid, left));
-        return await Children[s.Child].ReleaseAsync(ctx, fd);
+        var r = await Children[s.Child].ReleaseAsync(ctx, fd);
+        if (s.GuardOwner != 0) await ReleaseGuardAsync(new FopContext { ClientId = s.GuardClient }, s.Child, s.Gfid, s.GuardOwner);
+        return r;
     }
 
     // ---- directories ----------------------------------------------------------------------------

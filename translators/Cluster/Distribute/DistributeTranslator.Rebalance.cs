@@ -11,14 +11,18 @@ public enum MigrationOutcome
     AlreadyHashed,
 }
 
+/// <summary>One file migration: what happened and how many bytes were copied.</summary>
+public readonly record struct MigrationResult(MigrationOutcome Outcome, long Bytes);
+
 // Rebalance primitives, driven by `brickctl volume rebalance` (crawler outside this class).
 public sealed partial class DistributeTranslator
 {
     private const int CopyChunk = 1 << 20;
 
     /// <summary>
-    /// Rewrites the layout of directory <paramref name="dir"/> as an even split over all current
-    /// children, with a higher commit (after add-brick). The directory must exist on every child:
+    /// Rewrites the layout of directory <paramref name="dir"/> over all current children (weighted
+    /// by size unless weighted-rebalance is off; decommissioned children get none), with a
+    /// higher commit (after add-brick or remove-brick start). The directory must exist on every child:
     /// look it up first (which recreates it on new children); otherwise ESTALE. Files whose names
     /// now hash elsewhere stay put and are found by lookup-unhashed until migrated.
     /// </summary>
@@ -26,15 +30,19 @@ public sealed partial class DistributeTranslator
     {
         var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(InternalWithXattrs, dir, null));
         uint commit = 0;
+        var ranges = new DirLayout.Range?[Children.Count];
         for (int i = 0; i < stats.Length; i++)
         {
             cancellation.ThrowIfCancellationRequested();
             if (!stats[i].Ok) return stats[i].Error;
             if (!stats[i].Value.IsDirectory) return Errno.ENOTDIR;
-            if (await LayoutXattrOfAsync(i, stats[i].Value) is { } raw && DirLayout.TryDecodeEntry(raw, out uint c, out _))
+            if (await LayoutXattrOfAsync(i, stats[i].Value) is { } raw && DirLayout.TryDecodeEntry(raw, out uint c, out var range))
+            {
                 commit = Math.Max(commit, c);
+                ranges[i] = range;
+            }
         }
-        var layout = DirLayout.Even(Children.Count, [.. AllChildren], commit + 1);
+        var layout = await NewLayoutAsync([.. AllChildren], commit + 1, new DirLayout(commit, ranges));
         var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
         _dirs[dir] = 0;
         _layouts[dir] = layout;
@@ -46,31 +54,54 @@ public sealed partial class DistributeTranslator
     /// hashes to. The data is copied into the link-to on the hashed child, which stays a link-to
     /// (readers keep using the old copy) until the copy is complete; then it becomes the real file
     /// (owner, xattrs, mode, times) and the old copy is unlinked. The GFID never changes.
-    /// Refused (EBUSY) while this translator has the file open for writing, or when the source
-    /// changed during the copy (the copy is discarded, the file left for a later pass);
-    /// hard-linked files are refused with EMLINK. A writer in another client that writes between
-    /// the final check and the unlink of the old copy loses that write: the rebalance crawler
-    /// must run where it can see the volume's open files, or on an idle file set.
+    /// The whole move holds the migration guard exclusively on the old child (see
+    /// DistributeTranslator.Guard.cs), so no client writes or changes the file meanwhile.
+    /// Refused, leaving the file where it is for a later pass: EBUSY while any client has it open
+    /// for writing (or this translator does) or when it changed anyway (the copy is discarded);
+    /// ENOSPC when the hashed child is below min-free-disk or too small for it; EMLINK for
+    /// hard-linked files.
     /// </summary>
-    public async ValueTask<FopResult<MigrationOutcome>> MigrateFileAsync(Gfid parent, string name, CancellationToken cancellation = default)
+    public async ValueTask<FopResult<MigrationResult>> MigrateFileAsync(Gfid parent, string name, CancellationToken cancellation = default)
     {
         var loc = await LocateAsync(Internal, parent, name);
         if (!loc.Ok) return loc.Error;
         var l = loc.Value;
         if (l.IsDir) return Errno.EISDIR;
-        if (l.DataChild == l.Hashed) return MigrationOutcome.AlreadyHashed;
+        if (l.DataChild == l.Hashed) return new MigrationResult(MigrationOutcome.AlreadyHashed, 0);
         var gfid = l.Attr.Gfid;
         if (_writers.TryGetValue(gfid, out int writers) && writers > 0) return Errno.EBUSY;
         if (l.Attr.Nlink > 1) return Errno.EMLINK;
+        var space = await ChildSpaceAsync(refresh: false);
+        if (space[l.Hashed] is { } free && (BelowMinFree(free) || AvailableBytes(free) < (ulong)Math.Max(0, l.Attr.Size))) return Errno.ENOSPC;
+
+        ulong owner = NewLockOwner();
+        var guard = await GuardAsync(Internal, l.DataChild, gfid, owner, exclusive: true);
+        if (guard.Error == Errno.EAGAIN) return Errno.EBUSY;
+        if (!guard.Ok) return guard.Error;
+        try
+        {
+            return await MoveGuardedAsync(parent, name, l, cancellation);
+        }
+        finally
+        {
+            if (guard.Value) await ReleaseGuardAsync(Internal, l.DataChild, gfid, owner);
+        }
+    }
+
+    private async ValueTask<FopResult<MigrationResult>> MoveGuardedAsync(Gfid parent, string name, Located l, CancellationToken cancellation)
+    {
+        var gfid = l.Attr.Gfid;
         Translator src = Children[l.DataChild], dst = Children[l.Hashed];
+        // Where the lookup ran before the guard was granted, the file may have moved or changed since.
+        var before = await src.StatAsync(Internal, gfid, null);
+        if (!before.Ok) return IsAbsent(before.Error) ? Errno.EBUSY : before.Error;
+        if (HasLinktoMode(before.Value) || before.Value.Nlink > 1) return Errno.EBUSY;
 
         if (!l.LinktoOnHashed)
         {
             var put = await PutLinktoAsync(l.Hashed, parent, name, gfid, l.DataChild, replace: false);
             if (!put.Ok) return put.Error;
         }
-        var before = await src.StatAsync(Internal, gfid, null);
-        if (!before.Ok) return before.Error;
 
         var copied = await CopyDataAsync(src, dst, gfid, before.Value.Size, cancellation);
         if (!copied.Ok) return copied.Error;
@@ -95,7 +126,7 @@ public sealed partial class DistributeTranslator
         await dst.RemovexattrAsync(Internal, gfid, LinktoXattr);
         _dataChild[gfid] = l.Hashed;
         await src.UnlinkAsync(Internal, parent, name);
-        return MigrationOutcome.Moved;
+        return new MigrationResult(MigrationOutcome.Moved, a.Size);
     }
 
     private static bool SameContent(Iatt a, Iatt b) => a.Size == b.Size && a.Mtime == b.Mtime && a.Ctime == b.Ctime;

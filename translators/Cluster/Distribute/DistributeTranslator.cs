@@ -50,12 +50,28 @@ public sealed partial class DistributeTranslator : Translator
     [
         new("lookup-unhashed", OptionType.Bool, "on",
             "on a miss on the hashed child, look for the name on every child (needed while layouts change; off trusts the hashed child)"),
+        new("weighted-rebalance", OptionType.Bool, "on",
+            "new and fixed layouts give each child a hash range proportional to its size (statfs); off splits evenly"),
+        new("min-free-disk", OptionType.Int, "10",
+            "percent of a child's space that must stay free: a new file whose hashed child has less goes to the child with the most free space, behind a link-to")
+        { Min = 0, Max = 99 },
+        new("decommissioned-bricks", OptionType.List, "",
+            "children being drained by remove-brick: new and fixed layouts give them no range and no new file lands on them"),
+        new("statfs-interval", OptionType.Seconds, "5",
+            "how long the children's sizes and free space (for weights and min-free-disk) are reused before statfs is asked again"),
     ];
 
     public static TranslatorType Type { get; } = new("cluster/distribute", OptionSpecs, 1, DirCookie.MaxChildren,
         o => new DistributeTranslator(o), "hashes names over its children through per-directory layouts");
 
     private readonly bool _lookupUnhashed;
+    private readonly bool _weighted;
+    private readonly int _minFreePercent;
+    private readonly HashSet<string> _decommissioned;
+    private readonly long _statfsIntervalMs;
+
+    /// <summary>Child index -> its last statfs and when (Environment.TickCount64) it was taken.</summary>
+    private readonly ConcurrentDictionary<int, (StatfsInfo Info, long At)> _space = new();
 
     /// <summary>Directory GFID -> its layout over this translator's children.</summary>
     private readonly ConcurrentDictionary<Gfid, DirLayout> _layouts = new();
@@ -76,6 +92,10 @@ public sealed partial class DistributeTranslator : Translator
     public DistributeTranslator(TranslatorOptions options)
     {
         _lookupUnhashed = options.GetBool("lookup-unhashed");
+        _weighted = options.GetBool("weighted-rebalance");
+        _minFreePercent = (int)options.GetInt("min-free-disk");
+        _decommissioned = [.. options.GetList("decommissioned-bricks")];
+        _statfsIntervalMs = (long)options.GetSeconds("statfs-interval").TotalMilliseconds;
     }
 
     public DistributeTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
@@ -231,11 +251,118 @@ public sealed partial class DistributeTranslator : Translator
         }
         else
         {
-            layout = DirLayout.Even(Children.Count, [.. holders.Select(h => h.Child)], commit + 1);
+            layout = await NewLayoutAsync([.. holders.Select(h => h.Child)], commit + 1);
             await WriteLayoutAsync(dir, layout, holders.Select(h => h.Child));
         }
         _layouts[dir] = layout;
         return layout;
+    }
+
+    /// <summary>
+    /// A fresh layout over <paramref name="holders"/>: decommissioned children get no range
+    /// (unless nothing else holds the directory); with weighted-rebalance each range is
+    /// proportional to the child's size in MiB, else (or while a holder's size is unknown) even;
+    /// given the <paramref name="old"/> layout, ranges are placed to overlap it as much as possible.
+    /// </summary>
+    private async ValueTask<DirLayout> NewLayoutAsync(IReadOnlyList<int> holders, uint commit, DirLayout? old = null)
+    {
+        var usable = holders.Where(h => !IsDecommissioned(h)).ToList();
+        if (usable.Count == 0) usable = [.. holders];
+        ulong[]? weights = null;
+        if (_weighted)
+        {
+            var space = await ChildSpaceAsync(refresh: false);
+            if (usable.All(h => space[h] is not null))
+                weights = [.. space.Select(x => x is { } f ? Math.Max(1UL, (ulong)((UInt128)f.Blocks * f.FragmentSize >> 20)) : 0UL)];
+        }
+        return DirLayout.KeepingOverlap(Children.Count, usable, weights, old, commit);
+    }
+
+    private bool IsDecommissioned(int child) => _decommissioned.Count > 0 && _decommissioned.Contains(Children[child].Name);
+
+    // ---- space: weights and min-free-disk --------------------------------------------------------
+
+    /// <summary>Each child's statfs (null where it did not answer), reused for statfs-interval unless <paramref name="refresh"/>.</summary>
+    private async ValueTask<StatfsInfo?[]> ChildSpaceAsync(bool refresh)
+    {
+        long now = Environment.TickCount64;
+        var result = new StatfsInfo?[Children.Count];
+        var stale = new List<int>();
+        for (int i = 0; i < result.Length; i++)
+        {
+            if (!refresh && _space.TryGetValue(i, out var s) && now - s.At < _statfsIntervalMs) result[i] = s.Info;
+            else stale.Add(i);
+        }
+        if (stale.Count == 0) return result;
+        var answers = await OnChildrenAsync(stale, c => c.StatfsAsync(Internal, Gfid.Root));
+        for (int k = 0; k < stale.Count; k++)
+        {
+            if (!answers[k].Ok) continue;
+            result[stale[k]] = answers[k].Value;
+            _space[stale[k]] = (answers[k].Value, now);
+        }
+        return result;
+    }
+
+    private bool BelowMinFree(StatfsInfo s) =>
+        s.Blocks > 0 && (UInt128)s.BlocksAvailable * 100 < (UInt128)s.Blocks * (ulong)_minFreePercent;
+
+    private static ulong AvailableBytes(StatfsInfo s) => (ulong)UInt128.Min((UInt128)s.BlocksAvailable * s.FragmentSize, ulong.MaxValue);
+
+    /// <summary>
+    /// Where a new file named for <paramref name="hashed"/> goes: the hashed child itself, unless
+    /// it is decommissioned, below min-free-disk or <paramref name="full"/> (it just answered
+    /// ENOSPC); then the child with the most available space that is none of those. The hashed
+    /// child when no child qualifies (the create then fails there with ENOSPC, as on one brick).
+    /// </summary>
+    private async ValueTask<int> PlaceNewFileAsync(int hashed, int full = -1)
+    {
+        bool unusable(int i, StatfsInfo? s) => i == full || IsDecommissioned(i) || (s is { } x && BelowMinFree(x));
+        if (_minFreePercent == 0 && full < 0 && !IsDecommissioned(hashed)) return hashed;
+        var space = await ChildSpaceAsync(refresh: full >= 0);
+        if (!unusable(hashed, space[hashed])) return hashed;
+        int best = hashed;
+        ulong bestFree = 0;
+        for (int i = 0; i < space.Length; i++)
+        {
+            if (i == hashed || space[i] is not { } s || unusable(i, s)) continue;
+            if (AvailableBytes(s) > bestFree) (best, bestFree) = (i, AvailableBytes(s));
+        }
+        return best;
+    }
+
+    /// <summary>
+    /// Creates a new non-directory entry with <paramref name="op"/>: on its hashed child, or
+    /// (<see cref="PlaceNewFileAsync"/>) on another child behind a link-to on the hashed child.
+    /// The link-to goes first, without replacing anything, so the hashed child still decides
+    /// which of two racing creators gets the name. A child answering ENOSPC sends the file to
+    /// another child once.
+    /// </summary>
+    private async ValueTask<FopResult<(Iatt Attr, int Child)>> CreateNewAsync(Gfid parent, string name, Gfid gfid, int hashed,
+        Func<Translator, ValueTask<FopResult<Iatt>>> op)
+    {
+        int data = await PlaceNewFileAsync(hashed);
+        for (int attempt = 0; ; attempt++)
+        {
+            FopResult<Iatt> r;
+            if (data == hashed) r = await op(Children[hashed]);
+            else
+            {
+                var put = await PutLinktoAsync(hashed, parent, name, gfid, data, replace: false);
+                if (!put.Ok) return put.Error;
+                r = await op(Children[data]);
+                if (!r.Ok) await RemoveLinktoAsync(hashed, parent, name, gfid);
+            }
+            if (r.Ok)
+            {
+                _dataChild[r.Value.Gfid] = data;
+                return (r.Value, data);
+            }
+            if (r.Error != Errno.ENOSPC || attempt > 0) return r.Error;
+            int other = await PlaceNewFileAsync(hashed, full: data);
+            if (other == data) return r.Error;
+            data = other;
+        }
     }
 
     private async ValueTask WriteLayoutAsync(Gfid dir, DirLayout layout, IEnumerable<int> children) =>
