@@ -17,7 +17,8 @@ public sealed record PeerProbeRequest(string Host);
 
 public sealed record ErrorResponse(string Error);
 
-public sealed record HealthResponse(string Status, Guid NodeId, string Node, string Version);
+/// <summary>Cluster is "ETCD-CLUSTER-ID PREFIX" for a node in cluster mode, null for a standalone one: nodes with equal values share one state.</summary>
+public sealed record HealthResponse(string Status, Guid NodeId, string Node, string Version, string? Cluster = null);
 
 public sealed record BrickInfo(int Index, string Host, string Path, int Port, bool Arbiter);
 

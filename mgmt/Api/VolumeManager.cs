@@ -142,7 +142,7 @@ public sealed partial class VolumeManager(
             return v;
         }, ct);
         if (!result.Ok) return result;
-        if (result.Value.Status == VolumeStatus.Started) WriteVolfiles(result.Value, createBrickDirs: false);
+        if (result.Value.Status == VolumeStatus.Started) await ApplyAsync(result.Value);
         logger.LogInformation(1005, "volume {Volume}: set {Key} = {Value}", name, key, result.Value.Options[key!]);
         return result;
     });
@@ -228,23 +228,34 @@ public sealed partial class VolumeManager(
         return new VolumeStatusResponse(v.Name, v.Status, bricks);
     }
 
-    /// <summary>Starts the local bricks of every started volume: what a restarted mgmtd does first.</summary>
-    public async Task ConvergeAsync(CancellationToken ct)
+    /// <summary>
+    /// Brings this node in line with the stored definitions: every local brick of a started
+    /// volume or an activated snapshot runs with its current volfile (a brick whose volfile
+    /// changed, e.g. after <c>volume set features.bitrot</c>, is restarted on the new one), and
+    /// every other brick this node runs is stopped (its volume was stopped or deleted, or the
+    /// brick removed, maybe by another node). What a restarted mgmtd does first, and in cluster
+    /// mode what every mgmtd does after each change in etcd. Failures of one volume are logged
+    /// and do not keep the others from converging.
+    /// </summary>
+    public Task ConvergeAsync(CancellationToken ct) => Serialised(async () =>
     {
-        foreach (var v in (await store.ReadAsync(ct)).Volumes.Where(v => v.Status == VolumeStatus.Started))
+        var state = await store.ReadAsync(ct);
+        var wanted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var v in state.Volumes.Where(v => v.Status == VolumeStatus.Started))
         {
+            foreach (var b in v.Bricks.Where(b => isLocal(b.Host))) wanted.Add(Key(v.Name, b));
             try
             {
-                WriteVolfiles(v, createBrickDirs: true);
-                EnsureBricks(v);
+                await ApplyAsync(v);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 logger.LogError(1008, "volume {Volume}: cannot start its bricks: {Reason}", v.Name, e.Message);
             }
         }
-        foreach (var snap in (await store.ReadAsync(ct)).Snapshots.Where(s => s.Active))
+        foreach (var snap in state.Snapshots.Where(s => s.Active))
         {
+            foreach (var b in snap.Bricks.Bricks.Where(b => isLocal(b.Host))) wanted.Add(SnapshotKey(snap.Name, b));
             try
             {
                 StartSnapshotBricks(snap);
@@ -254,7 +265,35 @@ public sealed partial class VolumeManager(
                 logger.LogError(1009, "snapshot {Snapshot}: cannot start its bricks: {Reason}", snap.Name, e.Message);
             }
         }
+        foreach (var key in supervisor.Keys.Where(k => !wanted.Contains(k)))
+        {
+            logger.LogInformation(1012, "brick {Brick}: no longer wanted on this node; stopping it", key);
+            await supervisor.StopAsync(key);
+        }
+        return true;
+    });
+
+    /// <summary>Writes a started volume's volfiles and runs its local bricks, restarting those whose brick volfile changed.</summary>
+    private async Task ApplyAsync(VolumeDefinition v)
+    {
+        foreach (var key in WriteVolfiles(v, createBrickDirs: true).Where(k => supervisor.State(k) is not null))
+        {
+            logger.LogInformation(1013, "brick {Brick}: its volfile changed; restarting it", key);
+            await supervisor.StopAsync(key);
+        }
+        EnsureBricks(v);
     }
+
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Completes at the next change this node makes or converges to (a request it served, or
+    /// a change another node made in etcd); take it before reading the state, so no change
+    /// between the read and the wait is missed.
+    /// </summary>
+    public Task Changed => Volatile.Read(ref _changed).Task;
+
+    private void SignalChanged() => Interlocked.Exchange(ref _changed, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>
     /// Makes each local brick of a new volume that does not exist yet and lies on Btrfs a
@@ -302,20 +341,50 @@ public sealed partial class VolumeManager(
 
     public string BrickVolfilePath(string volume, BrickDefinition b) => Path.Combine(VolumesDir, volume, Key(volume, b) + ".vol");
 
-    private void WriteVolfiles(VolumeDefinition v, bool createBrickDirs)
+    /// <summary>Writes the volume's client volfile and its local bricks' volfiles; returns the keys of bricks whose volfile existed and changed.</summary>
+    private List<string> WriteVolfiles(VolumeDefinition v, bool createBrickDirs)
     {
         var dir = Path.Combine(VolumesDir, v.Name);
         Directory.CreateDirectory(dir);
         Directory.CreateDirectory(RunDir);
         Directory.CreateDirectory(LogDir);
-        AtomicFile.WriteAllText(Path.Combine(dir, v.Name + ".client.vol"), Volgen.Volgen.ClientVolfile(v));
+        WriteIfChanged(Path.Combine(dir, v.Name + ".client.vol"), Volgen.Volgen.ClientVolfile(v));
+        var changed = new List<string>();
         for (int i = 0; i < v.Bricks.Count; i++)
         {
             var b = v.Bricks[i];
             if (!isLocal(b.Host)) continue;
-            if (createBrickDirs) Directory.CreateDirectory(b.Path);
-            AtomicFile.WriteAllText(BrickVolfilePath(v.Name, b), Volgen.Volgen.BrickVolfile(v, i, brickListenHost));
+            if (createBrickDirs) MakeBrickDirectory(b);
+            if (WriteIfChanged(BrickVolfilePath(v.Name, b), Volgen.Volgen.BrickVolfile(v, i, brickListenHost)) is true) changed.Add(Key(v.Name, b));
         }
+        return changed;
+    }
+
+    /// <summary>
+    /// Makes a local brick's directory when it does not exist yet: a subvolume of its own on
+    /// Btrfs (so snapshots cover one brick each), else a plain directory. In a cluster this is
+    /// how a brick defined on another node comes to exist on this one.
+    /// </summary>
+    private static void MakeBrickDirectory(BrickDefinition b)
+    {
+        if (Directory.Exists(b.Path)) return;
+        var parent = Path.GetDirectoryName(b.Path)!;
+        Directory.CreateDirectory(parent);
+        if (Node.MountPoint.Of(parent).FileSystemType == "btrfs")
+        {
+            if (Node.Btrfs.CreateSubvolume(b.Path) is { } error) throw new IOException(error.Message);
+            return;
+        }
+        Directory.CreateDirectory(b.Path);
+    }
+
+    /// <summary>Replaces the file when its text differs: null when it was new, true when it changed, false when it was already so.</summary>
+    private static bool? WriteIfChanged(string path, string text)
+    {
+        bool existed = File.Exists(path);
+        if (existed && File.ReadAllText(path) == text) return false;
+        AtomicFile.WriteAllText(path, text);
+        return existed ? true : null;
     }
 
     private void EnsureBricks(VolumeDefinition v)
@@ -343,6 +412,7 @@ public sealed partial class VolumeManager(
         }
     }
 
+    /// <summary>Runs one operation at a time on this node; each one wakes the watchers of <see cref="Changed"/> when it ends.</summary>
     private async Task<T> Serialised<T>(Func<Task<T>> operation)
     {
         await _lock.WaitAsync();
@@ -353,6 +423,7 @@ public sealed partial class VolumeManager(
         finally
         {
             _lock.Release();
+            SignalChanged();
         }
     }
 }

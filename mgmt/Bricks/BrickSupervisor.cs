@@ -38,6 +38,9 @@ public sealed class BrickSupervisor(string brickdPath, ILogger logger) : IAsyncD
         if (_bricks.TryRemove(key, out var p)) await p.StopAsync();
     }
 
+    /// <summary>The keys of every brick this supervisor runs (or restarts).</summary>
+    public IReadOnlyList<string> Keys => [.. _bricks.Keys];
+
     public BrickProcessState? State(string key) => _bricks.TryGetValue(key, out var p) ? p.State : null;
 
     public async ValueTask DisposeAsync()

@@ -14,6 +14,13 @@ namespace Brickfs.Mgmt.Model;
 public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func<string, MountPoint> mountOf, Func<string, bool>? isSubvolume = null)
 {
     public const int MaxNameLength = 64;
+
+    /// <summary>
+    /// In cluster mode every brick host must be this node or a probed peer (GlusterFS's "not in
+    /// 'Peer in Cluster' state"): a brick on a host no mgmtd of the cluster answers for would
+    /// never start. Standalone servers place bricks on any host, as before.
+    /// </summary>
+    public bool RequirePeers { get; init; }
     public const int MaxReplica = 16;
 
     public static MgmtError? CheckName(string name)
@@ -65,6 +72,8 @@ public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func
             if (!b.Ok) return b.Error;
             if (parsed.Concat(volume.Bricks).Any(p => p.Host == b.Value.Host && p.Path == b.Value.Path))
                 return MgmtError.Invalid($"brick {b.Value.Spec} is given twice");
+            if (RequirePeers && !isLocalHost(b.Value.Host) && !state.Peers.Any(p => string.Equals(p.Host, b.Value.Host, StringComparison.OrdinalIgnoreCase)))
+                return MgmtError.Invalid($"brick {b.Value.Spec}: host {b.Value.Host} is not a peer of this cluster (brickctl peer probe {b.Value.Host})");
             parsed.Add(b.Value);
         }
         if (parsed.Count % volume.ReplicaCount != 0)
