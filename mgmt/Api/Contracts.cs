@@ -33,7 +33,11 @@ public sealed record VolumeInfo(
         new SortedDictionary<string, string>(v.Options, StringComparer.Ordinal));
 }
 
-/// <summary>One brick's state. For another node's brick, Local is false and Pid, Online and FreeBytes are null (unknown here).</summary>
+/// <summary>
+/// One brick's state. Local says whether the answering node holds the brick. For another node's
+/// brick, Pid, Online and FreeBytes are what that node's mgmtd reported (cluster mode), or null
+/// when it was not asked or did not answer.
+/// </summary>
 public sealed record BrickStatus(int Index, string Host, string Path, int Port, bool Local, int? Pid, bool? Online, long? FreeBytes, int Restarts);
 
 public sealed record VolumeStatusResponse(string Name, VolumeStatus Status, List<BrickStatus> Bricks);

@@ -83,7 +83,12 @@ public sealed class MgmtHost : IAsyncDisposable
         var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path), Btrfs.IsSubvolume) { RequirePeers = etcd is not null };
         var supervisor = new BrickSupervisor(options.ResolvedBrickdPath, loggers.CreateLogger("Brickfs.Mgmt.Bricks"));
         var volumes = new VolumeManager(store, validator, node.IsLocal, supervisor, options.StateDir, options.BrickListenHost,
-            loggers.CreateLogger("Brickfs.Mgmt.Volumes")) { ShdPath = options.ResolvedShdPath, ProbePorts = options.ProbeBrickPorts };
+            loggers.CreateLogger("Brickfs.Mgmt.Volumes"))
+        {
+            ShdPath = options.ResolvedShdPath,
+            ProbePorts = options.ProbeBrickPorts,
+            AskPeer = etcd is null ? null : (peer, volume, ct) => PeerStatusAsync(peer, volume, secret, ct),
+        };
         string? clusterId = null;
         Func<CancellationToken, Task<string?>> cluster = etcd is null
             ? _ => Task.FromResult<string?>(null)
@@ -95,6 +100,21 @@ public sealed class MgmtHost : IAsyncDisposable
         };
         MapRoutes(app, new Identity(nodeId, node, cluster), volumes, peers, options.BrickListenHost, secret);
         return new MgmtHost(app, local, etcd, supervisor, volumes);
+    }
+
+    /// <summary>Connections to peers, pooled across requests.</summary>
+    private static readonly SocketsHttpHandler PeerConnections = new() { PooledConnectionLifetime = TimeSpan.FromMinutes(1) };
+
+    /// <summary>How long <c>volume status</c> waits for a peer's answer about its bricks.</summary>
+    public static readonly TimeSpan PeerStatusTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>A peer's own bricks of <paramref name="volume"/>; null when it does not answer in time. Nodes of one cluster share the secret.</summary>
+    private static async Task<VolumeStatusResponse?> PeerStatusAsync(PeerDefinition peer, string volume, string? secret, CancellationToken ct)
+    {
+        string host = peer.Host.Contains(':') ? $"[{peer.Host}]" : peer.Host;
+        var client = MgmtClient.Create($"{host}:{peer.Port}", PeerStatusTimeout, PeerConnections, secret);
+        var r = await client.StatusAsync(volume, localOnly: true);
+        return r.Ok ? r.Value : null;
     }
 
     /// <summary>What the health check reports about this node.</summary>
@@ -195,7 +215,7 @@ public sealed class MgmtHost : IAsyncDisposable
             Reply(await volumes.StartAsync(vol, force ?? false, ct)));
         api.MapPost("/volumes/{vol}/stop", async (string vol, bool? force, CancellationToken ct) =>
             Reply(await volumes.StopAsync(vol, force ?? false, ct)));
-        api.MapGet("/volumes/{vol}/status", async (string vol, CancellationToken ct) => Reply(await volumes.StatusAsync(vol, ct)));
+        api.MapGet("/volumes/{vol}/status", async (string vol, bool? local, CancellationToken ct) => Reply(await volumes.StatusAsync(vol, ct, local ?? false)));
         api.MapGet("/volumes/{vol}/options", async (string vol, CancellationToken ct) => Reply(await volumes.GetOptionsAsync(vol, ct)));
         api.MapPost("/volumes/{vol}/options", async (string vol, SetOptionRequest r, CancellationToken ct) =>
             Reply(await volumes.SetAsync(vol, r.Key, r.Value, ct)));

@@ -215,13 +215,39 @@ public sealed partial class VolumeManager(
         return result;
     });
 
-    public async Task<MgmtResult<VolumeStatusResponse>> StatusAsync(string name, CancellationToken ct)
+    /// <summary>
+    /// Asks a peer's mgmtd for the state of its own bricks of a volume (its status with
+    /// <c>local=true</c>); null when it does not answer. Set in cluster mode, where every brick
+    /// host is a peer running mgmtd.
+    /// </summary>
+    public Func<PeerDefinition, string, CancellationToken, Task<VolumeStatusResponse?>>? AskPeer { get; init; }
+
+    /// <summary>
+    /// Each brick's state. This node's bricks it knows itself; in cluster mode it asks the peer
+    /// that holds each other brick (unless <paramref name="localOnly"/>, which is how peers ask
+    /// each other), and a brick whose peer does not answer shows as unknown (Online null).
+    /// </summary>
+    public async Task<MgmtResult<VolumeStatusResponse>> StatusAsync(string name, CancellationToken ct, bool localOnly = false)
     {
-        var v = (await store.ReadAsync(ct)).FindVolume(name);
+        var state = await store.ReadAsync(ct);
+        var v = state.FindVolume(name);
         if (v is null) return MgmtError.NoSuchVolume(name);
+        var remote = new Dictionary<string, VolumeStatusResponse?>(StringComparer.OrdinalIgnoreCase);
+        if (AskPeer is not null && !localOnly)
+        {
+            var asks = v.Bricks.Select(b => b.Host).Where(h => !isLocal(h)).Distinct(StringComparer.OrdinalIgnoreCase)
+                .Select(h => (Host: h, Peer: state.Peers.FirstOrDefault(p => p.NodeId != state.NodeId && string.Equals(p.Host, h, StringComparison.OrdinalIgnoreCase))))
+                .Where(a => a.Peer is not null)
+                .Select(async a => (a.Host, Status: await AskPeer(a.Peer!, name, ct)));
+            foreach (var (host, status) in await Task.WhenAll(asks)) remote[host] = status;
+        }
         var bricks = v.Bricks.Select((b, i) =>
         {
-            if (!isLocal(b.Host)) return new BrickStatus(i, b.Host, b.Path, b.Port, false, null, null, null, 0);
+            if (!isLocal(b.Host))
+            {
+                var there = remote.GetValueOrDefault(b.Host)?.Bricks.FirstOrDefault(r => r.Index == i && r.Local && r.Path == b.Path);
+                return there is null ? new BrickStatus(i, b.Host, b.Path, b.Port, false, null, null, null, 0) : there with { Local = false };
+            }
             var s = supervisor.State(Key(v.Name, b));
             return new BrickStatus(i, b.Host, b.Path, b.Port, true, s?.Pid, s?.Online ?? false, FreeBytes(b.Path), s?.Restarts ?? 0);
         }).ToList();
@@ -269,6 +295,12 @@ public sealed partial class VolumeManager(
         {
             logger.LogInformation(1012, "brick {Brick}: no longer wanted on this node; stopping it", key);
             await supervisor.StopAsync(key);
+        }
+        // Volfiles of volumes deleted meanwhile (maybe through another node) go too.
+        if (Directory.Exists(VolumesDir))
+        {
+            foreach (var dir in Directory.EnumerateDirectories(VolumesDir).Where(d => state.FindVolume(Path.GetFileName(d)) is null))
+                Directory.Delete(dir, recursive: true);
         }
         return true;
     });

@@ -107,6 +107,11 @@ public class MgmtClusterTests
         Assert.That(info.GetProperty("status").GetString(), Is.EqualTo("started"));
         Assert.That(info.GetProperty("bricks").EnumerateArray().Select(b => b.GetProperty("host").GetString()), Is.EqualTo(Enumerable.Range(0, Hosts).Select(Host)));
         await WaitBricksOnlineAsync("cv");
+        // Any node's status shows every brick: its own from its supervisor, the others' from their nodes.
+        var status = _mgmtd[0].Json("volume", "status", "cv").GetProperty("bricks").EnumerateArray().ToList();
+        Assert.That(status.Select(b => b.GetProperty("online").GetBoolean()), Is.All.True, JsonSerializer.Serialize(status));
+        Assert.That(status.Select(b => b.GetProperty("pid").GetInt32()), Is.All.GreaterThan(0));
+        Assert.That(status.Select(b => b.GetProperty("local").GetBoolean()), Is.EqualTo(new[] { true, false, false }));
         for (int i = 0; i < Hosts; i++)
             Assert.That(Shell.Sh($"btrfs subvolume show '{_disk.MountPoint}/cv-b{i}' >/dev/null").Ok, Is.True, $"node {i} made its brick a subvolume");
 
@@ -166,6 +171,46 @@ public class MgmtClusterTests
         _etcd.WaitHealthy([2]);
         _mgmtd[2].MustCtl("volume", "stop", "e1");
         _mgmtd[1].MustCtl("volume", "delete", "e1");
+    }
+
+    [Test, CancelAfter(150_000)]
+    public async Task Mgmtd_killed_during_volume_create_leaves_the_definition_absent_or_complete_on_every_node()
+    {
+        var random = new Random(8);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        _mgmtd[1].MustCtl("volume", "list");
+        int typical = (int)clock.ElapsedMilliseconds;
+        var made = new List<string>();
+        for (int round = 0; round < 3; round++)
+        {
+            string vol = $"k{round}";
+            var psi = new System.Diagnostics.ProcessStartInfo(Programs.Find("brickctl")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in new[] { "--server", _mgmtd[1].Server, "--timeout", "30", "volume", "create", vol, "replica", "3" }.Concat(Bricks(vol)))
+                psi.ArgumentList.Add(a);
+            using var ctl = System.Diagnostics.Process.Start(psi)!;
+            var output = ctl.StandardError.ReadToEndAsync();
+            // The kill lands before, during or after the etcd transaction, a different moment each round.
+            await Task.Delay(random.Next(typical / 2, typical * 3 / 2 + 1));
+            _mgmtd[1].Kill9();
+            using (var limit = new CancellationTokenSource(TimeSpan.FromSeconds(40))) await ctl.WaitForExitAsync(limit.Token);
+            await output;
+            _mgmtd[1].Start();
+
+            var answers = _mgmtd.Select(m => m.Ctl("--json", "volume", "info", vol)).ToList();
+            TestContext.Out.WriteLine($"round {round}: definition {(answers[0].Ok ? "complete" : "absent")}");
+            Assert.That(answers.Select(a => a.Ok).Distinct().Count(), Is.EqualTo(1), $"round {round}: every node agrees: {string.Join("\n", answers)}");
+            if (answers[0].Ok)
+            {
+                Assert.That(answers.Select(a => a.Stdout).Distinct().Count(), Is.EqualTo(1), $"round {round}: one definition");
+                Assert.That(JsonDocument.Parse(answers[0].Stdout).RootElement.GetProperty("bricks").GetArrayLength(), Is.EqualTo(3));
+                made.Add(vol);
+            }
+            else
+            {
+                Assert.That(answers.Select(a => a.Stderr).Distinct(), Is.EqualTo(new[] { $"volume info: failed: volume {vol} does not exist\n" }));
+            }
+        }
+        foreach (var vol in made) _mgmtd[0].MustCtl("volume", "delete", vol);
     }
 
     [Test, CancelAfter(150_000)]
