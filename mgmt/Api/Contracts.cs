@@ -15,6 +15,9 @@ public sealed record BricksRequest(List<string> Bricks, bool Force = false);
 
 public sealed record PeerProbeRequest(string Host);
 
+/// <summary>Bricks (HOST:/DIR) a peer checks on its own disks before another node defines them (cluster mode).</summary>
+public sealed record BrickCheckRequest(List<string> Bricks);
+
 public sealed record ErrorResponse(string Error);
 
 /// <summary>Cluster is "ETCD-CLUSTER-ID PREFIX" for a node in cluster mode, null for a standalone one: nodes with equal values share one state.</summary>

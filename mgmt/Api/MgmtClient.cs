@@ -59,6 +59,7 @@ public sealed class MgmtClient(HttpClient http, string server)
     public Task<MgmtResult<List<OptionValue>>> OptionsAsync(string vol) => SendAsync<List<OptionValue>>(HttpMethod.Get, $"volumes/{E(vol)}/options");
     public Task<MgmtResult<VolumeInfo>> SetAsync(string vol, string key, string value) =>
         SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/options", new SetOptionRequest(key, value));
+    public Task<MgmtResult<MessageResponse>> CheckBricksAsync(BrickCheckRequest r) => SendAsync<MessageResponse>(HttpMethod.Post, "bricks/check", r);
     public Task<MgmtResult<VolumeInfo>> AddBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/add-brick", r);
     public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
 

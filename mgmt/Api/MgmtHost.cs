@@ -88,6 +88,7 @@ public sealed class MgmtHost : IAsyncDisposable
             ShdPath = options.ResolvedShdPath,
             ProbePorts = options.ProbeBrickPorts,
             AskPeer = etcd is null ? null : (peer, volume, ct) => PeerStatusAsync(peer, volume, secret, ct),
+            CheckOnPeer = etcd is null ? null : (peer, bricks, ct) => PeerCheckAsync(peer, bricks, secret, ct),
         };
         string? clusterId = null;
         Func<CancellationToken, Task<string?>> cluster = etcd is null
@@ -108,13 +109,25 @@ public sealed class MgmtHost : IAsyncDisposable
     /// <summary>How long <c>volume status</c> waits for a peer's answer about its bricks.</summary>
     public static readonly TimeSpan PeerStatusTimeout = TimeSpan.FromSeconds(3);
 
-    /// <summary>A peer's own bricks of <paramref name="volume"/>; null when it does not answer in time. Nodes of one cluster share the secret.</summary>
+    /// <summary>A client of a peer's API. Nodes of one cluster share the secret.</summary>
+    private static MgmtClient PeerClient(PeerDefinition peer, string? secret) =>
+        MgmtClient.Create($"{(peer.Host.Contains(':') ? $"[{peer.Host}]" : peer.Host)}:{peer.Port}", PeerStatusTimeout, PeerConnections, secret);
+
+    /// <summary>A peer's own bricks of <paramref name="volume"/>; null when it does not answer in time.</summary>
     private static async Task<VolumeStatusResponse?> PeerStatusAsync(PeerDefinition peer, string volume, string? secret, CancellationToken ct)
     {
-        string host = peer.Host.Contains(':') ? $"[{peer.Host}]" : peer.Host;
-        var client = MgmtClient.Create($"{host}:{peer.Port}", PeerStatusTimeout, PeerConnections, secret);
-        var r = await client.StatusAsync(volume, localOnly: true);
+        var r = await PeerClient(peer, secret).StatusAsync(volume, localOnly: true);
         return r.Ok ? r.Value : null;
+    }
+
+    /// <summary>The peer's verdict on its bricks; a peer that cannot answer refuses them (force skips the check).</summary>
+    private static async Task<MgmtError?> PeerCheckAsync(PeerDefinition peer, BrickCheckRequest bricks, string? secret, CancellationToken ct)
+    {
+        var r = await PeerClient(peer, secret).CheckBricksAsync(bricks);
+        if (r.Ok) return null;
+        return r.Error!.Kind == MgmtErrorKind.Unavailable
+            ? MgmtError.Unavailable($"cannot check brick {bricks.Bricks[0]} on its node: {r.Error.Message} (add 'force' to skip the check)")
+            : r.Error;
     }
 
     /// <summary>What the health check reports about this node.</summary>
@@ -202,6 +215,9 @@ public sealed class MgmtHost : IAsyncDisposable
         api.MapPost("/peers", async (PeerProbeRequest r, CancellationToken ct) => Reply(await peers.ProbeAsync(r.Host, ct)));
         api.MapDelete("/peers/{host}", async (string host, bool? force, CancellationToken ct) =>
             Reply(await peers.DetachAsync(host, force ?? false, ct)));
+
+        api.MapPost("/bricks/check", (BrickCheckRequest r) =>
+            volumes.CheckLocalBricks(r.Bricks ?? []) is { } bad ? Error(bad) : Results.Ok(new MessageResponse("bricks pass")));
 
         api.MapGet("/volumes", async (CancellationToken ct) => await volumes.ListAsync(ct));
         api.MapPost("/volumes", async (CreateVolumeRequest r, CancellationToken ct) =>

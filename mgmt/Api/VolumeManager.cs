@@ -37,8 +37,46 @@ public sealed partial class VolumeManager(
     public async Task<MgmtResult<VolumeDefinition>> GetAsync(string name, CancellationToken ct) =>
         (await store.ReadAsync(ct)).FindVolume(name) is { } v ? v : MgmtError.NoSuchVolume(name);
 
+    /// <summary>
+    /// Has a peer run <see cref="CheckLocalBricks"/> on its bricks among a request's; null when
+    /// they pass. Set in cluster mode, where only a brick's own node can tell which filesystem
+    /// holds it.
+    /// </summary>
+    public Func<PeerDefinition, BrickCheckRequest, CancellationToken, Task<MgmtError?>>? CheckOnPeer { get; init; }
+
+    /// <summary>The filesystem checks of this node's bricks among <paramref name="specs"/> (what a peer asks before it defines them).</summary>
+    public MgmtError? CheckLocalBricks(IReadOnlyList<string> specs)
+    {
+        var bricks = new List<BrickDefinition>();
+        foreach (var spec in specs)
+        {
+            var b = VolumeValidator.ParseBrick(spec);
+            if (!b.Ok) return b.Error;
+            bricks.Add(b.Value);
+        }
+        return validator.CheckLocalFilesystems(bricks);
+    }
+
+    /// <summary>Has each peer holding some of <paramref name="specs"/> check them (unless forced); a peer that cannot be asked refuses the request.</summary>
+    private async Task<MgmtError?> CheckRemoteBricksAsync(IReadOnlyList<string> specs, bool force, CancellationToken ct)
+    {
+        if (CheckOnPeer is null || force) return null;
+        var state = await store.ReadAsync(ct);
+        var remote = specs.Select(VolumeValidator.ParseBrick).Where(b => b.Ok && !isLocal(b.Value.Host)).Select(b => b.Value)
+            .GroupBy(b => b.Host, StringComparer.OrdinalIgnoreCase);
+        foreach (var host in remote)
+        {
+            // A host that is no peer is refused by the validator, with its own message.
+            var peer = state.Peers.FirstOrDefault(p => p.NodeId != state.NodeId && string.Equals(p.Host, host.Key, StringComparison.OrdinalIgnoreCase));
+            if (peer is null) continue;
+            if (await CheckOnPeer(peer, new BrickCheckRequest([.. host.Select(b => b.Spec)]), ct) is { } error) return error;
+        }
+        return null;
+    }
+
     public Task<MgmtResult<VolumeDefinition>> CreateAsync(CreateVolumeRequest r, CancellationToken ct) => Serialised(async () =>
     {
+        if (await CheckRemoteBricksAsync(r.Bricks ?? [], r.Force, ct) is { } remote) return remote;
         var result = await store.UpdateAsync<VolumeDefinition>(state =>
         {
             var v = validator.ValidateCreate(state, r.Name ?? "", r.Replica, r.Arbiter, r.Bricks ?? [], r.Force);
@@ -157,6 +195,7 @@ public sealed partial class VolumeManager(
 
     public Task<MgmtResult<VolumeDefinition>> AddBricksAsync(string name, BricksRequest r, CancellationToken ct) => Serialised(async () =>
     {
+        if (await CheckRemoteBricksAsync(r.Bricks ?? [], r.Force, ct) is { } remote) return remote;
         var result = await store.UpdateAsync<VolumeDefinition>(state =>
         {
             var v = state.FindVolume(name);

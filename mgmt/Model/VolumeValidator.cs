@@ -102,20 +102,31 @@ public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func
                 if (dup is not null)
                     return MgmtError.Invalid($"bricks {string.Join(" and ", dup.Select(d => d.Spec))} of one replica set are on the same host, which takes all those copies down at once (add 'force' to create anyway)");
             }
-            foreach (var b in parsed.Where(b => isLocalHost(b.Host)))
-            {
-                var mount = mountOf(b.Path);
-                if (mount.IsRoot) return MgmtError.Invalid($"brick {b.Spec} is on the root filesystem (add 'force' to use it anyway)");
-                if (mount.FileSystemType != "btrfs")
-                    return MgmtError.Invalid($"brick {b.Spec} is on {mount.FileSystemType} at {mount.Path}, not Btrfs, so snapshots will not work (add 'force' to use it anyway)");
-                // A brick that exists must be a subvolume of its own, so one snapshot covers exactly
-                // that brick; one that does not exist yet is created as a subvolume.
-                if (isSubvolume is not null && Directory.Exists(b.Path) && !isSubvolume(b.Path))
-                    return MgmtError.Invalid($"brick {b.Spec} is a plain directory, not a Btrfs subvolume, so it cannot be snapshot on its own (give a path that does not exist yet, or a subvolume, or add 'force')");
-            }
+            if (CheckLocalFilesystems(parsed) is { } local) return local;
         }
         foreach (var b in parsed) b.Number = volume.NextBrickNumber++;
         volume.Bricks.AddRange(parsed);
+        return null;
+    }
+
+    /// <summary>
+    /// The checks of this node's bricks among <paramref name="bricks"/> that only this node can
+    /// make (which filesystem holds them); all give way to <c>force</c>. In a cluster the node
+    /// that is asked to create a volume has each other node make them for its own bricks.
+    /// </summary>
+    public MgmtError? CheckLocalFilesystems(IEnumerable<BrickDefinition> bricks)
+    {
+        foreach (var b in bricks.Where(b => isLocalHost(b.Host)))
+        {
+            var mount = mountOf(b.Path);
+            if (mount.IsRoot) return MgmtError.Invalid($"brick {b.Spec} is on the root filesystem (add 'force' to use it anyway)");
+            if (mount.FileSystemType != "btrfs")
+                return MgmtError.Invalid($"brick {b.Spec} is on {mount.FileSystemType} at {mount.Path}, not Btrfs, so snapshots will not work (add 'force' to use it anyway)");
+            // A brick that exists must be a subvolume of its own, so one snapshot covers exactly
+            // that brick; one that does not exist yet is created as a subvolume.
+            if (isSubvolume is not null && Directory.Exists(b.Path) && !isSubvolume(b.Path))
+                return MgmtError.Invalid($"brick {b.Spec} is a plain directory, not a Btrfs subvolume, so it cannot be snapshot on its own (give a path that does not exist yet, or a subvolume, or add 'force')");
+        }
         return null;
     }
 

@@ -115,6 +115,12 @@ public class MgmtClusterTests
         for (int i = 0; i < Hosts; i++)
             Assert.That(Shell.Sh($"btrfs subvolume show '{_disk.MountPoint}/cv-b{i}' >/dev/null").Ok, Is.True, $"node {i} made its brick a subvolume");
 
+        // A brick that another node holds is checked by that node: not on Btrfs is refused unless forced.
+        string plain = Directory.CreateDirectory(Path.Combine(_work, "plain")).FullName;
+        var notBtrfs = _mgmtd[0].Ctl("volume", "create", "pv", $"{Host(0)}:{_disk.MountPoint}/pv-b0", $"{Host(2)}:{plain}/pv-b2");
+        Assert.That(notBtrfs.Stderr, Does.StartWith($"volume create: pv: failed: brick {Host(2)}:{plain}/pv-b2 is on ").And.Contain("(add 'force' to use it anyway)"));
+        Assert.That(_mgmtd[1].Ctl("volume", "info", "pv").Ok, Is.False, "nothing was defined");
+
         // A brick on a host that is not a peer is refused, from any node.
         var refused = _mgmtd[0].Ctl("volume", "create", "stray", $"10.255.255.1:{_disk.MountPoint}/stray");
         Assert.That(refused.Stderr, Is.EqualTo($"volume create: stray: failed: brick 10.255.255.1:{_disk.MountPoint}/stray: host 10.255.255.1 is not a peer of this cluster (brickctl peer probe 10.255.255.1)\n"));
