@@ -95,21 +95,7 @@ public sealed partial class VolumeManager(
         var current = (await store.ReadAsync(ct)).FindVolume(name);
         if (current is null) return MgmtError.NoSuchVolume(name);
         if (current.Status == VolumeStatus.Started && !force) return MgmtError.Conflict($"volume {name} is already started");
-        // A port another program took since the brick got it would keep that brick from ever
-        // listening (and a client could reach the wrong server there): such a brick gets a new
-        // port, which the client volfile mounts fetch from now on carries.
-        var moved = await store.UpdateAsync<VolumeDefinition>(state =>
-        {
-            var v = state.FindVolume(name);
-            if (v is null) return MgmtError.NoSuchVolume(name);
-            var blocked = v.Bricks.Where(b => supervisor.State(Key(name, b)) is null && PortTaken(b.Host, b.Port)).ToList();
-            if (blocked.Count == 0) return Unchanged;
-            foreach (var b in blocked) b.Port = 0;
-            if (BrickPorts.Assign(state, v, PortTaken) is { } noPort) return noPort;
-            logger.LogWarning(1010, "volume {Volume}: ports of {Bricks} are taken by other programs; moved to {Ports}", name,
-                string.Join(" ", blocked.Select(b => b.Spec)), string.Join(" ", blocked.Select(b => b.Port)));
-            return v;
-        }, ct);
+        var moved = await MoveBlockedPortsAsync(name, ct);
         if (moved.Ok) current = moved.Value;
         else if (!ReferenceEquals(moved.Error, Unchanged)) return moved.Error!;
         try
@@ -132,6 +118,26 @@ public sealed partial class VolumeManager(
         logger.LogInformation(1002, "volume {Volume}: started", name);
         return result;
     });
+
+    /// <summary>
+    /// A port another program took since the brick got it would keep that brick from ever
+    /// listening (and a client could reach the wrong server there): each such brick of this
+    /// node that does not run yet gets a new port, which the client volfile mounts fetch from
+    /// now on carries. <see cref="Unchanged"/> when no port is blocked.
+    /// </summary>
+    private async Task<MgmtResult<VolumeDefinition>> MoveBlockedPortsAsync(string name, CancellationToken ct) =>
+        await store.UpdateAsync<VolumeDefinition>(state =>
+        {
+            var v = state.FindVolume(name);
+            if (v is null) return MgmtError.NoSuchVolume(name);
+            var blocked = v.Bricks.Where(b => PortBlocked(name, b)).ToList();
+            if (blocked.Count == 0) return Unchanged;
+            foreach (var b in blocked) b.Port = 0;
+            if (BrickPorts.Assign(state, v, PortTaken) is { } noPort) return noPort;
+            logger.LogWarning(1010, "volume {Volume}: ports of {Bricks} are taken by other programs; moved to {Ports}", name,
+                string.Join(" ", blocked.Select(b => b.Spec)), string.Join(" ", blocked.Select(b => b.Port)));
+            return v;
+        }, ct);
 
     public Task<MgmtResult<VolumeDefinition>> StopAsync(string name, bool force, CancellationToken ct) => Serialised(async () =>
     {
@@ -306,11 +312,19 @@ public sealed partial class VolumeManager(
     {
         var state = await store.ReadAsync(ct);
         var wanted = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var v in state.Volumes.Where(v => v.Status == VolumeStatus.Started))
+        foreach (var started in state.Volumes.Where(v => v.Status == VolumeStatus.Started))
         {
+            var v = started;
             foreach (var b in v.Bricks.Where(b => isLocal(b.Host))) wanted.Add(Key(v.Name, b));
             try
             {
+                // Another node gave this node's brick its port without being able to probe it here.
+                if (v.Bricks.Any(b => PortBlocked(v.Name, b)))
+                {
+                    var moved = await MoveBlockedPortsAsync(v.Name, ct);
+                    if (moved.Ok) v = moved.Value;
+                    else if (!ReferenceEquals(moved.Error, Unchanged)) logger.LogError(1014, "volume {Volume}: {Reason}", v.Name, moved.Error!.Message);
+                }
                 await ApplyAsync(v);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -407,6 +421,11 @@ public sealed partial class VolumeManager(
             return true;
         }
     }
+
+    /// <summary>Whether another program holds the port of this node's brick, which is neither running nor left running by an earlier mgmtd.</summary>
+    private bool PortBlocked(string volume, BrickDefinition b) =>
+        supervisor.State(Key(volume, b)) is null && PortTaken(b.Host, b.Port)
+        && BrickSupervisor.LeftRunning(Path.Combine(RunDir, Key(volume, b) + ".pid"), BrickVolfilePath(volume, b)) is null;
 
     public static string Key(string volume, BrickDefinition b) => $"{volume}-brick-{b.Number}";
 

@@ -146,7 +146,10 @@ public class MgmtClusterTests
         // While node 1's mgmtd is down: a new volume with a brick on it is created and started,
         // and "old" is stopped. The brick of "old" on node 1 (left running by the killed mgmtd)
         // must stop, the one of "new" must start, once node 1's mgmtd is back.
-        _mgmtd[2].MustCtl(["volume", "create", "new", "replica", "3", .. Bricks("new")]);
+        // Node 1 cannot check its brick now: refused, unless forced.
+        Assert.That(_mgmtd[2].Ctl(["volume", "create", "new", "replica", "3", .. Bricks("new")]).Stderr,
+            Does.StartWith($"volume create: new: failed: cannot check brick {Bricks("new")[1]} on its node: cannot reach brickfs-mgmtd at {Host(1)}:{MgmtPort}"));
+        _mgmtd[2].MustCtl(["volume", "create", "new", "replica", "3", .. Bricks("new"), "force"]);
         _mgmtd[2].MustCtl("volume", "start", "new");
         _mgmtd[0].MustCtl("volume", "stop", "old");
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => LocalBrickOnline(0, "new") && LocalBrickOnline(2, "new"), "nodes 0 and 2 run their bricks of new");
@@ -177,6 +180,34 @@ public class MgmtClusterTests
         _etcd.WaitHealthy([2]);
         _mgmtd[2].MustCtl("volume", "stop", "e1");
         _mgmtd[1].MustCtl("volume", "delete", "e1");
+    }
+
+    [Test, CancelAfter(120_000)]
+    public async Task A_brick_port_another_program_holds_on_its_node_is_moved_by_that_node()
+    {
+        _mgmtd[0].MustCtl(["volume", "create", "pt", "replica", "3", .. Bricks("pt")]);
+        int port = _mgmtd[0].Json("volume", "info", "pt").GetProperty("bricks")[1].GetProperty("port").GetInt32();
+        // Node 0 chose node 1's port without being able to probe it; on node 1 something else listens there.
+        using var squatter = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("ip",
+            ["netns", "exec", _net.Namespace(1), "python3", "-c",
+             $"import socket,time; s=socket.socket(); s.bind(('{Host(1)}', {port})); s.listen(); print('listening', flush=True); time.sleep(300)"])
+            { UseShellExecute = false, RedirectStandardOutput = true })!;
+        try
+        {
+            Assert.That(await squatter.StandardOutput.ReadLineAsync(), Is.EqualTo("listening"));
+            _mgmtd[2].MustCtl("volume", "start", "pt");
+            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => LocalBrickOnline(1, "pt"), "node 1 runs its brick on another port");
+            var infos = InfoEverywhere("pt");
+            Assert.That(infos.Distinct().Count(), Is.EqualTo(1), string.Join("\n", infos));
+            Assert.That(JsonDocument.Parse(infos[0]).RootElement.GetProperty("bricks")[1].GetProperty("port").GetInt32(), Is.Not.EqualTo(port));
+        }
+        finally
+        {
+            squatter.Kill();
+            squatter.WaitForExit(10_000);
+        }
+        _mgmtd[0].MustCtl("volume", "stop", "pt");
+        _mgmtd[0].MustCtl("volume", "delete", "pt");
     }
 
     [Test, CancelAfter(150_000)]
