@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 if [ "$(id -u)" -ne 0 ]; then echo "install.sh: must run as root" >&2; exit 1; fi
 
-PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod systemd)
+PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod systemd etcd-server)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -40,6 +40,8 @@ if [ ! -s /etc/brickfs/secret ]; then
 fi
 install -m 0644 mgmt/systemd/brickfs-mgmtd.service /etc/systemd/system/brickfs-mgmtd.service
 install -m 0644 mgmt/systemd/brickfs-shd@.service /etc/systemd/system/brickfs-shd@.service
+# etcd-server is for clusters (brickfs-mgmtd --etcd-endpoints, see mgmt/CLUSTER.md); its Debian
+# unit is enabled by the package but a standalone server does not need it running.
 # Only where systemd runs (not in a plain container): make it see the (new) units.
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 echo "install.sh: installed brickd, mount.brickfs, brickfs-mgmtd, brickctl, brickfs-shd from $PREFIX/lib; units brickfs-mgmtd.service, brickfs-shd@.service"

@@ -184,6 +184,19 @@ public static class Program
         }
     }
 
+    /// <summary>
+    /// The mgmtd volume this mount's graph came from, when it came from one (the volfile is the
+    /// copy fetched for this mount point, not a file the user named); null for snapshots, which
+    /// never change.
+    /// </summary>
+    private static VolumeSource? ManagedSource(MountOptions o)
+    {
+        var source = o.Source;
+        if (source is null && o.Spec is { } spec && o.Volfile == VolfileServers.CachePath(o.MountPoint) && VolumeSource.TryParse(spec, out var parsed))
+            source = parsed;
+        return source is null || source.Volume.StartsWith("snaps/", StringComparison.Ordinal) ? null : source;
+    }
+
     private static Log OpenLog(string path)
     {
         try
@@ -244,11 +257,20 @@ public static class Program
         log.Info("mount.serving", $"dir={mount.MountPoint} volfile={options.Volfile} pid={Environment.ProcessId}");
         ready?.Invoke();
 
+        using var watchStop = new CancellationTokenSource();
+        var watch = Task.CompletedTask;
+        if (ManagedSource(options) is { } source)
+        {
+            var watcher = new VolfileWatcher(source, options.BackupVolfileServers, graph, File.ReadAllText(options.Volfile!), options.Volfile!, log);
+            watch = Task.Run(() => watcher.RunAsync(watchStop.Token));
+        }
         if (await Task.WhenAny(mount.Completion, shutdown.Task) == shutdown.Task)
         {
             log.Info("mount.signal", $"dir={mount.MountPoint}; unmounting");
             await mount.UnmountAsync();
         }
+        watchStop.Cancel();
+        await watch;
         await mount.DisposeAsync();
         await graph.DisposeAsync();
         log.Info("mount.exit", $"dir={mount.MountPoint}");

@@ -16,9 +16,13 @@ public sealed record BricksRequest(List<string> Bricks, bool Force = false, stri
 
 public sealed record PeerProbeRequest(string Host);
 
+/// <summary>Bricks (HOST:/DIR) a peer checks on its own disks before another node defines them (cluster mode).</summary>
+public sealed record BrickCheckRequest(List<string> Bricks);
+
 public sealed record ErrorResponse(string Error);
 
-public sealed record HealthResponse(string Status, Guid NodeId, string Node, string Version);
+/// <summary>Cluster is "ETCD-CLUSTER-ID PREFIX" for a node in cluster mode, null for a standalone one: nodes with equal values share one state.</summary>
+public sealed record HealthResponse(string Status, Guid NodeId, string Node, string Version, string? Cluster = null);
 
 public sealed record BrickInfo(int Index, string Host, string Path, int Port, bool Arbiter);
 
@@ -33,7 +37,11 @@ public sealed record VolumeInfo(
         new SortedDictionary<string, string>(v.Options, StringComparer.Ordinal));
 }
 
-/// <summary>One brick's state. For another node's brick, Local is false and Pid, Online and FreeBytes are null (unknown here).</summary>
+/// <summary>
+/// One brick's state. Local says whether the answering node holds the brick. For another node's
+/// brick, Pid, Online and FreeBytes are what that node's mgmtd reported (cluster mode), or null
+/// when it was not asked or did not answer.
+/// </summary>
 public sealed record BrickStatus(int Index, string Host, string Path, int Port, bool Local, int? Pid, bool? Online, long? FreeBytes, int Restarts);
 
 public sealed record VolumeStatusResponse(string Name, VolumeStatus Status, List<BrickStatus> Bricks);

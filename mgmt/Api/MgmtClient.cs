@@ -53,10 +53,13 @@ public sealed class MgmtClient(HttpClient http, string server)
     public Task<MgmtResult<VolumeInfo>> StartAsync(string vol, bool force) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/start?force={B(force)}");
     public Task<MgmtResult<VolumeInfo>> StopAsync(string vol, bool force) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/stop?force={B(force)}");
     public Task<MgmtResult<VolumeInfo>> DeleteAsync(string vol) => SendAsync<VolumeInfo>(HttpMethod.Delete, $"volumes/{E(vol)}");
-    public Task<MgmtResult<VolumeStatusResponse>> StatusAsync(string vol) => SendAsync<VolumeStatusResponse>(HttpMethod.Get, $"volumes/{E(vol)}/status");
+    /// <summary>Every brick's state; <paramref name="localOnly"/>: only the answering node's own bricks (how peers ask each other).</summary>
+    public Task<MgmtResult<VolumeStatusResponse>> StatusAsync(string vol, bool localOnly = false) =>
+        SendAsync<VolumeStatusResponse>(HttpMethod.Get, localOnly ? $"volumes/{E(vol)}/status?local=true" : $"volumes/{E(vol)}/status");
     public Task<MgmtResult<List<OptionValue>>> OptionsAsync(string vol) => SendAsync<List<OptionValue>>(HttpMethod.Get, $"volumes/{E(vol)}/options");
     public Task<MgmtResult<VolumeInfo>> SetAsync(string vol, string key, string value) =>
         SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/options", new SetOptionRequest(key, value));
+    public Task<MgmtResult<MessageResponse>> CheckBricksAsync(BrickCheckRequest r) => SendAsync<MessageResponse>(HttpMethod.Post, "bricks/check", r);
     public Task<MgmtResult<VolumeInfo>> AddBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/add-brick", r);
     public Task<MgmtResult<VolumeInfo>> RemoveBricksAsync(string vol, BricksRequest r) => SendAsync<VolumeInfo>(HttpMethod.Post, $"volumes/{E(vol)}/remove-brick", r);
 

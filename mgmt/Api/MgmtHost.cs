@@ -23,19 +23,25 @@ namespace Brickfs.Mgmt.Api;
 public sealed class MgmtHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly FileStateStore _store;
+    private readonly FileStateStore _local;
+    private readonly EtcdStateStore? _etcd;
     private readonly BrickSupervisor _supervisor;
+    private readonly CancellationTokenSource _stop = new();
+    private Task _watch = Task.CompletedTask;
 
-    private MgmtHost(WebApplication app, FileStateStore store, BrickSupervisor supervisor, VolumeManager volumes)
+    private MgmtHost(WebApplication app, FileStateStore local, EtcdStateStore? etcd, BrickSupervisor supervisor, VolumeManager volumes)
     {
         _app = app;
-        _store = store;
+        _local = local;
+        _etcd = etcd;
         _supervisor = supervisor;
         Volumes = volumes;
     }
 
     public VolumeManager Volumes { get; }
-    public StateStore Store => _store;
+
+    /// <summary>Where definitions live: etcd in cluster mode, else the embedded store.</summary>
+    public StateStore Store => _etcd is null ? _local : _etcd;
 
     /// <summary>The address the API answers on, e.g. http://127.0.0.1:41234 (known after <see cref="StartAsync"/>).</summary>
     public Uri Address => new(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
@@ -65,21 +71,78 @@ public sealed class MgmtHost : IAsyncDisposable
         var app = builder.Build();
 
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
-        var store = FileStateStore.Open(options.StateDir);
+        // The embedded store keeps this node's identity in both modes; in cluster mode the
+        // definitions live in etcd instead.
+        var local = FileStateStore.Open(options.StateDir);
+        var nodeId = local.ReadAsync().AsTask().GetAwaiter().GetResult().NodeId;
+        EtcdStateStore? etcd = options.EtcdEndpoints is { } endpoints
+            ? new EtcdStateStore(new EtcdClient(endpoints), options.EtcdPrefix, nodeId, loggers.CreateLogger("Brickfs.Mgmt.Etcd"))
+            : null;
+        StateStore store = etcd is null ? local : etcd;
         var node = new NodeIdentity([options.NodeAddress ?? "", options.ListenHost], options.MatchMachineAddresses);
-        var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path), Btrfs.IsSubvolume);
+        var validator = new VolumeValidator(node.IsLocal, path => MountPoint.Of(path), Btrfs.IsSubvolume) { RequirePeers = etcd is not null };
         var supervisor = new BrickSupervisor(options.ResolvedBrickdPath, loggers.CreateLogger("Brickfs.Mgmt.Bricks"));
         var volumes = new VolumeManager(store, validator, node.IsLocal, supervisor, options.StateDir, options.BrickListenHost,
-            loggers.CreateLogger("Brickfs.Mgmt.Volumes")) { ShdPath = options.ResolvedShdPath, ProbePorts = options.ProbeBrickPorts };
-        var peers = new PeerManager(store, new HttpClient(), loggers.CreateLogger("Brickfs.Mgmt.Peers"));
-        MapRoutes(app, store, node, volumes, peers, options.BrickListenHost, secret);
-        return new MgmtHost(app, store, supervisor, volumes);
+            loggers.CreateLogger("Brickfs.Mgmt.Volumes"))
+        {
+            ShdPath = options.ResolvedShdPath,
+            ProbePorts = options.ProbeBrickPorts,
+            AskPeer = etcd is null ? null : (peer, volume, ct) => PeerStatusAsync(peer, volume, secret, ct),
+            CheckOnPeer = etcd is null ? null : (peer, bricks, ct) => PeerCheckAsync(peer, bricks, secret, ct),
+        };
+        string? clusterId = null;
+        Func<CancellationToken, Task<string?>> cluster = etcd is null
+            ? _ => Task.FromResult<string?>(null)
+            : async ct => clusterId ??= $"{await etcd.Client.ClusterIdAsync(ct)} {etcd.Prefix}";
+        var peers = new PeerManager(store, new HttpClient(), loggers.CreateLogger("Brickfs.Mgmt.Peers"))
+        {
+            ClusterAsync = cluster,
+            Self = () => (options.NodeAddress ?? System.Net.Dns.GetHostName(), new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port),
+        };
+        MapRoutes(app, new Identity(nodeId, node, cluster), volumes, peers, options.BrickListenHost, secret);
+        return new MgmtHost(app, local, etcd, supervisor, volumes);
     }
 
+    /// <summary>Connections to peers, pooled across requests.</summary>
+    private static readonly SocketsHttpHandler PeerConnections = new() { PooledConnectionLifetime = TimeSpan.FromMinutes(1) };
+
+    /// <summary>How long <c>volume status</c> waits for a peer's answer about its bricks.</summary>
+    public static readonly TimeSpan PeerStatusTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>A client of a peer's API. Nodes of one cluster share the secret.</summary>
+    private static MgmtClient PeerClient(PeerDefinition peer, string? secret) =>
+        MgmtClient.Create($"{(peer.Host.Contains(':') ? $"[{peer.Host}]" : peer.Host)}:{peer.Port}", PeerStatusTimeout, PeerConnections, secret);
+
+    /// <summary>A peer's own bricks of <paramref name="volume"/>; null when it does not answer in time.</summary>
+    private static async Task<VolumeStatusResponse?> PeerStatusAsync(PeerDefinition peer, string volume, string? secret, CancellationToken ct)
+    {
+        var r = await PeerClient(peer, secret).StatusAsync(volume, localOnly: true);
+        return r.Ok ? r.Value : null;
+    }
+
+    /// <summary>The peer's verdict on its bricks; a peer that cannot answer refuses them (force skips the check).</summary>
+    private static async Task<MgmtError?> PeerCheckAsync(PeerDefinition peer, BrickCheckRequest bricks, string? secret, CancellationToken ct)
+    {
+        var r = await PeerClient(peer, secret).CheckBricksAsync(bricks);
+        if (r.Ok) return null;
+        return r.Error!.Kind == MgmtErrorKind.Unavailable
+            ? MgmtError.Unavailable($"cannot check brick {bricks.Bricks[0]} on its node: {r.Error.Message} (add 'force' to skip the check)")
+            : r.Error;
+    }
+
+    /// <summary>What the health check reports about this node.</summary>
+    private sealed record Identity(Guid NodeId, NodeIdentity Node, Func<CancellationToken, Task<string?>> Cluster);
+
+    /// <summary>
+    /// Starts the API, then brings this node's bricks in line with the definitions: once from
+    /// the embedded store, or, in cluster mode, now and after every change any node makes in
+    /// etcd (a watch on the prefix) for as long as the host runs.
+    /// </summary>
     public async Task StartAsync(CancellationToken ct = default)
     {
         await _app.StartAsync(ct);
-        await Volumes.ConvergeAsync(ct);
+        if (_etcd is null) await Volumes.ConvergeAsync(ct);
+        else _watch = Task.Run(() => _etcd.WatchAsync(Volumes.ConvergeAsync, _stop.Token), CancellationToken.None);
         SystemdNotify.Send("READY=1");
     }
 
@@ -90,16 +153,19 @@ public sealed class MgmtHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _stop.Cancel();
+        await _watch;
         await _app.StopAsync();
         await _supervisor.DisposeAsync();
         await _app.DisposeAsync();
-        await _store.DisposeAsync();
+        if (_etcd is not null) await _etcd.DisposeAsync();
+        await _local.DisposeAsync();
     }
 
     public static string Version =>
         typeof(MgmtHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
 
-    private static void MapRoutes(WebApplication app, StateStore store, NodeIdentity node, VolumeManager volumes, PeerManager peers, string brickListenHost, string? secret)
+    private static void MapRoutes(WebApplication app, Identity self, VolumeManager volumes, PeerManager peers, string brickListenHost, string? secret)
     {
         // A bug or broken infrastructure (disk full, permissions) still answers one line, and is logged.
         var failures = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Brickfs.Mgmt.Api");
@@ -108,6 +174,13 @@ public sealed class MgmtHost : IAsyncDisposable
             try
             {
                 await next(context);
+            }
+            catch (EtcdUnavailableException e) when (!context.Response.HasStarted)
+            {
+                // Broken infrastructure a user can act on: say so, as the one line.
+                failures.LogWarning(1303, "{Method} {Path}: {Reason}", context.Request.Method, context.Request.Path, e.Message);
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                await context.Response.WriteAsJsonAsync(new ErrorResponse(e.Message), MgmtJson.Options);
             }
             catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
             {
@@ -136,12 +209,15 @@ public sealed class MgmtHost : IAsyncDisposable
         }
         var api = app.MapGroup("/api/v1");
         api.MapGet("/health", async (CancellationToken ct) =>
-            new HealthResponse("ok", (await store.ReadAsync(ct)).NodeId, node.Name, Version));
+            new HealthResponse("ok", self.NodeId, self.Node.Name, Version, await self.Cluster(ct)));
 
         api.MapGet("/peers", async (CancellationToken ct) => await peers.StatusAsync(ct));
         api.MapPost("/peers", async (PeerProbeRequest r, CancellationToken ct) => Reply(await peers.ProbeAsync(r.Host, ct)));
         api.MapDelete("/peers/{host}", async (string host, bool? force, CancellationToken ct) =>
             Reply(await peers.DetachAsync(host, force ?? false, ct)));
+
+        api.MapPost("/bricks/check", (BrickCheckRequest r) =>
+            volumes.CheckLocalBricks(r.Bricks ?? []) is { } bad ? Error(bad) : Results.Ok(new MessageResponse("bricks pass")));
 
         api.MapGet("/volumes", async (CancellationToken ct) => await volumes.ListAsync(ct));
         api.MapPost("/volumes", async (CreateVolumeRequest r, CancellationToken ct) =>
@@ -155,7 +231,7 @@ public sealed class MgmtHost : IAsyncDisposable
             Reply(await volumes.StartAsync(vol, force ?? false, ct)));
         api.MapPost("/volumes/{vol}/stop", async (string vol, bool? force, CancellationToken ct) =>
             Reply(await volumes.StopAsync(vol, force ?? false, ct)));
-        api.MapGet("/volumes/{vol}/status", async (string vol, CancellationToken ct) => Reply(await volumes.StatusAsync(vol, ct)));
+        api.MapGet("/volumes/{vol}/status", async (string vol, bool? local, CancellationToken ct) => Reply(await volumes.StatusAsync(vol, ct, local ?? false)));
         api.MapGet("/volumes/{vol}/options", async (string vol, CancellationToken ct) => Reply(await volumes.GetOptionsAsync(vol, ct)));
         api.MapPost("/volumes/{vol}/options", async (string vol, SetOptionRequest r, CancellationToken ct) =>
             Reply(await volumes.SetAsync(vol, r.Key, r.Value, ct)));
@@ -166,14 +242,14 @@ public sealed class MgmtHost : IAsyncDisposable
         api.MapPost("/volumes/{vol}/remove-brick/task", async (string vol, BricksRequest r, CancellationToken ct) =>
             Reply(await volumes.RemoveBrickTaskAsync(vol, r, ct)));
         MapDataRoutes(api, volumes);
-        api.MapGet("/volumes/{vol}/volfile", async (string vol, string? kind, int? brick, CancellationToken ct) =>
+        api.MapGet("/volumes/{vol}/volfile", async (HttpContext http, string vol, string? kind, int? brick, double? wait, CancellationToken ct) =>
         {
             var v = await volumes.GetAsync(vol, ct);
             if (!v.Ok) return Error(v.Error!);
             switch (kind ?? "client")
             {
                 case "client":
-                    return Results.Text(Volgen.Volgen.ClientVolfile(v.Value), "text/plain; charset=utf-8");
+                    return await ClientVolfileAsync(http, volumes, v.Value, wait, ct);
                 case "brick":
                     if (brick is not { } i || i < 0 || i >= v.Value.Bricks.Count)
                         return Error(MgmtError.Invalid($"kind=brick needs brick=N with N in 0..{v.Value.Bricks.Count - 1}"));
@@ -182,6 +258,43 @@ public sealed class MgmtHost : IAsyncDisposable
                     return Error(MgmtError.Invalid($"kind must be client or brick, not '{kind}'"));
             }
         });
+    }
+
+    /// <summary>The longest a volfile watch waits before answering 304 (clients ask again).</summary>
+    public static readonly TimeSpan MaxVolfileWait = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// A client volfile with its ETag (a hash of the text, equal on every node, since volgen's
+    /// output depends only on the definition). With <c>If-None-Match: ETAG</c> and
+    /// <c>wait=SECONDS</c> this is a long poll: it answers as soon as the volfile differs from
+    /// the one the client has, or 304 Not Modified after SECONDS; mounts use it to learn of
+    /// <c>volume set</c> without polling often, from whichever server they reach.
+    /// </summary>
+    private static async Task<IResult> ClientVolfileAsync(HttpContext http, VolumeManager volumes, VolumeDefinition v, double? wait, CancellationToken ct)
+    {
+        string known = http.Request.Headers.IfNoneMatch.ToString();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(Math.Clamp(wait ?? 0, 0, MaxVolfileWait.TotalSeconds));
+        while (true)
+        {
+            var changed = volumes.Changed;
+            string text = Volgen.Volgen.ClientVolfile(v);
+            string etag = Volgen.Volgen.ETag(text);
+            http.Response.Headers.ETag = etag;
+            if (etag != known) return Results.Text(text, "text/plain; charset=utf-8");
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero) return Results.StatusCode(StatusCodes.Status304NotModified);
+            try
+            {
+                await changed.WaitAsync(left, ct);
+            }
+            catch (TimeoutException)
+            {
+                return Results.StatusCode(StatusCodes.Status304NotModified);
+            }
+            var again = await volumes.GetAsync(v.Name, ct);
+            if (!again.Ok) return Error(again.Error!);
+            v = again.Value;
+        }
     }
 
     private static void MapDataRoutes(RouteGroupBuilder api, VolumeManager volumes)

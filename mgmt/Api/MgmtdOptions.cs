@@ -25,6 +25,14 @@ public sealed class MgmtdOptions
     public string BrickListenHost { get; set; } = Volgen.Volgen.DefaultListenHost;
     /// <summary>Whether brick ports this node's bricks would get are probed for other listeners first (tests with a fake brickd turn it off for predictable ports).</summary>
     public bool ProbeBrickPorts { get; set; } = true;
+    /// <summary>
+    /// etcd's client URLs (this node's member first): set, the node keeps peers and volumes in
+    /// that etcd cluster and converges its bricks to them (cluster mode); unset, in the embedded
+    /// store of its state directory (standalone).
+    /// </summary>
+    public IReadOnlyList<Uri>? EtcdEndpoints { get; set; }
+    /// <summary>The key prefix under which this cluster's definitions live in etcd (several clusters may share one etcd).</summary>
+    public string EtcdPrefix { get; set; } = Store.EtcdStateStore.DefaultPrefix;
     /// <summary>Whether this machine's host name and interface addresses count as local (tests turn it off to fake remote hosts).</summary>
     public bool MatchMachineAddresses { get; set; } = true;
 
@@ -38,6 +46,7 @@ public sealed class MgmtdOptions
 
     public const string Usage = """
         usage: brickfs-mgmtd [--state-dir DIR] [--listen HOST:PORT] [--node-address HOST] [--brickd PATH] [--shd PATH] [--brick-listen HOST] [--secret-file FILE]
+                             [--etcd-endpoints URL,...] [--etcd-prefix PREFIX]
           --state-dir DIR      peers, volumes, volfiles, brick logs and pid files (default /var/lib/brickfs)
           --listen HOST:PORT   the HTTP API address (default 0.0.0.0:24007)
           --node-address HOST  a name or address bricks and peers use for this node, besides its host name and addresses
@@ -46,6 +55,10 @@ public sealed class MgmtdOptions
           --brick-listen HOST  the address bricks listen on (default 0.0.0.0)
           --secret-file FILE   require the secret in FILE's first line on every request that reads or changes state
                                (brickctl --secret-file FILE); health and volfile fetches stay open
+          --etcd-endpoints URL,...  cluster mode: keep peers and volumes in this etcd cluster (client URLs,
+                               this node's member first) and converge this node's bricks to them;
+                               without it the node is standalone (embedded store in --state-dir)
+          --etcd-prefix PREFIX the etcd key prefix of this cluster (default /brickfs/)
         """;
 
     /// <summary>Parses the arguments; null with <paramref name="error"/> set on a bad command line, null without it for --help.</summary>
@@ -85,6 +98,11 @@ public sealed class MgmtdOptions
                     case "--shd": o.ShdPath = Path.GetFullPath(Next()); break;
                     case "--secret-file": o.SecretFile = Path.GetFullPath(Next()); break;
                     case "--brick-listen": o.BrickListenHost = Next(); break;
+                    case "--etcd-endpoints": o.EtcdEndpoints = Store.EtcdClient.ParseEndpoints(Next()); break;
+                    case "--etcd-prefix":
+                        o.EtcdPrefix = Next();
+                        if (!o.EtcdPrefix.StartsWith('/')) throw new FormatException("--etcd-prefix must start with '/'");
+                        break;
                     default: throw new FormatException($"unknown argument '{arg}'");
                 }
             }

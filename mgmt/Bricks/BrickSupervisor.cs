@@ -38,7 +38,29 @@ public sealed class BrickSupervisor(string brickdPath, ILogger logger) : IAsyncD
         if (_bricks.TryRemove(key, out var p)) await p.StopAsync();
     }
 
+    /// <summary>The keys of every brick this supervisor runs (or restarts).</summary>
+    public IReadOnlyList<string> Keys => [.. _bricks.Keys];
+
     public BrickProcessState? State(string key) => _bricks.TryGetValue(key, out var p) ? p.State : null;
+
+    /// <summary>
+    /// The pid of a brickd an earlier mgmtd left running for this brick: its pid file names a
+    /// live process whose command line carries the brick's volfile. Such a process still holds
+    /// the brick's port; it is stopped before the brick starts again.
+    /// </summary>
+    public static int? LeftRunning(string pidFile, string volfile)
+    {
+        try
+        {
+            if (!File.Exists(pidFile)) return null;
+            if (!int.TryParse(File.ReadAllText(pidFile).Trim(), out int pid) || pid <= 1) return null;
+            return File.ReadAllText($"/proc/{pid}/cmdline").Split('\0').Contains(volfile) ? pid : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -156,18 +178,7 @@ public sealed class BrickSupervisor(string brickdPath, ILogger logger) : IAsyncD
         /// </summary>
         private async Task StopStaleAsync()
         {
-            if (!File.Exists(_launch.PidFile)) return;
-            if (!int.TryParse(File.ReadAllText(_launch.PidFile).Trim(), out int pid) || pid <= 1) return;
-            string cmdline;
-            try
-            {
-                cmdline = File.ReadAllText($"/proc/{pid}/cmdline");
-            }
-            catch (IOException)
-            {
-                return;
-            }
-            if (!cmdline.Split('\0').Contains(_launch.Volfile)) return;
+            if (LeftRunning(_launch.PidFile, _launch.Volfile) is not { } pid) return;
             try
             {
                 using var stale = Process.GetProcessById(pid);

@@ -14,6 +14,13 @@ namespace Brickfs.Mgmt.Model;
 public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func<string, MountPoint> mountOf, Func<string, bool>? isSubvolume = null)
 {
     public const int MaxNameLength = 64;
+
+    /// <summary>
+    /// In cluster mode every brick host must be this node or a probed peer (GlusterFS's "not in
+    /// 'Peer in Cluster' state"): a brick on a host no mgmtd of the cluster answers for would
+    /// never start. Standalone servers place bricks on any host, as before.
+    /// </summary>
+    public bool RequirePeers { get; init; }
     public const int MaxReplica = 16;
 
     public static MgmtError? CheckName(string name)
@@ -65,6 +72,8 @@ public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func
             if (!b.Ok) return b.Error;
             if (parsed.Concat(volume.Bricks).Any(p => p.Host == b.Value.Host && p.Path == b.Value.Path))
                 return MgmtError.Invalid($"brick {b.Value.Spec} is given twice");
+            if (RequirePeers && !isLocalHost(b.Value.Host) && !state.Peers.Any(p => string.Equals(p.Host, b.Value.Host, StringComparison.OrdinalIgnoreCase)))
+                return MgmtError.Invalid($"brick {b.Value.Spec}: host {b.Value.Host} is not a peer of this cluster (brickctl peer probe {b.Value.Host})");
             parsed.Add(b.Value);
         }
         if (parsed.Count % volume.ReplicaCount != 0)
@@ -93,20 +102,31 @@ public sealed partial class VolumeValidator(Func<string, bool> isLocalHost, Func
                 if (dup is not null)
                     return MgmtError.Invalid($"bricks {string.Join(" and ", dup.Select(d => d.Spec))} of one replica set are on the same host, which takes all those copies down at once (add 'force' to create anyway)");
             }
-            foreach (var b in parsed.Where(b => isLocalHost(b.Host)))
-            {
-                var mount = mountOf(b.Path);
-                if (mount.IsRoot) return MgmtError.Invalid($"brick {b.Spec} is on the root filesystem (add 'force' to use it anyway)");
-                if (mount.FileSystemType != "btrfs")
-                    return MgmtError.Invalid($"brick {b.Spec} is on {mount.FileSystemType} at {mount.Path}, not Btrfs, so snapshots will not work (add 'force' to use it anyway)");
-                // A brick that exists must be a subvolume of its own, so one snapshot covers exactly
-                // that brick; one that does not exist yet is created as a subvolume.
-                if (isSubvolume is not null && Directory.Exists(b.Path) && !isSubvolume(b.Path))
-                    return MgmtError.Invalid($"brick {b.Spec} is a plain directory, not a Btrfs subvolume, so it cannot be snapshot on its own (give a path that does not exist yet, or a subvolume, or add 'force')");
-            }
+            if (CheckLocalFilesystems(parsed) is { } local) return local;
         }
         foreach (var b in parsed) b.Number = volume.NextBrickNumber++;
         volume.Bricks.AddRange(parsed);
+        return null;
+    }
+
+    /// <summary>
+    /// The checks of this node's bricks among <paramref name="bricks"/> that only this node can
+    /// make (which filesystem holds them); all give way to <c>force</c>. In a cluster the node
+    /// that is asked to create a volume has each other node make them for its own bricks.
+    /// </summary>
+    public MgmtError? CheckLocalFilesystems(IEnumerable<BrickDefinition> bricks)
+    {
+        foreach (var b in bricks.Where(b => isLocalHost(b.Host)))
+        {
+            var mount = mountOf(b.Path);
+            if (mount.IsRoot) return MgmtError.Invalid($"brick {b.Spec} is on the root filesystem (add 'force' to use it anyway)");
+            if (mount.FileSystemType != "btrfs")
+                return MgmtError.Invalid($"brick {b.Spec} is on {mount.FileSystemType} at {mount.Path}, not Btrfs, so snapshots will not work (add 'force' to use it anyway)");
+            // A brick that exists must be a subvolume of its own, so one snapshot covers exactly
+            // that brick; one that does not exist yet is created as a subvolume.
+            if (isSubvolume is not null && Directory.Exists(b.Path) && !isSubvolume(b.Path))
+                return MgmtError.Invalid($"brick {b.Spec} is a plain directory, not a Btrfs subvolume, so it cannot be snapshot on its own (give a path that does not exist yet, or a subvolume, or add 'force')");
+        }
         return null;
     }
 

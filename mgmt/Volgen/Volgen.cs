@@ -90,6 +90,10 @@ public static class Volgen
         return w.ToString();
     }
 
+    /// <summary>An HTTP entity tag of a volfile's text: equal texts, equal tags, on every node.</summary>
+    public static string ETag(string volfile) =>
+        "\"" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(volfile)))[..24] + "\"";
+
     /// <summary>GlusterFS's "Number of Bricks" text: <c>3</c>, <c>1 x 3 = 3</c>, <c>2 x (2 + 1) = 6</c>.</summary>
     public static string BrickCountText(VolumeDefinition volume) =>
         volume.ReplicaCount == 1 ? $"{volume.Bricks.Count}"

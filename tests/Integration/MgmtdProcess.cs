@@ -13,17 +13,29 @@ public sealed class MgmtdProcess : IDisposable
 {
     private Process? _process;
 
+    private readonly IReadOnlyList<string> _launcher;
+    private readonly IReadOnlyList<string> _extraArgs;
+
     public string Root { get; }
     public string StateDir => Path.Combine(Root, "state");
+    public string Host { get; }
     public int Port { get; }
-    public string Server => $"127.0.0.1:{Port}";
+    public string Server => $"{Host}:{Port}";
     public string LogFile => Path.Combine(Root, "mgmtd.log");
 
-    public MgmtdProcess(string root)
+    /// <summary>
+    /// A daemon on <paramref name="host"/> (also its node address and brick listen address), run
+    /// through <paramref name="launcher"/> (e.g. <c>ip netns exec NS</c>, which execs, so the pid
+    /// is the daemon's) with <paramref name="extraArgs"/> (e.g. --etcd-endpoints).
+    /// </summary>
+    public MgmtdProcess(string root, string host = "127.0.0.1", int? port = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? extraArgs = null)
     {
         Root = root;
+        Host = host;
+        _launcher = launcher ?? [];
+        _extraArgs = extraArgs ?? [];
         Directory.CreateDirectory(root);
-        Port = BrickProcess.FreePort();
+        Port = port ?? BrickProcess.FreePort();
         Start();
     }
 
@@ -32,8 +44,12 @@ public sealed class MgmtdProcess : IDisposable
     /// <summary>Starts the daemon on the same state directory and port, and waits until it answers.</summary>
     public void Start()
     {
-        var psi = new ProcessStartInfo(Programs.Find("brickfs-mgmtd")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--state-dir", StateDir, "--listen", Server, "--brick-listen", "127.0.0.1" }) psi.ArgumentList.Add(a);
+        var command = _launcher.Append(Programs.Find("brickfs-mgmtd")).ToList();
+        var psi = new ProcessStartInfo(command[0]) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in command.Skip(1)) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "--state-dir", StateDir, "--listen", Server, "--brick-listen", Host }) psi.ArgumentList.Add(a);
+        if (Host != "127.0.0.1") foreach (var a in new[] { "--node-address", Host }) psi.ArgumentList.Add(a);
+        foreach (var a in _extraArgs) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         var log = new StreamWriter(LogFile, append: true) { AutoFlush = true };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
@@ -57,6 +73,8 @@ public sealed class MgmtdProcess : IDisposable
             p.WaitForExit(10_000);
         }
     }
+
+    public bool Running => _process is { HasExited: false };
 
     /// <summary>Runs the real brickctl program against this daemon.</summary>
     public ShellResult Ctl(params string[] args) =>

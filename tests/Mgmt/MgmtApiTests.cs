@@ -134,6 +134,48 @@ public class MgmtApiTests
     }
 
     [Test]
+    public async Task A_brick_option_set_on_a_started_volume_restarts_its_brick_on_the_new_volfile_and_a_client_option_does_not()
+    {
+        await Ok("volume", "create", "v", Brick("b1"), "force");
+        await Ok("volume", "start", "v");
+        await Eventually.HoldsAsync(Deadline, () => _d.BrickdRuns().Count == 1, "brick started");
+        string volfile = Path.Combine(_d.StateDir, "vols", "v", "v-brick-0.vol");
+        Assert.That(File.ReadAllText(volfile), Does.Not.Contain("features/bitrot"));
+
+        await Ok("volume", "set", "v", "network.ping-timeout", "5");
+        Assert.That(_d.BrickdRuns(), Has.Count.EqualTo(1), "a client option leaves the brick alone");
+        Assert.That(MgmtdHarness.Alive(_d.BrickdRuns()[0].Pid), Is.True);
+
+        await Ok("volume", "set", "v", "features.bitrot", "on");
+        Assert.That(File.ReadAllText(volfile), Does.Contain("type features/bitrot"));
+        Assert.That(MgmtdHarness.Alive(_d.BrickdRuns()[0].Pid), Is.False, "the brick on the old volfile stopped when set returned");
+        await Eventually.HoldsAsync(Deadline, () => _d.BrickdRuns().Count == 2, "the brick runs again, on the new volfile");
+    }
+
+    [Test]
+    public async Task A_client_volfile_long_poll_answers_when_the_volfile_changes()
+    {
+        await Ok("volume", "create", "v", Brick("b1"), "force");
+        using var http = new HttpClient { BaseAddress = new Uri($"http://{_d.Server}/api/v1/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var first = await http.GetAsync("volumes/v/volfile?kind=client");
+        var etag = first.Headers.ETag!.ToString();
+        Assert.That(await first.Content.ReadAsStringAsync(), Does.Contain("option ping-timeout 42"));
+
+        using var same = new HttpRequestMessage(HttpMethod.Get, "volumes/v/volfile?kind=client&wait=0");
+        same.Headers.TryAddWithoutValidation("If-None-Match", etag);
+        Assert.That((await http.SendAsync(same)).StatusCode, Is.EqualTo(System.Net.HttpStatusCode.NotModified), "unchanged: 304");
+
+        using var poll = new HttpRequestMessage(HttpMethod.Get, "volumes/v/volfile?kind=client&wait=25");
+        poll.Headers.TryAddWithoutValidation("If-None-Match", etag);
+        var waiting = http.SendAsync(poll);
+        await Ok("volume", "set", "v", "network.ping-timeout", "5");
+        using var changed = await waiting;
+        Assert.That(changed.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.OK));
+        Assert.That(await changed.Content.ReadAsStringAsync(), Does.Contain("option ping-timeout 5"));
+        Assert.That(changed.Headers.ETag!.ToString(), Is.Not.EqualTo(etag));
+    }
+
+    [Test]
     public async Task A_brickd_that_dies_is_restarted()
     {
         await Ok("volume", "create", "v", Brick("b1"), "force");

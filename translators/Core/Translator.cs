@@ -42,6 +42,23 @@ public abstract class Translator : IAsyncDisposable
 
     public override string ToString() => $"{TypeName} '{Name}'";
 
+    /// <summary>
+    /// Whether this running translator can take new values of the options in
+    /// <paramref name="changed"/> without being rebuilt (a <c>volume set</c> reaching a mounted
+    /// client, GlusterFS's reconfigure): null when it can, else why not. The default takes
+    /// none; a type opts in option by option.
+    /// </summary>
+    public virtual string? CanReconfigure(IReadOnlyCollection<string> changed) =>
+        $"{this} cannot change {string.Join(", ", changed)} while running";
+
+    /// <summary>
+    /// Takes new option values; called only after <see cref="CanReconfigure"/> accepted every
+    /// changed option. Fops already in flight may still use the old values.
+    /// </summary>
+    public virtual void Reconfigure(TranslatorOptions options)
+    {
+    }
+
     // ---- inode operations -------------------------------------------------------------
 
     /// <summary>Resolves <paramref name="name"/> in directory <paramref name="parent"/>.</summary>

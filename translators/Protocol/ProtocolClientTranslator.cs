@@ -111,7 +111,25 @@ public sealed class ProtocolClientTranslator : Translator
         Connector = DefaultConnectAsync;
     }
 
-    public TimeSpan PingTimeout { get; }
+    private long _pingTimeoutTicks;
+
+    /// <summary>Changes live (<see cref="Reconfigure"/>): the next ping tick uses the new value.</summary>
+    public TimeSpan PingTimeout
+    {
+        get => TimeSpan.FromTicks(Interlocked.Read(ref _pingTimeoutTicks));
+        private set => Interlocked.Exchange(ref _pingTimeoutTicks, value.Ticks);
+    }
+
+    /// <summary>ping-timeout changes live; everything else names the connection and needs a new graph.</summary>
+    public override string? CanReconfigure(IReadOnlyCollection<string> changed) =>
+        changed.All(o => o == "ping-timeout") ? null : base.CanReconfigure(changed.Where(o => o != "ping-timeout").ToList());
+
+    public override void Reconfigure(TranslatorOptions options)
+    {
+        PingTimeout = options.GetSeconds("ping-timeout");
+        // Tick often enough for the new timeout; ticking faster than an old, longer one needed is harmless.
+        TickAtLeastEvery((long)Math.Clamp(PingTimeout.TotalMilliseconds / 8, 25, 1000));
+    }
 
     public string ClientId { get; }
 
@@ -713,7 +731,11 @@ public sealed class ProtocolClientTranslator : Translator
     private void AdjustTicker(TimeSpan lease)
     {
         if (lease <= TimeSpan.Zero) return;
-        long want = (long)Math.Clamp(lease.TotalMilliseconds / 10, 25, 1000);
+        TickAtLeastEvery((long)Math.Clamp(lease.TotalMilliseconds / 10, 25, 1000));
+    }
+
+    private void TickAtLeastEvery(long want)
+    {
         if (want >= Interlocked.Read(ref _tickMs)) return;
         Interlocked.Exchange(ref _tickMs, want);
         try

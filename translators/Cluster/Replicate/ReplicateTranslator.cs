@@ -60,8 +60,10 @@ public sealed partial class ReplicateTranslator : Translator
     public static TranslatorType Type { get; } = new("cluster/replicate", OptionSpecs, 2, 5,
         o => new ReplicateTranslator(o), "synchronous replication with quorum, pending-change markers and heal");
 
-    private readonly string _quorumType;
-    private readonly int _quorumCount;
+    /// <summary>The quorum rule, swapped whole by <see cref="Reconfigure"/> so a check never mixes an old type with a new count.</summary>
+    private sealed record QuorumRule(string Type, int Count);
+
+    private volatile QuorumRule _quorum;
     private readonly bool _arbiter;
     private readonly int _readChild;
     private int _downMask;
@@ -78,18 +80,37 @@ public sealed partial class ReplicateTranslator : Translator
 
     public ReplicateTranslator(TranslatorOptions options)
     {
-        _quorumType = options.GetString("quorum-type");
-        _quorumCount = (int)options.GetInt("quorum-count");
+        _quorum = QuorumOf(options);
         _arbiter = options.GetInt("arbiter-count") == 1;
         _readChild = (int)options.GetInt("read-subvolume-index");
-        if (_quorumType == "fixed" && _quorumCount < 1) throw new ArgumentException("quorum-type fixed needs quorum-count 1..5");
+    }
+
+    private static QuorumRule QuorumOf(TranslatorOptions options)
+    {
+        var rule = new QuorumRule(options.GetString("quorum-type"), (int)options.GetInt("quorum-count"));
+        if (rule.Type == "fixed" && rule.Count < 1) throw new ArgumentException("quorum-type fixed needs quorum-count 1..5");
+        return rule;
+    }
+
+    /// <summary>The quorum changes live: the next transaction counts by the new rule. The children and the arbiter do not.</summary>
+    public override string? CanReconfigure(IReadOnlyCollection<string> changed)
+    {
+        var other = changed.Where(o => o is not ("quorum-type" or "quorum-count")).ToList();
+        return other.Count == 0 ? null : base.CanReconfigure(other);
+    }
+
+    public override void Reconfigure(TranslatorOptions options)
+    {
+        var rule = QuorumOf(options);
+        if (rule.Count > Children.Count) throw new ArgumentException($"{this}: quorum-count {rule.Count} exceeds its {Children.Count} children");
+        _quorum = rule;
     }
 
     public ReplicateTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
 
     public override ValueTask InitAsync(CancellationToken cancellation)
     {
-        if (_quorumCount > Children.Count) throw new InvalidOperationException($"{this}: quorum-count {_quorumCount} exceeds its {Children.Count} children");
+        if (_quorum.Count > Children.Count) throw new InvalidOperationException($"{this}: quorum-count {_quorum.Count} exceeds its {Children.Count} children");
         if (_readChild >= Children.Count) throw new InvalidOperationException($"{this}: read-subvolume-index {_readChild} is not a child (it has {Children.Count})");
         if (_arbiter && Children.Count < 3) throw new InvalidOperationException($"{this}: an arbiter needs at least 3 children");
         return ValueTask.CompletedTask;
@@ -125,10 +146,11 @@ public sealed partial class ReplicateTranslator : Translator
     public bool HasQuorum(int mask)
     {
         int count = BitOperations.PopCount((uint)(mask & AllMask));
-        return _quorumType switch
+        var rule = _quorum;
+        return rule.Type switch
         {
             "none" => count >= 1,
-            "fixed" => count >= _quorumCount,
+            "fixed" => count >= rule.Count,
             // With an even count, exactly half is enough when it includes the first child, so a
             // symmetric partition leaves exactly one side writable.
             _ => 2 * count > N || (2 * count == N && (mask & 1) != 0),
