@@ -238,14 +238,13 @@ public static class Program
         {
             await graph.InitAsync(CancellationToken.None);
             var bridgeOptions = options.BridgeOptions(FuseBridge.IsSoleClient(graph.Top));
-            log.Info("mount.caching", $"dir={options.MountPoint} sole-client={bridgeOptions.SoleClient} kernel-locks={bridgeOptions.SoleClient} attribute-timeout={bridgeOptions.AttributeTimeout.TotalSeconds} entry-timeout={bridgeOptions.EntryTimeout.TotalSeconds} negative-timeout={bridgeOptions.NegativeTimeout.TotalSeconds}");
+            log.Info("mount.caching", $"dir={options.MountPoint} sole-client={bridgeOptions.SoleClient} attribute-timeout={bridgeOptions.AttributeTimeout.TotalSeconds} entry-timeout={bridgeOptions.EntryTimeout.TotalSeconds} negative-timeout={bridgeOptions.NegativeTimeout.TotalSeconds}");
             mount = await FuseMount.StartAsync(graph.Top, options.MountPoint, new FuseSessionOptions
             {
                 DevicePath = options.FuseDevice,
                 Source = options.Spec ?? "brickfs",
                 ReadOnly = options.ReadOnly,
                 ReaderThreads = options.ReaderThreads,
-                KernelLocks = bridgeOptions.SoleClient,
             }, bridgeOptions, log);
         }
         catch (FuseMountException e)

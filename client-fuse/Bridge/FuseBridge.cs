@@ -651,22 +651,8 @@ public sealed class FuseBridge : IFuseRequestHandler
         return Errno.None;
     }
 
-    /// <summary>
-    /// FLUSH (every close of a descriptor) exists for the lock owner it carries: features/locks
-    /// drops that owner's POSIX locks. When the kernel keeps all locks itself on a sole client,
-    /// no lock is ever held in the graph and nothing below needs a close (no write-behind), so
-    /// ENOSYS tells the kernel to stop sending FLUSH for this mount: one round trip less per
-    /// close.
-    /// </summary>
-    private bool FlushIsIdle => _options.SoleClient && _session?.Negotiated is { } n && !n.Has(FuseConst.PosixLocks) && !n.Has(FuseConst.FlockLocks);
-
     private async ValueTask FlushAsync(FuseRequest r)
     {
-        if (FlushIsIdle)
-        {
-            Fail(r, Errno.ENOSYS);
-            return;
-        }
         var a = r.Arg<FuseFlushIn>();
         if (!Handle(r, a.Fh, out var fd)) return;
         ReplyPlain(r, await _top.FlushAsync(Context(r, a.LockOwner), fd));

@@ -25,14 +25,6 @@ public sealed record FuseSessionOptions
     public ushort MaxBackground { get; init; } = 64;
     public ushort CongestionThreshold { get; init; } = 48;
     public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(30);
-
-    /// <summary>
-    /// Leave fcntl, OFD and flock locks to the kernel's own lock manager (POSIX_LOCKS and
-    /// FLOCK_LOCKS are not asked for): locks then never reach the graph and FLUSH carries no
-    /// lock owner anyone needs. Right only when this kernel is the volume's only client (a
-    /// local volume), where it is exactly how a local filesystem's locks work.
-    /// </summary>
-    public bool KernelLocks { get; init; }
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>
@@ -331,7 +323,7 @@ public sealed class FuseSession : IAsyncDisposable
         }
         ulong kernelFlags = init.Flags;
         if ((kernelFlags & FuseConst.InitExt) != 0) kernelFlags |= (ulong)init.Flags2 << 32;
-        ulong flags = kernelFlags & WantedFlags & ~(_options.KernelLocks ? FuseConst.PosixLocks | FuseConst.FlockLocks : 0);
+        ulong flags = kernelFlags & WantedFlags;
         uint minor = Math.Min(init.Minor, FuseConst.KernelMinorVersion);
         ushort maxPages = (ushort)Math.Min(256, _options.MaxWrite / 4096);
         var reply = new FuseInitOut
