@@ -9,6 +9,7 @@ namespace Brickfs.Bench;
 /// Runs the same workloads on several directories in one run and prints each figure with its
 /// ratio to the first (local Btrfs). Usage:
 ///   brickfs-bench [--quick] NAME=DIR NAME=DIR ...      (the first is the baseline)
+///   brickfs-bench protocol --help                        (wire round trips without FUSE)
 /// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
 /// </summary>
 public static class Program
@@ -18,6 +19,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "protocol") return ProtocolBench.RunAsync(args[1..]).GetAwaiter().GetResult();
         bool quick = args.Contains("--quick");
         var targets = args.Where(a => a.Contains('=')).Select(a => a.Split('=', 2)).Select(p => new Target(p[0], p[1])).ToList();
         if (targets.Count < 2 || args.Contains("--help"))

@@ -17,7 +17,13 @@ internal readonly record struct WireReply(IWireReply? Message, DataBuffer? Bulk,
 /// </summary>
 internal sealed class ClientSession : IFrameHandler
 {
-    private sealed class Pending(Fop fop) : TaskCompletionSource<WireReply>(TaskCreationOptions.RunContinuationsAsynchronously)
+    /// <summary>
+    /// A request waiting for its reply. Its continuation (the caller's code after
+    /// <see cref="CallAsync"/>) runs inline on the thread that decoded the reply, the
+    /// connection's reader, as GlusterFS runs a fop's callback on its epoll thread: handing it to
+    /// the pool would cost another thread wake-up per request.
+    /// </summary>
+    private sealed class Pending(Fop fop) : TaskCompletionSource<WireReply>(TaskCreationOptions.None)
     {
         public readonly Fop Fop = fop;
     }
@@ -68,7 +74,7 @@ internal sealed class ClientSession : IFrameHandler
 
     public void Start()
     {
-        _ = RunReaderAsync();
+        _ = _channel.StartReader(RunReaderAsync, "brickfs-client-rx");
     }
 
     private async Task RunReaderAsync()
@@ -155,7 +161,8 @@ internal sealed class ClientSession : IFrameHandler
 
     /// <summary>
     /// Sends a request and waits for its reply. Never throws for transport trouble: a dead
-    /// session answers ENOTCONN. <paramref name="cancellation"/> (an interrupted F_SETLKW) asks
+    /// session answers ENOTCONN. The caller's continuation may run on the connection's reader
+    /// thread: it must not block that thread waiting for another reply (await instead). <paramref name="cancellation"/> (an interrupted F_SETLKW) asks
     /// the brick to cancel; the brick's reply (EINTR) still ends the call.
     /// </summary>
     public async ValueTask<WireReply> CallAsync(Fop fop, IWireRequest request, ReadOnlyMemory<byte> bulk, CancellationToken cancellation = default)

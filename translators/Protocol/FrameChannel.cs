@@ -58,6 +58,31 @@ internal sealed class FrameChannel
     }
 
     /// <summary>
+    /// Starts <paramref name="run"/> (a loop around <see cref="RunReaderAsync"/>): on a thread of
+    /// its own when the transport's reads block, else on the thread pool. The task completes
+    /// when the loop does.
+    /// </summary>
+    public Task StartReader(Func<Task> run, string threadName)
+    {
+        if (!_transport.ReadsBlock) return run();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                run().GetAwaiter().GetResult();
+                done.TrySetResult();
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        }) { IsBackground = true, Name = threadName };
+        thread.Start();
+        return done.Task;
+    }
+
+    /// <summary>
     /// Reads frames until the peer closes cleanly (returns) or breaks the protocol
     /// (<see cref="ProtocolException"/>); transport failures surface as their own exceptions.
     /// </summary>

@@ -188,7 +188,7 @@ public sealed class ProtocolServerTranslator : Translator
     {
         try
         {
-            await conn.RunAsync(_stopping.Token);
+            await conn.StartAsync(_stopping.Token);
         }
         finally
         {

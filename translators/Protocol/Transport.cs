@@ -47,6 +47,14 @@ public abstract class Transport : IAsyncDisposable
         await Output.WriteAsync(data, cancellation);
     }
 
+    /// <summary>
+    /// True when <see cref="Input"/> and <see cref="ReadExactlyAsync"/> block the calling thread
+    /// until bytes arrive (they then complete synchronously). The codec's reader loop must then
+    /// run on a thread of its own (see <see cref="FrameChannel.StartReader"/>); <see cref="Abort"/>
+    /// unblocks it.
+    /// </summary>
+    public virtual bool ReadsBlock => false;
+
     /// <summary>Closes at once; pending reads and writes on both sides end with an error or end of stream.</summary>
     public abstract void Abort();
 
@@ -58,10 +66,18 @@ public abstract class Transport : IAsyncDisposable
     }
 }
 
-/// <summary>TCP with TCP_NODELAY: small frames go out at once, bulk skips the pipe.</summary>
+/// <summary>
+/// TCP with TCP_NODELAY: small frames go out at once, bulk skips the pipe. Receiving blocks
+/// (<see cref="Transport.ReadsBlock"/>): the connection's reader loop owns a thread that sleeps
+/// in recv(2), so a frame is decoded and handed on by the thread the kernel wakes for it,
+/// instead of hopping from the socket engine's epoll thread to a pool thread first (each hop is
+/// a thread wake-up, and on a busy machine every wake-up waits its turn for a core). Sends stay
+/// asynchronous: a peer that stops reading must not pin a thread.
+/// </summary>
 public sealed class SocketTransport : Transport
 {
     private readonly Socket _socket;
+    private readonly SafeSocketHandle _handle;
     private readonly NetworkStream _stream;
     private int _aborted;
 
@@ -69,8 +85,9 @@ public sealed class SocketTransport : Transport
     {
         _socket = socket;
         _socket.NoDelay = true;
+        _handle = socket.SafeHandle;
         _stream = new NetworkStream(socket, ownsSocket: true);
-        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 8 * 1024, leaveOpen: true));
+        Input = PipeReader.Create(new ReceiveStream(_handle), new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 8 * 1024, leaveOpen: true));
         Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
         RemoteAddress = socket.RemoteEndPoint is IPEndPoint ep
             ? (ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address).ToString()
@@ -96,8 +113,18 @@ public sealed class SocketTransport : Transport
         }
     }
 
-    public override ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellation) =>
-        _stream.ReadExactlyAsync(destination, cancellation);
+    public override bool ReadsBlock => true;
+
+    public override ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellation)
+    {
+        while (destination.Length > 0)
+        {
+            int n = ReceiveStream.Receive(_handle, destination.Span, cancellation);
+            if (n == 0) return ValueTask.FromException(new EndOfStreamException());
+            destination = destination[n..];
+        }
+        return ValueTask.CompletedTask;
+    }
 
     public override async ValueTask WriteDirectAsync(ReadOnlyMemory<byte> data, CancellationToken cancellation)
     {
@@ -111,6 +138,49 @@ public sealed class SocketTransport : Transport
         try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         _stream.Dispose();
     }
+}
+
+/// <summary>
+/// The receive side of a socket as a stream whose reads block in poll(2)/recv(2) and complete
+/// synchronously, for a reader loop that owns its thread. Socket errors surface as
+/// <see cref="IOException"/>, as from <see cref="NetworkStream"/>.
+/// </summary>
+internal sealed class ReceiveStream(SafeSocketHandle socket) : Stream
+{
+    public static int Receive(SafeSocketHandle socket, Span<byte> buffer, CancellationToken cancellation)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        return Interop.SocketReceive.Receive(socket, buffer);
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => Receive(socket, buffer.AsSpan(offset, count), default);
+
+    public override int Read(Span<byte> buffer) => Receive(socket, buffer, default);
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return ValueTask.FromResult(Receive(socket, buffer.Span, cancellationToken));
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException<int>(e);
+        }
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>Two pipes back to back: the real codec without sockets, for tests and in-process graphs.</summary>
