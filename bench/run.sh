@@ -4,6 +4,8 @@
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports) let two runs on one machine stay apart;
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
+# BRICKFS_BENCH_TARGETS="btrfs brickfs-net1" measures only those targets (default: all of
+# btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot, and the heal figure with rep3).
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,8 @@ fi
 dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=${BRICKFS_BENCH_DIR:-/var/tmp/brickfs-bench}
+TARGETS=" ${BRICKFS_BENCH_TARGETS:-btrfs brickfs-local brickfs-net1 brickfs-rep3 brickfs-net1-bitrot} "
+want() { [[ "$TARGETS" == *" $1 "* ]]; }
 BASE_PORT=${BRICKFS_BENCH_PORT:-24199}
 # A FUSE mount whose brick is gone fails stat (ENOTCONN), so mountpoint(1) cannot tell: ask /proc/mounts.
 mounted() { grep -q " $1 " /proc/mounts; }
@@ -38,18 +42,20 @@ img() { # name -> mounted btrfs dir
   mkdir -p "$W/$1"; mount -o loop "$W/$1.img" "$W/$1"
 }
 img local
-img brick-local
-img brick-net
-img brick-r0
-img brick-r1
-img brick-r2
+RUN=(btrfs="$W/local")
 
+if want brickfs-local; then
 # Local volume: the graph in the mount process over storage/posix on its own Btrfs image.
+img brick-local
 sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
 mkdir -p "$W/mnt-local-volume"
 mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
+RUN+=(brickfs-local="$W/mnt-local-volume")
+fi
 
+if want brickfs-net1; then
 # Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
+img brick-net
 PORT=$BASE_PORT
 cat > "$W/brick-net.vol" <<VOL
 volume bench-posix
@@ -79,6 +85,8 @@ brickd --volfile "$W/brick-net.vol" --log-file "$W/brickd.log" --pid-file "$W/br
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 mkdir -p "$W/mnt-net-volume"
 mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
+RUN+=(brickfs-net1="$W/mnt-net-volume")
+fi
 
 # ---- bitrot block: brickfs-net1-bitrot, the net1 volume with features/bitrot on its brick ----
 # Same as brickfs-net1 (one brickd over loopback, own Btrfs image) plus features/bitrot (and
@@ -91,6 +99,7 @@ bitrot_cleanup() {
 }
 trap 'bitrot_cleanup; cleanup' EXIT
 bitrot_cleanup
+if want brickfs-net1-bitrot; then
 img brick-net-bitrot
 cat > "$W/brick-net-bitrot.vol" <<VOL
 volume bitrot-posix
@@ -129,6 +138,9 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$BITROT_PORT) 2>/dev/null &&
 mkdir -p "$W/mnt-net-bitrot"
 mount.brickfs --volfile "$W/net-bitrot-volume.vol" "$W/mnt-net-bitrot"
 BITROT_TARGETS=(brickfs-net1-bitrot="$W/mnt-net-bitrot")
+else
+BITROT_TARGETS=()
+fi
 # ---- end of bitrot block ----
 
 # Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
@@ -159,6 +171,10 @@ VOL
   brickd --volfile "$W/brick-r$i.vol" --log-file "$W/brickd-r$i.log" --pid-file "$W/brickd-r$i.pid" &
   listening "$port" || { echo "bench/run.sh: brickd r$i does not listen on $port" >&2; exit 1; }
 }
+if want brickfs-rep3; then
+img brick-r0
+img brick-r1
+img brick-r2
 : > "$W/rep3-volume.vol"
 for i in 0 1 2; do
   rep_brick "$i"
@@ -179,9 +195,13 @@ end-volume
 VOL
 mkdir -p "$W/mnt-rep3-volume"
 mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
+RUN+=(brickfs-rep3="$W/mnt-rep3-volume")
+fi
 
-dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
-  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" brickfs-rep3="$W/mnt-rep3-volume" "${BITROT_TARGETS[@]}"
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" "${RUN[@]}" "${BITROT_TARGETS[@]}"
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+want brickfs-rep3 || exit 0
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024

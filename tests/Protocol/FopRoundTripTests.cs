@@ -237,7 +237,11 @@ public class FopRoundTripTests
         },
         [Fop.Flush] = async c =>
         {
+            // A flush crosses the wire only while the client may hold locks on the file
+            // (ProtocolBehaviourTests.AFlushWithoutLocksIsAnsweredByTheClient).
             var fd = await Kit.CreateAsync(c, "f");
+            var lk = new Brickfs.Translators.Core.FileLock { Type = LockType.Write, Start = 0, End = long.MaxValue, Pid = 42, Owner = 0, Kind = LockKind.Posix };
+            Assert.That((await c.LkAsync(Ctx(), fd, LockCommand.Set, lk)).Ok, Is.True);
             Assert.That((await c.FlushAsync(Ctx(), fd)).Ok, Is.True);
         },
         [Fop.Release] = async c =>

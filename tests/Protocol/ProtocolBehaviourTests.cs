@@ -21,19 +21,30 @@ internal sealed class TcpBrick : IAsyncDisposable
     public readonly MemoryStorageTranslator Storage;
     public ProtocolServerTranslator Server { get; private set; } = null!;
     private readonly (string, string)[] _options;
+    private readonly Translator _brick;
 
-    private TcpBrick(MemoryStorageTranslator storage, (string, string)[] options)
+    private TcpBrick(MemoryStorageTranslator storage, Translator? between, (string, string)[] options)
     {
         Log = new ProtocolLog(LogText);
         Storage = storage;
         _options = options;
+        between?.Attach(storage);
+        _brick = between ?? storage;
     }
 
     public int Port => Server.ListenEndPoint!.Port;
 
     public static async Task<TcpBrick> StartAsync(params (string, string)[] options)
     {
-        var b = new TcpBrick(Kit.Memory("b1"), options);
+        var b = new TcpBrick(Kit.Memory("b1"), null, options);
+        await b.RestartServerAsync(0);
+        return b;
+    }
+
+    /// <summary>A brick whose graph is <paramref name="between"/> (named b1) over storage/memory.</summary>
+    public static async Task<TcpBrick> StartOverAsync(Translator between, params (string, string)[] options)
+    {
+        var b = new TcpBrick(Kit.Memory("b1-mem"), between, options);
         await b.RestartServerAsync(0);
         return b;
     }
@@ -41,7 +52,7 @@ internal sealed class TcpBrick : IAsyncDisposable
     /// <summary>A new protocol/server over the same storage (its data survives), on <paramref name="port"/>.</summary>
     public async Task RestartServerAsync(int port)
     {
-        Server = Kit.Server(Storage, Log, [("listen-host", "127.0.0.1"), ("listen-port", port.ToString()), .. _options]);
+        Server = Kit.Server(_brick, Log, [("listen-host", "127.0.0.1"), ("listen-port", port.ToString()), .. _options]);
         await Server.InitAsync(CancellationToken.None);
     }
 

@@ -478,9 +478,18 @@ public sealed class ProtocolClientTranslator : Translator
         return r.Ok ? (int)r.Value.Count : FencedError(fd, epoch, r.Error);
     }
 
-    /// <summary>close(2): the brick drops the caller's POSIX locks on the file, so they stop counting here.</summary>
+    /// <summary>
+    /// close(2): the brick drops the caller's POSIX locks on the file, so they stop counting here.
+    /// That is all a flush does on a brick (writes are acknowledged when they land, so there is
+    /// no error left to report at close): when this client holds no lock on the file and asks
+    /// for none right now, the flush is answered here without a round trip. A bad or fenced
+    /// handle still fails as it would on the brick.
+    /// </summary>
     public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd)
     {
+        if (!fd.TryGetContext(this, out RemoteFd rfd)) return Errno.EBADF;
+        if (rfd.Fenced) return FencedErrno;
+        if (!MayHoldLocks(fd.Gfid)) return Session is null ? Errno.ENOTCONN : rfd.Lost ? Errno.EBADF : FopResult.Success;
         var r = (await CallFdAsync<FlushReply>(Fop.Flush, fd, ctx, h => new FlushRequest { Handle = h })).AsPlain();
         if (r.Ok) NoteReleased(fd.Gfid, o => o == (ctx.LockOwner, LockKind.Posix));
         return r;
@@ -526,19 +535,28 @@ public sealed class ProtocolClientTranslator : Translator
         if (session is null) return error;
         var request = new LkRequest { Caller = ctx.ToCaller(), Handle = handle, Command = (uint)command, Lock = lk.ToWire(), FdLockOwner = fd.LockOwner };
         ulong epoch = request.Caller.LockEpoch = LockEpochOf(fd.Gfid);
-        var w = await session.CallAsync(Fop.Lk, request, default, command == LockCommand.SetWait ? ctx.Cancellation : default);
-        var r = Unwrap<LkReply>(w);
-        if (!r.Ok) return FencedError(fd, epoch, r.Error);
-        if (command == LockCommand.Get) return r.Value.Lock.FromWire();
-        if (lk.Type != LockType.Unlock)
+        bool acquiring = command != LockCommand.Get && lk.Type != LockType.Unlock;
+        if (acquiring) Interlocked.Increment(ref _lockCallsInFlight);
+        try
         {
-            if (!NoteGranted(session, fd, lk)) return FencedErrno;
+            var w = await session.CallAsync(Fop.Lk, request, default, command == LockCommand.SetWait ? ctx.Cancellation : default);
+            var r = Unwrap<LkReply>(w);
+            if (!r.Ok) return FencedError(fd, epoch, r.Error);
+            if (command == LockCommand.Get) return r.Value.Lock.FromWire();
+            if (acquiring)
+            {
+                if (!NoteGranted(session, fd, lk)) return FencedErrno;
+            }
+            else if (lk.Kind == LockKind.Flock || (lk.Start == 0 && lk.End == long.MaxValue))
+            {
+                NoteReleased(fd.Gfid, o => o == (lk.Owner, lk.Kind));
+            }
+            return r.Value.Lock.FromWire();
         }
-        else if (lk.Kind == LockKind.Flock || (lk.Start == 0 && lk.End == long.MaxValue))
+        finally
         {
-            NoteReleased(fd.Gfid, o => o == (lk.Owner, lk.Kind));
+            if (acquiring) Interlocked.Decrement(ref _lockCallsInFlight);
         }
-        return r.Value.Lock.FromWire();
     }
 
     // ---- leases and fencing -------------------------------------------------------------------
@@ -578,6 +596,16 @@ public sealed class ProtocolClientTranslator : Translator
     public int LockedFiles
     {
         get { lock (_lockedSync) return _locked.Count; }
+    }
+
+    /// <summary>Lock requests (Lk) sent and not yet answered and recorded.</summary>
+    private int _lockCallsInFlight;
+
+    /// <summary>Whether this client may hold a lock on the file on the brick: one recorded, or a lock request still on its way.</summary>
+    private bool MayHoldLocks(CoreGfid gfid)
+    {
+        if (Volatile.Read(ref _lockCallsInFlight) > 0) return true;
+        lock (_lockedSync) return _locked.ContainsKey(gfid);
     }
 
     private ulong LockEpochOf(CoreGfid gfid)
