@@ -24,7 +24,7 @@ public static class ProtocolBench
           --direct         call the brick graph without the protocol (baseline)
           --inflight LIST  concurrent request loops (default 1,4,16)
           --seconds S      per measurement (default 3)
-          --ops LIST       read (4 KiB), write (4 KiB), stat, create (create+flush+release)
+          --ops LIST       read, write (4 KiB), read1m, write1m (1 MiB), stat, create (create+flush+release)
         """;
 
     public static async Task<int> RunAsync(string[] args)
@@ -95,12 +95,13 @@ public static class ProtocolBench
                 top = client.Top;
                 if (!((ProtocolClientTranslator)top).IsConnected) throw new IOException($"cannot connect to {remote}");
             }
-            Console.Out.WriteLine($"protocol bench: {(direct ? "direct (no protocol)" : remote)}, brick {(dir ?? "storage/memory")}, {seconds:0.#} s per figure, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
+            Console.Out.WriteLine($"protocol bench: {(direct ? "direct (no protocol)" : remote)}, brick {(brick is null ? "remote" : dir ?? "storage/memory")}, {seconds:0.#} s per figure, load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}");
             foreach (var op in ops)
             foreach (int n in inflight)
             {
                 var r = await MeasureAsync(top, op, n, TimeSpan.FromSeconds(seconds));
-                Console.Out.WriteLine($"  {op,-7} inflight {n,3}: {r.Ops,9:0} ops/s   p50 {r.P50Us,7:0} us   p99 {r.P99Us,7:0} us");
+                string mib = op.EndsWith("1m", StringComparison.Ordinal) ? $"   {r.Ops:0} MiB/s" : "";
+                Console.Out.WriteLine($"  {op,-7} inflight {n,3}: {r.Ops,9:0} ops/s   p50 {r.P50Us,7:0} us   p99 {r.P99Us,7:0} us{mib}");
             }
             return 0;
         }
@@ -122,6 +123,7 @@ public static class ProtocolBench
         var files = new List<(FileHandle Fd, string Name)>();
         var payload = new byte[4096];
         Random.Shared.NextBytes(payload);
+        var big = new byte[1 << 20];
         var dirName = $"pb-{op}-{inflight}-{Environment.ProcessId}";
         var dirGfid = Gfid.NewRandom();
         Check(await top.MkdirAsync(ctx, Gfid.Root, dirName, 0x1ED, dirGfid), "mkdir");
@@ -129,7 +131,6 @@ public static class ProtocolBench
         {
             var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
             Check(await top.CreateAsync(ctx, dirGfid, $"f{i}", 0x1A4, fd), "create");
-            var big = new byte[1 << 20];
             Check(await top.WriteAsync(ctx, fd, 0, big), "layout write");
             files.Add((fd, $"f{i}"));
         }
@@ -153,6 +154,12 @@ public static class ProtocolBench
                         break;
                     case "write":
                         Check(await top.WriteAsync(ctx, fd, off, payload), "write");
+                        break;
+                    case "read1m":
+                        using (var b = Check(await top.ReadAsync(ctx, fd, 0, 1 << 20), "read")) { }
+                        break;
+                    case "write1m":
+                        Check(await top.WriteAsync(ctx, fd, 0, big), "write");
                         break;
                     case "stat":
                         Check(await top.LookupAsync(ctx, dirGfid, name), "lookup");
