@@ -30,6 +30,12 @@ namespace Brickfs.Translators.Protocol;
 /// fop on it fails with EIO until it is released, even once the brick is back. Requests on
 /// files with locks carry the lock epoch, so the brick refuses them (ESTALE, answered here as
 /// EIO) if they ever arrive under another lease.</item>
+/// <item>A fop's continuation (the caller's code after awaiting it) may run on the thread that
+/// read its reply from the socket, as GlusterFS runs callbacks on its epoll threads: callers
+/// await, and never block a thread waiting for another fop of the same brick.</item>
+/// <item>A flush is a round trip only while this client may hold locks on the file (all a flush
+/// does on the brick is drop the caller's POSIX locks; writes are acknowledged when they land,
+/// so close has no error left to collect).</item>
 /// </list>
 /// </summary>
 public sealed class ProtocolClientTranslator : Translator
