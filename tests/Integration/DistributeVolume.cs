@@ -83,21 +83,23 @@ public sealed class DistributedMountVolume : MountedVolume
     public static bool IsDataFile(string path) => File.Exists(path) && File.GetUnixFileMode(path) != UnixFileMode.StickyBit;
 
     /// <summary>Every data file on brick i (relative paths, .brickfs and link-tos left out).</summary>
-    public List<string> DataFilesOn(int i)
-    {
-        var dir = _bricks[i].Directory;
-        return [.. Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
-            .Select(p => Path.GetRelativePath(dir, p))
-            .Where(p => !p.StartsWith(".brickfs", StringComparison.Ordinal) && IsDataFile(Path.Combine(dir, p)))];
-    }
+    public List<string> DataFilesOn(int i) => DataFilesIn(_bricks[i].Directory);
+
+    /// <summary>The data files (not link-tos) of a brick directory, relative; .brickfs (with its GFID symlinks) is not walked.</summary>
+    public static List<string> DataFilesIn(string brick) =>
+        [.. BrickFiles(brick).Where(p => IsDataFile(Path.Combine(brick, p)))];
+
+    private static IEnumerable<string> BrickFiles(string brick) =>
+        Directory.EnumerateDirectories(brick).Where(d => Path.GetFileName(d) != ".brickfs")
+            .SelectMany(d => Directory.EnumerateFiles(d, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }))
+            .Concat(Directory.EnumerateFiles(brick))
+            .Select(p => Path.GetRelativePath(brick, p));
 
     /// <summary>Link-to files on brick i (relative paths).</summary>
     public List<string> LinktosOn(int i)
     {
         var dir = _bricks[i].Directory;
-        return [.. Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
-            .Select(p => Path.GetRelativePath(dir, p))
-            .Where(p => !p.StartsWith(".brickfs", StringComparison.Ordinal) && File.GetUnixFileMode(Path.Combine(dir, p)) == UnixFileMode.StickyBit)];
+        return [.. BrickFiles(dir).Where(p => File.GetUnixFileMode(Path.Combine(dir, p)) == UnixFileMode.StickyBit)];
     }
 }
 

@@ -11,13 +11,30 @@ public sealed partial class DistributeTranslator
     /// </summary>
     private async ValueTask<FopResult<int>> HashedForNewAsync(FopContext ctx, Gfid parent, string name)
     {
-        var loc = await LocateAsync(ctx, parent, name);
+        var loc = await LocateNewAsync(ctx, parent, name);
         if (loc.Ok) return Errno.EEXIST;
         if (loc.Error != Errno.ENOENT) return loc.Error;
         var lr = await GetLayoutAsync(parent);
         if (!lr.Ok) return lr.Error;
         int h = lr.Value.ChildFor(name);
         return h < 0 ? Errno.EIO : h;
+    }
+
+    /// <summary>
+    /// <see cref="LocateAsync"/> for a name about to be created, which is usually new: every child
+    /// is asked at once, and when none has the name that is the answer (one round trip instead of
+    /// the hashed child's miss followed by everyone else's). Otherwise the full lookup runs.
+    /// </summary>
+    private async ValueTask<FopResult<Located>> LocateNewAsync(FopContext ctx, Gfid parent, string name)
+    {
+        if (_lookupUnhashed && Children.Count > 1)
+        {
+            var lr = await GetLayoutAsync(parent);
+            if (!lr.Ok) return lr.Error;
+            var all = await OnChildrenAsync(AllChildren, c => c.LookupAsync(ctx, parent, name));
+            if (all.All(r => r.Error == Errno.ENOENT)) return Errno.ENOENT;
+        }
+        return await LocateAsync(ctx, parent, name);
     }
 
     private async ValueTask<FopResult<Iatt>> CreateOnHashedAsync(FopContext ctx, Gfid parent, string name, Gfid gfid,
@@ -44,7 +61,7 @@ public sealed partial class DistributeTranslator
     {
         for (int attempt = 0; ; attempt++)
         {
-            var loc = await LocateAsync(ctx, parent, name);
+            var loc = await LocateNewAsync(ctx, parent, name);
             int child;
             ulong owner = 0;
             FopResult<Iatt> r;
