@@ -202,11 +202,17 @@ public sealed class EtcdClient : IDisposable
         }
     }
 
+    /// <summary>Rounds over all endpoints before a request fails: a second round outlasts a leader election (members answer "no leader" meanwhile).</summary>
+    private const int Rounds = 2;
+
+    private static readonly TimeSpan BetweenRounds = TimeSpan.FromMilliseconds(500);
+
     private async Task<JsonNode> PostAsync(string path, JsonObject body, CancellationToken ct)
     {
         var failures = new List<string>();
-        for (int attempt = 0; attempt < _endpoints.Count; attempt++)
+        for (int attempt = 0; attempt < _endpoints.Count * Rounds; attempt++)
         {
+            if (attempt > 0 && attempt % _endpoints.Count == 0) await Task.Delay(BetweenRounds, ct);
             int index = (Volatile.Read(ref _current) + attempt) % _endpoints.Count;
             using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
             limit.CancelAfter(RequestTimeout);
@@ -233,7 +239,7 @@ public sealed class EtcdClient : IDisposable
                 failures.Add($"{_endpoints[index]}: not etcd JSON: {e.Message}");
             }
         }
-        throw new EtcdUnavailableException($"etcd is unavailable ({string.Join("; ", failures)})");
+        throw new EtcdUnavailableException($"etcd is unavailable ({string.Join("; ", failures.Distinct())})");
     }
 
     private static string MessageOf(string text)

@@ -66,8 +66,9 @@ public sealed class EtcdCluster : IDisposable
                      "--listen-client-urls", ClientUrl(i), "--advertise-client-urls", ClientUrl(i),
                      "--listen-peer-urls", $"http://{_hosts[i]}:{_peerPort}", "--initial-advertise-peer-urls", $"http://{_hosts[i]}:{_peerPort}",
                      "--initial-cluster", cluster, "--initial-cluster-token", _token, "--initial-cluster-state", "new",
-                     // Test-sized timings: a lost leader is replaced within a second or two.
-                     "--heartbeat-interval", "100", "--election-timeout", "1000",
+                     // Relaxed timings: on a test machine loaded by parallel builds, etcd's defaults
+                     // (100/1000 ms) let a starved leader lose its term now and then.
+                     "--heartbeat-interval", "250", "--election-timeout", "2500",
                  })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start etcd");

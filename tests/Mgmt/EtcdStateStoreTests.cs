@@ -144,6 +144,19 @@ public class EtcdStateStoreTests
         Assert.That(r.Error!.Message, Does.StartWith($"etcd is unavailable (http://127.0.0.1:{dead}/: "));
     }
 
+    [Test, CancelAfter(30_000)]
+    public async Task A_dead_endpoint_is_passed_over_for_the_next()
+    {
+        await using var store = Store(endpoints: $"http://127.0.0.1:{BrickProcess.FreePort()},{_etcd.Endpoints(0)}");
+        var r = await store.UpdateAsync<int>(s =>
+        {
+            s.Volumes.Add(Volume("v"));
+            return 1;
+        });
+        Assert.That(r.Ok, r.Error?.Message);
+        Assert.That((await store.ReadAsync()).Volumes.Single().Name, Is.EqualTo("v"));
+    }
+
     [Test]
     public void Endpoints_and_prefix_ends_parse_as_etcd_expects()
     {
