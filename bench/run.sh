@@ -4,6 +4,9 @@
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports) let two runs on one machine stay apart;
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
+# BRICKFS_BENCH_TARGETS (default "local net1 bitrot rep3") picks the Brickfs targets measured
+# beside local Btrfs; the heal figure comes with rep3. BRICKFS_BENCH_HEAL_MIB sets the size of the
+# healed file (default 1024, 256 with --quick).
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,9 @@ fi
 dotnet build bench/Brickfs.Bench.csproj -c Release --nologo -v q >/dev/null
 
 W=${BRICKFS_BENCH_DIR:-/var/tmp/brickfs-bench}
+TARGETS=" ${BRICKFS_BENCH_TARGETS:-local net1 bitrot rep3} "
+want() { [[ "$TARGETS" == *" $1 "* ]]; }
+BENCH_TARGETS=(btrfs="$W/local")
 BASE_PORT=${BRICKFS_BENCH_PORT:-24199}
 # A FUSE mount whose brick is gone fails stat (ENOTCONN), so mountpoint(1) cannot tell: ask /proc/mounts.
 mounted() { grep -q " $1 " /proc/mounts; }
@@ -38,16 +44,18 @@ img() { # name -> mounted btrfs dir
   mkdir -p "$W/$1"; mount -o loop "$W/$1.img" "$W/$1"
 }
 img local
-img brick-local
-img brick-net
-img brick-r0
-img brick-r1
-img brick-r2
 
+if want local; then
 # Local volume: the graph in the mount process over storage/posix on its own Btrfs image.
 sed "s#/srv/brickfs/local#$W/brick-local#" volfiles/local-posix.vol > "$W/local-volume.vol"
+img brick-local
 mkdir -p "$W/mnt-local-volume"
 mount.brickfs --volfile "$W/local-volume.vol" "$W/mnt-local-volume"
+BENCH_TARGETS+=(brickfs-local="$W/mnt-local-volume")
+fi
+
+if want net1; then
+img brick-net
 
 # Network volume: one brickd over loopback TCP, brick on its own Btrfs image.
 PORT=$BASE_PORT
@@ -79,6 +87,8 @@ brickd --volfile "$W/brick-net.vol" --log-file "$W/brickd.log" --pid-file "$W/br
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 mkdir -p "$W/mnt-net-volume"
 mount.brickfs --volfile "$W/net-volume.vol" "$W/mnt-net-volume"
+BENCH_TARGETS+=(brickfs-net1="$W/mnt-net-volume")
+fi
 
 # ---- bitrot block: brickfs-net1-bitrot, the net1 volume with features/bitrot on its brick ----
 # Same as brickfs-net1 (one brickd over loopback, own Btrfs image) plus features/bitrot (and
@@ -91,6 +101,7 @@ bitrot_cleanup() {
 }
 trap 'bitrot_cleanup; cleanup' EXIT
 bitrot_cleanup
+if want bitrot; then
 img brick-net-bitrot
 cat > "$W/brick-net-bitrot.vol" <<VOL
 volume bitrot-posix
@@ -128,7 +139,8 @@ brickd --volfile "$W/brick-net-bitrot.vol" --log-file "$W/brickd-bitrot.log" --p
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$BITROT_PORT) 2>/dev/null && break; sleep 0.1; done
 mkdir -p "$W/mnt-net-bitrot"
 mount.brickfs --volfile "$W/net-bitrot-volume.vol" "$W/mnt-net-bitrot"
-BITROT_TARGETS=(brickfs-net1-bitrot="$W/mnt-net-bitrot")
+BENCH_TARGETS+=(brickfs-net1-bitrot="$W/mnt-net-bitrot")
+fi
 # ---- end of bitrot block ----
 
 # Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
@@ -159,6 +171,8 @@ VOL
   brickd --volfile "$W/brick-r$i.vol" --log-file "$W/brickd-r$i.log" --pid-file "$W/brickd-r$i.pid" &
   listening "$port" || { echo "bench/run.sh: brickd r$i does not listen on $port" >&2; exit 1; }
 }
+if want rep3; then
+for i in 0 1 2; do img "brick-r$i"; done
 : > "$W/rep3-volume.vol"
 for i in 0 1 2; do
   rep_brick "$i"
@@ -179,13 +193,18 @@ end-volume
 VOL
 mkdir -p "$W/mnt-rep3-volume"
 mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
+BENCH_TARGETS+=(brickfs-rep3="$W/mnt-rep3-volume")
+fi
 
-dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
-  btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" brickfs-rep3="$W/mnt-rep3-volume" "${BITROT_TARGETS[@]}"
+echo "load average before the workloads: $(cut -d' ' -f1-3 /proc/loadavg)"
+dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" "${BENCH_TARGETS[@]}"
+echo "load average after the workloads: $(cut -d' ' -f1-3 /proc/loadavg)"
+want rep3 || exit 0
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024
 for a in "$@"; do [ "$a" = --quick ] && HEAL_MIB=256; done
+HEAL_MIB=${BRICKFS_BENCH_HEAL_MIB:-$HEAL_MIB}
 dotnet build mgmt/shd/Brickfs.Shd.csproj -c Release --nologo -v q >/dev/null
 kill "$(cat "$W/brickd-r2.pid")"; rm -f "$W/brickd-r2.pid"
 dd if=/dev/urandom of="$W/mnt-rep3-volume/heal-me" bs=1M count="$HEAL_MIB" conv=fsync status=none
