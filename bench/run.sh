@@ -8,6 +8,7 @@
 # replica-3 bricks use the next three ports, the bitrot bricks the two before) let two runs on
 # one machine stay apart; BRICKFS_BENCH_TARGETS picks targets (see below);
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
+# BRICKFS_BENCH_HEAL_MIB sets the size of the healed file (default 1024, 256 with --quick).
 # Each target gets its own loop-mounted Btrfs image of the same size on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -241,6 +242,7 @@ wanted brickfs-rep3 || exit 0
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024
 for a in "${ARGS[@]}"; do [ "$a" = --quick ] && HEAL_MIB=256; done
+HEAL_MIB=${BRICKFS_BENCH_HEAL_MIB:-$HEAL_MIB}
 dotnet build mgmt/shd/Brickfs.Shd.csproj -c Release --nologo -v q >/dev/null
 kill "$(cat "$W/brickd-r2.pid")"; rm -f "$W/brickd-r2.pid"
 dd if=/dev/urandom of="$W/mnt-rep3-volume/heal-me" bs=1M count="$HEAL_MIB" conv=fsync status=none

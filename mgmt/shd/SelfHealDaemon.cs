@@ -191,8 +191,12 @@ public sealed class SelfHealDaemon
         return summary;
     }
 
-    /// <summary>The entries of <paramref name="dir"/> on one brick (without the dots), or null when it cannot list them.</summary>
-    private static async Task<List<DirEntry>?> ListAsync(Translator child, FopContext ctx, Gfid dir)
+    /// <summary>
+    /// The entries of <paramref name="dir"/> on one brick (without the dots; with
+    /// <paramref name="withoutAttributes"/> also those that come without attributes), or null
+    /// when it cannot list them.
+    /// </summary>
+    internal static async Task<List<DirEntry>?> ListAsync(Translator child, FopContext ctx, Gfid dir, bool withoutAttributes = false)
     {
         var fd = new FileHandle(dir, OpenFlags.ReadOnly | OpenFlags.Directory, isDirectory: true);
         if (!(await child.OpendirAsync(ctx, fd)).Ok) return null;
@@ -205,7 +209,7 @@ public sealed class SelfHealDaemon
                 var page = await child.ReaddirplusAsync(ctx, fd, offset, 64 * 1024);
                 if (!page.Ok) return null;
                 if (page.Value.Count == 0) return all;
-                all.AddRange(page.Value.Where(e => e.Name is not ("." or "..") && e.Gfid is not null && e.Attr is not null));
+                all.AddRange(page.Value.Where(e => e.Name is not ("." or "..") && e.Gfid is not null && (withoutAttributes || e.Attr is not null)));
                 offset = page.Value[^1].NextOffset;
             }
         }

@@ -100,7 +100,7 @@ public sealed class ShdCommand
                 return command switch
                 {
                     null => await c.DaemonAsync(daemon, cancellation),
-                    "info" => await c.InfoAsync(replicas, cancellation),
+                    "info" => await c.InfoAsync(graph.Top, replicas, cancellation),
                     "full" => await c.FullAsync(daemon, cancellation),
                     _ => await c.SplitBrainAsync(graph.Top, replicas, cancellation),
                 };
@@ -255,25 +255,46 @@ public sealed class ShdCommand
 
     // ---- info --------------------------------------------------------------------------------
 
-    public sealed record InfoEntry(string Gfid, bool SplitBrain, string? Stale);
+    /// <summary>One pending entry: its GFID and, where the walk of the volume found it, its path (else null).</summary>
+    public sealed record InfoEntry(string Gfid, bool SplitBrain, string? Stale, string? Path);
     public sealed record InfoBrick(string Brick, string Status, bool Connected, List<InfoEntry> Entries);
     public sealed record InfoReplica(string Replica, List<InfoBrick> Bricks, List<SplitBrainEntry> SplitBrain);
-    public sealed record SplitBrainEntry(string Gfid, string Kind, string? Parent, string? Name, string Detail);
-
-    /// <summary>GlusterFS's <c>heal info</c>: per brick its pending entries (those in split-brain marked), its status and count.</summary>
-    private async Task<int> InfoAsync(IReadOnlyList<ReplicateTranslator> replicas, CancellationToken cancellation)
+    public sealed record SplitBrainEntry(string Gfid, string Kind, string? Parent, string? Name, string Detail)
     {
-        var report = new List<InfoReplica>();
+        /// <summary>The file's path (for a GFID mismatch: the name's), where the walk found it; else null.</summary>
+        public string? Path { get; init; }
+    }
+
+    /// <summary>
+    /// GlusterFS's <c>heal info</c>: per brick its pending entries (paths where a walk of the
+    /// volume finds them, see <see cref="PathResolver"/>; those in split-brain marked), its status
+    /// and count.
+    /// </summary>
+    private async Task<int> InfoAsync(Translator top, IReadOnlyList<ReplicateTranslator> replicas, CancellationToken cancellation)
+    {
+        var found = new List<(ReplicateTranslator Replica, IReadOnlyList<ChildPending> ByChild, Dictionary<Gfid, HealStatus> Status)>();
         foreach (var r in replicas)
         {
             var byChild = await r.ListPendingByChildAsync(cancellation);
             var status = new Dictionary<Gfid, HealStatus>();
             foreach (var g in byChild.SelectMany(c => c.Pending).Distinct()) status[g] = await r.InspectAsync(g, cancellation);
+            found.Add((r, byChild, status));
+        }
+        var splitBrain = replicas.SelectMany(r => r.ListSplitBrain()).ToList();
+        var paths = await PathResolver.ResolveAsync(top,
+            found.SelectMany(f => f.Status.Keys).Concat(splitBrain.Select(s => s.Parent ?? s.Gfid)), cancellation);
+        string? PathOf(Gfid g) => paths.TryGetValue(g, out var p) ? p : null;
+        var report = new List<InfoReplica>();
+        foreach (var (r, byChild, status) in found)
+        {
             var bricks = byChild.Select(c => new InfoBrick(c.Child,
                 c.Error == Errno.None ? "Connected" : Describe(c.Error), c.Error == Errno.None,
                 [.. c.Pending.Select(g => new InfoEntry(g.ToString(), status[g].SplitBrain != SplitBrainKind.None,
-                    status[g].Stale.Count > 0 ? string.Join(",", status[g].Stale) : null))])).ToList();
-            var split = r.ListSplitBrain().Select(s => new SplitBrainEntry(s.Gfid.ToString(), s.Kind.ToString(), s.Parent?.ToString(), s.Name, s.Detail)).ToList();
+                    status[g].Stale.Count > 0 ? string.Join(",", status[g].Stale) : null, PathOf(g)))])).ToList();
+            var split = r.ListSplitBrain().Select(s => new SplitBrainEntry(s.Gfid.ToString(), s.Kind.ToString(), s.Parent?.ToString(), s.Name, s.Detail)
+            {
+                Path = s.Parent is { } parent ? PathOf(parent) is { } pp ? (pp == "/" ? "" : pp) + "/" + s.Name : null : PathOf(s.Gfid),
+            }).ToList();
             report.Add(new InfoReplica(r.Name, bricks, split));
         }
         if (_json)
@@ -286,14 +307,17 @@ public sealed class ShdCommand
             foreach (var b in rep.Bricks)
             {
                 _out.WriteLine($"Brick {b.Brick}");
-                foreach (var e in b.Entries) _out.WriteLine(Show(e.Gfid) + (e.SplitBrain ? " - Is in split-brain" : ""));
+                foreach (var e in b.Entries) _out.WriteLine((e.Path ?? Show(e.Gfid)) + (e.SplitBrain ? " - Is in split-brain" : ""));
                 if (b.Entries.Count > 0) _out.WriteLine();
                 _out.WriteLine($"Status: {b.Status}");
                 _out.WriteLine($"Number of entries: {(b.Connected ? b.Entries.Count.ToString(CultureInfo.InvariantCulture) : "-")}");
                 _out.WriteLine();
             }
             _out.WriteLine($"Split-brain entries of {rep.Replica}: {rep.SplitBrain.Count}");
-            foreach (var s in rep.SplitBrain) _out.WriteLine(s.Name is null ? $"{Show(s.Gfid)} ({s.Kind.ToLowerInvariant()})" : $"<gfid:{s.Parent}>/{s.Name} (gfid mismatch)");
+            foreach (var s in rep.SplitBrain)
+            {
+                _out.WriteLine(s.Name is null ? $"{s.Path ?? Show(s.Gfid)} ({s.Kind.ToLowerInvariant()})" : $"{s.Path ?? $"<gfid:{s.Parent}>/{s.Name}"} (gfid mismatch)");
+            }
             _out.WriteLine();
         }
         return Ok;

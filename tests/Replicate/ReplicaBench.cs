@@ -122,8 +122,19 @@ internal sealed class ReplicaBench : IAsyncDisposable
 
     public async Task<string> TextAsync(int brick, Gfid gfid) => Encoding.ASCII.GetString(await ContentAsync(brick, gfid));
 
-    /// <summary>Brick <paramref name="brick"/>'s pending counters against <paramref name="child"/>: [data, metadata, entry].</summary>
+    /// <summary>
+    /// Brick <paramref name="brick"/>'s pending counters against <paramref name="child"/>:
+    /// [data, metadata, entry], as they stand once the client's eager batches have ended (see
+    /// <see cref="RawPendingAsync"/> for the counters as they are now).
+    /// </summary>
     public async Task<long[]> PendingAsync(int brick, Gfid gfid, int child)
+    {
+        await Replicate.FlushEagerAsync();
+        return await RawPendingAsync(brick, gfid, child);
+    }
+
+    /// <summary>Brick <paramref name="brick"/>'s pending counters against <paramref name="child"/> right now, an eager batch's marks included.</summary>
+    public async Task<long[]> RawPendingAsync(int brick, Gfid gfid, int child)
     {
         var r = await Brick(brick).GetxattrAsync(Ctx(), gfid, Key(child));
         if (r.Error == Errno.ENODATA) return [0, 0, 0];
@@ -135,6 +146,7 @@ internal sealed class ReplicaBench : IAsyncDisposable
     /// <summary>True when every counter on every brick of <paramref name="gfid"/> is zero.</summary>
     public async Task<bool> AllCountersZeroAsync(Gfid gfid)
     {
+        await Replicate.FlushEagerAsync();
         for (int i = 0; i < Count; i++)
         {
             for (int k = 0; k < Count; k++)

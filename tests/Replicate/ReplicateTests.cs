@@ -41,7 +41,7 @@ public class ReplicateTests
             Assert.That(await v.PendingAsync(i, fd.Gfid, 1), Is.EqualTo(new long[] { 0, 0, 0 }));
             Assert.That(v.Index(i).ListPending(), Does.Contain(fd.Gfid), $"index of b{i}");
         }
-        Assert.That(v.Index(2).ListPending(), Is.Empty, "b2 saw nothing");
+        Assert.That(v.Index(2).ListPending(), Does.Not.Contain(fd.Gfid), "b2 saw nothing of the write");
         Assert.That(await v.TextAsync(2, fd.Gfid), Is.Empty, "b2 kept its stale (empty) copy");
         Assert.That(v.Replicate.IsChildUp(2), Is.False);
     }
@@ -83,7 +83,12 @@ public class ReplicateTests
         await using var v = await StartAsync(3);
         var fd = await v.CreateAsync("f");
         await v.MustWriteAsync(fd, 0, "kept");
+        await v.Replicate.FlushEagerAsync(); // the batch of "kept" ends while every copy is reachable
         v.Down(1, 2);
+        // With no notice from the bricks, the first fop after an outage is what finds it; under an
+        // eager lock that may be a write, applied where it could be though it fails (DESIGN.md).
+        // Here a lookup finds it.
+        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "f")).Ok, Is.True);
 
         Assert.That((await v.WriteAsync(fd, 0, "lost")).Error, Is.EqualTo(Errno.ENOTCONN));
         long injected = v.Fault(1).Injected + v.Fault(2).Injected;
@@ -275,7 +280,7 @@ public class ReplicateTests
         var inner = await v.CreateAsync("inner", sub);
         await v.MustWriteAsync(inner, 0, "deep");
         Assert.That((await v.Top.UnlinkAsync(Ctx(), dir, "doomed")).Ok, Is.True);
-        Assert.That(await v.PendingAsync(0, dir, 1), Is.EqualTo(new long[] { 0, 0, 3 }), "b0 blames b1 for three changes of the directory's entries");
+        Assert.That(await v.PendingAsync(0, dir, 1), Is.EqualTo(new long[] { 0, 0, 1 }), "b0 blames b1 for the directory's entries (once for the eager batch of three changes)");
         Assert.That(v.Index(0).ListPending(), Does.Contain(dir));
 
         v.Up(1);

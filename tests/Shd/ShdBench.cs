@@ -131,8 +131,15 @@ internal sealed class ShdBench : IAsyncDisposable
         Assert.That(r.Error, Is.EqualTo(Errno.None), $"create {name}");
         Assert.That((await Top.WriteAsync(Ctx(), fd, 0, Encoding.ASCII.GetBytes(content))).Error, Is.EqualTo(Errno.None), $"write {name}");
         await Top.ReleaseAsync(Ctx(), fd);
+        await SettleAsync();
         return fd.Gfid;
     }
+
+    /// <summary>
+    /// Ends the mount's eager batches (as its idle timer would a moment later), so the bricks'
+    /// counters and indexes show only what the changes left behind.
+    /// </summary>
+    public Task SettleAsync() => Mount.Find<ReplicateTranslator>().FlushEagerAsync();
 
     public async Task OverwriteAsync(Gfid gfid, string content)
     {
@@ -140,6 +147,7 @@ internal sealed class ShdBench : IAsyncDisposable
         Assert.That((await Top.OpenAsync(Ctx(), fd)).Error, Is.EqualTo(Errno.None), "open");
         Assert.That((await Top.WriteAsync(Ctx(), fd, 0, Encoding.ASCII.GetBytes(content))).Error, Is.EqualTo(Errno.None), "write");
         await Top.ReleaseAsync(Ctx(), fd);
+        await SettleAsync();
     }
 
     public async Task<FopResult<string>> ReadAsync(Gfid gfid)
@@ -164,6 +172,7 @@ internal sealed class ShdBench : IAsyncDisposable
     {
         var gfid = Gfid.NewRandom();
         Assert.That((await Top.MkdirAsync(Ctx(), parent ?? Gfid.Root, name, 0x1ED, gfid)).Error, Is.EqualTo(Errno.None), $"mkdir {name}");
+        await SettleAsync();
         return gfid;
     }
 

@@ -53,9 +53,9 @@ public class ShdProgramTests
             var (exit, stdout, stderr) = await RunAsync("--volfile", volfile, "info");
 
             Assert.That(exit, Is.EqualTo(0), stderr);
-            Assert.That(stdout, Does.Contain($"Brick {ChildName(0)}\n<gfid:{f}> - Is in split-brain\n\nStatus: Connected\nNumber of entries: 1\n"));
-            Assert.That(stdout, Does.Contain($"Brick {ChildName(1)}\n<gfid:{f}> - Is in split-brain\n\nStatus: Connected\nNumber of entries: 1\n"));
-            Assert.That(stdout, Does.Contain($"Split-brain entries of vol: 1\n<gfid:{f}> (data)"));
+            Assert.That(stdout, Does.Contain($"Brick {ChildName(0)}\n/f - Is in split-brain\n\nStatus: Connected\nNumber of entries: 1\n"));
+            Assert.That(stdout, Does.Contain($"Brick {ChildName(1)}\n/f - Is in split-brain\n\nStatus: Connected\nNumber of entries: 1\n"));
+            Assert.That(stdout, Does.Contain($"Split-brain entries of vol: 1\n/f (data)"));
 
             var json = await RunAsync("--volfile", volfile, "info", "--json");
             Assert.That(json.Exit, Is.EqualTo(0), json.Stderr);
@@ -64,6 +64,7 @@ public class ShdProgramTests
             Assert.That(bricks.GetArrayLength(), Is.EqualTo(2));
             Assert.That(bricks[1].GetProperty("entries")[0].GetProperty("gfid").GetString(), Is.EqualTo(f.ToString()));
             Assert.That(bricks[1].GetProperty("entries")[0].GetProperty("splitBrain").GetBoolean(), Is.True);
+            Assert.That(bricks[1].GetProperty("entries")[0].GetProperty("path").GetString(), Is.EqualTo("/f"));
         }
         finally
         {
@@ -84,7 +85,7 @@ public class ShdProgramTests
             Assert.That(exit, Is.EqualTo(0), stderr);
             Assert.That(stdout, Does.Contain($"Brick {ChildName(1)}\nStatus: Transport endpoint is not connected\nNumber of entries: -\n"));
             Assert.That(stdout, Does.Contain($"Brick {ChildName(0)}\n"));
-            Assert.That(stdout, Does.Contain($"<gfid:{f}>\n").And.Not.Contain("split-brain\n\n"));
+            Assert.That(stdout, Does.Contain("/f\n").And.Not.Contain("split-brain\n\n").And.Not.Contain("<gfid:"), "paths, not GFIDs");
         }
         finally
         {

@@ -6,6 +6,9 @@ public sealed partial class ReplicateTranslator
 {
     private const int HealChunk = 1 << 20;
 
+    /// <summary>Chunks of one data heal in flight at once: enough to keep the source's reads and the sinks' writes overlapping.</summary>
+    private const int HealWindow = 8;
+
     /// <summary>
     /// Repairs one inode that some child blames, under its locks (an inodelk, and for a
     /// directory an entrylk on all its names): entries of a directory (missing names created
@@ -155,6 +158,7 @@ public sealed partial class ReplicateTranslator
             return new HealResult(gfid, HealOutcome.Gone, SplitBrainKind.None, []);
         }
 
+        await ReleaseEagerAsync(gfid, null); // this client's own eager lock would keep the heal waiting
         bool dir = attrs[Lowest(present)]!.IsDirectory;
         LockTarget[] targets = dir
             ? [new LockTarget(gfid, null, Entry: true), new LockTarget(gfid, null, Entry: false)]
@@ -236,26 +240,75 @@ public sealed partial class ReplicateTranslator
                 await Task.WhenAll(Bits(targets).Select(async i =>
                     Observe(i, (await Children[i].SetattrAsync(ctx, gfid, fd, new SetattrRequest { Valid = SetattrValid.Size, Size = newSize })).Error)));
             }
-            for (long offset = 0; offset < size; offset += HealChunk)
-            {
-                var r = await Children[source].ReadAsync(ctx, fd, offset, (int)Math.Min(HealChunk, size - offset));
-                if (!r.Ok) return r.Error;
-                using var buf = r.Value;
-                if (buf.Length == 0) break;
-                if (!buf.Span.ContainsAnyExcept((byte)0))
-                {
-                    continue;
-                }
-                var data = buf.Memory;
-                var writes = await Task.WhenAll(Bits(targets).Select(async i => (await Children[i].WriteAsync(ctx, fd, offset, data)).Error));
-                if (writes.FirstOrDefault(w => w != Errno.None) is var w && w != Errno.None) return w;
-            }
-            return Errno.None;
+            return await CopyDataAsync(ctx, fd, source, size, targets);
         }
         finally
         {
             foreach (int i in Bits(opened)) await Children[i].ReleaseAsync(ctx, fd);
         }
+    }
+
+    /// <summary>
+    /// Streams the data extents of the source (SEEK_DATA/SEEK_HOLE; the whole file where the
+    /// source cannot tell) to the sinks in <see cref="HealChunk"/> pieces, up to
+    /// <see cref="HealWindow"/> of them in flight; all-zero pieces are skipped, so holes stay
+    /// holes on sinks that were emptied first. The first error ends the copy.
+    /// </summary>
+    private async ValueTask<Errno> CopyDataAsync(FopContext ctx, FileHandle fd, int source, long size, int targets)
+    {
+        var window = new SemaphoreSlim(HealWindow);
+        var running = new List<Task<Errno>>();
+        int failed = 0; // an Errno, set once
+        long offset = 0;
+        while (offset < size && Volatile.Read(ref failed) == 0)
+        {
+            var (start, end) = await NextExtentAsync(ctx, fd, source, offset, size);
+            if (start >= end) break;
+            for (long at = start; at < end && Volatile.Read(ref failed) == 0; at += HealChunk)
+            {
+                await window.WaitAsync(ctx.Cancellation);
+                long chunkAt = at;
+                int length = (int)Math.Min(HealChunk, end - at);
+                running.Add(Task.Run(async () =>
+                {
+                    try
+                    {
+                        var e = await CopyChunkAsync(ctx, fd, source, chunkAt, length, targets);
+                        if (e != Errno.None) Interlocked.CompareExchange(ref failed, (int)e, 0);
+                        return e;
+                    }
+                    finally
+                    {
+                        window.Release();
+                    }
+                }));
+                running.RemoveAll(t => t.IsCompleted);
+            }
+            offset = end;
+        }
+        await Task.WhenAll(running);
+        return (Errno)failed;
+    }
+
+    /// <summary>The next data extent of the source at or after <paramref name="offset"/>, clipped to <paramref name="size"/>; the rest of the file when the source cannot seek holes.</summary>
+    private async ValueTask<(long Start, long End)> NextExtentAsync(FopContext ctx, FileHandle fd, int source, long offset, long size)
+    {
+        var data = await Children[source].LseekAsync(ctx, fd, offset, SeekWhence.Data);
+        if (!data.Ok) return data.Error == Errno.ENXIO ? (size, size) : (offset, size); // ENXIO: only a hole is left
+        long start = Math.Min(data.Value, size);
+        var hole = await Children[source].LseekAsync(ctx, fd, start, SeekWhence.Hole);
+        return (start, hole.Ok ? Math.Min(hole.Value, size) : size);
+    }
+
+    private async Task<Errno> CopyChunkAsync(FopContext ctx, FileHandle fd, int source, long offset, int length, int targets)
+    {
+        var r = await Children[source].ReadAsync(ctx, fd, offset, length);
+        if (!r.Ok) return r.Error;
+        using var buf = r.Value;
+        if (buf.Length == 0 || !buf.Span.ContainsAnyExcept((byte)0)) return Errno.None;
+        var data = buf.Memory;
+        var writes = await Task.WhenAll(Bits(targets).Select(async i => (await Children[i].WriteAsync(ctx, fd, offset, data)).Error));
+        return writes.FirstOrDefault(w => w != Errno.None);
     }
 
     /// <summary>Owner, mode, times and xattrs (other than Brickfs's own) of <paramref name="src"/> onto the sinks.</summary>

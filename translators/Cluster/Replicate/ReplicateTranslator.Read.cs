@@ -33,7 +33,7 @@ public sealed partial class ReplicateTranslator
         var (attrs, errors) = await StatAllAsync(ctx, gfid, fd, AllMask);
         var a = Assess(attrs);
         if (a.Answered == 0) return (FirstError(errors, AllMask), attrs);
-        if (a.SelfAccusing != 0)
+        if (a.SelfAccusing != 0 && !HoldsEagerWriteLock(gfid))
         {
             long owner = NextLockOwner();
             var (locked, e) = await LockAsync(ctx, owner, a.Answered, [new LockTarget(gfid, null, Entry: false)], LockType.Read);

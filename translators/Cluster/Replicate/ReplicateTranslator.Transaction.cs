@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Brickfs.Translators.Core;
 
 namespace Brickfs.Translators.Cluster.Replicate;
@@ -53,6 +54,13 @@ public sealed partial class ReplicateTranslator
             // arbiter as the sole witness of which copy is good.
             return new(Errno.ENOTCONN, 0);
         }
+        var eager = EagerKindOf(spec);
+        if (eager != EagerKind.None) return await EagerTransactAsync(ctx, spec, eager, up, fop);
+        // An eager lock of this client on the inode (a directory's shared lock) would make this one wait for it.
+        foreach (var t in spec.Locks)
+        {
+            if (!t.Entry) await ReleaseEagerAsync(t.Gfid, null);
+        }
 
         long owner = NextLockOwner();
         var (locked, lockError) = await LockAsync(ctx, owner, up, spec.Locks, LockType.Write);
@@ -69,41 +77,55 @@ public sealed partial class ReplicateTranslator
                 return new(Errno.ENOTCONN, 0);
             }
 
-            var members = Bits(prepared).ToArray();
-            var pending = new Task<FopResult<T>>[members.Length];
-            for (int j = 0; j < members.Length; j++) pending[j] = fop(members[j]).AsTask();
-            var results = await Task.WhenAll(pending);
-
-            int ok = 0, answered = 0;
-            for (int j = 0; j < members.Length; j++)
-            {
-                Observe(members[j], results[j].Error);
-                if (results[j].Error != Errno.ENOTCONN) answered |= 1 << members[j];
-                if (results[j].Ok) ok |= 1 << members[j];
-            }
+            var (members, results, ok, answered) = await RunOnAsync(prepared, fop);
             // A fop that failed on every child changed nothing anywhere: nobody is blamed for it.
             int consistent = ok != 0 ? ok : answered;
             await ChangelogAsync(quiet, answered, spec.Changes, increment: false, consistent: consistent);
             foreach (var c in spec.Changes) Demote(c.Gfid, c.Slots, consistent);
-
-            if (HasQuorum(ok) && (!spec.Data || (ok & DataMask) != 0))
-            {
-                int pick = Lowest(ok & DataMask) is var d && d >= 0 ? d : Lowest(ok);
-                return new(results[Array.IndexOf(members, pick)], ok);
-            }
-            if (ok == 0)
-            {
-                for (int j = 0; j < members.Length; j++)
-                {
-                    if (results[j].Error != Errno.ENOTCONN) return new(results[j].Error, 0);
-                }
-            }
-            return new(Errno.ENOTCONN, ok);
+            return Verdict(spec, members, results, ok);
         }
         finally
         {
             await UnlockAsync(quiet, owner, locked, spec.Locks);
         }
+    }
+
+    /// <summary>The fop on every child of <paramref name="mask"/> in parallel: who succeeded, who answered (not ENOTCONN).</summary>
+    private async ValueTask<(int[] Members, FopResult<T>[] Results, int Ok, int Answered)> RunOnAsync<T>(int mask, Func<int, ValueTask<FopResult<T>>> fop)
+    {
+        var members = Bits(mask).ToArray();
+        var pending = new Task<FopResult<T>>[members.Length];
+        for (int j = 0; j < members.Length; j++) pending[j] = fop(members[j]).AsTask();
+        var results = await Task.WhenAll(pending);
+        int ok = 0, answered = 0;
+        for (int j = 0; j < members.Length; j++)
+        {
+            Observe(members[j], results[j].Error);
+            if (results[j].Error != Errno.ENOTCONN) answered |= 1 << members[j];
+            if (results[j].Ok) ok |= 1 << members[j];
+        }
+        return (members, results, ok, answered);
+    }
+
+    /// <summary>
+    /// The answer of a transaction: a data child's result when a quorum succeeded (and a data
+    /// child among them for data fops); the children's common errno when none succeeded; else ENOTCONN.
+    /// </summary>
+    private TxnResult<T> Verdict<T>(TxnSpec spec, int[] members, FopResult<T>[] results, int ok)
+    {
+        if (HasQuorum(ok) && (!spec.Data || (ok & DataMask) != 0))
+        {
+            int pick = Lowest(ok & DataMask) is var d && d >= 0 ? d : Lowest(ok);
+            return new(results[Array.IndexOf(members, pick)], ok);
+        }
+        if (ok == 0)
+        {
+            for (int j = 0; j < members.Length; j++)
+            {
+                if (results[j].Error != Errno.ENOTCONN) return new(results[j].Error, 0);
+            }
+        }
+        return new(Errno.ENOTCONN, ok);
     }
 
     /// <summary>
@@ -174,9 +196,38 @@ public sealed partial class ReplicateTranslator
         {
             for (int t = targets.Length - 1; t >= 0; t--)
             {
-                Observe(i, await LockOneAsync(quiet, i, owner, targets[t], LockCommand.Set, LockType.Unlock));
+                var e = await LockOneAsync(quiet, i, owner, targets[t], LockCommand.Set, LockType.Unlock);
+                if (e == Errno.ENOTCONN) _owedUnlocks.Enqueue(new OwedUnlock(i, quiet, owner, targets[t]));
+                Observe(i, e);
             }
         }));
+    }
+
+    /// <summary>An unlock a child could not be reached for: sent again when the child answers again.</summary>
+    private sealed record OwedUnlock(int Child, FopContext Ctx, long Owner, LockTarget Target);
+
+    /// <summary>
+    /// Unlocks owed to children that were unreachable. A brick drops a client's locks when its
+    /// connection ends, but an outage that kept the connection (a stalled brick, a fault between
+    /// replicate and the brick) keeps them, and a lock held across fops (eager locking) would
+    /// then block every later lock of that inode on that brick; sending the unlock again costs
+    /// nothing where the brick dropped it already.
+    /// </summary>
+    private readonly ConcurrentQueue<OwedUnlock> _owedUnlocks = new();
+
+    private async Task PayOwedUnlocksAsync()
+    {
+        int count = _owedUnlocks.Count;
+        for (int n = 0; n < count && _owedUnlocks.TryDequeue(out var owed); n++)
+        {
+            if (!IsChildUp(owed.Child))
+            {
+                _owedUnlocks.Enqueue(owed);
+                continue;
+            }
+            var e = await LockOneAsync(owed.Ctx, owed.Child, owed.Owner, owed.Target, LockCommand.Set, LockType.Unlock);
+            if (e == Errno.ENOTCONN) _owedUnlocks.Enqueue(owed);
+        }
     }
 
     /// <summary>

@@ -169,6 +169,7 @@ public sealed partial class ReplicateTranslator
     /// <summary>close(2): every child that has the file open drops the caller's POSIX locks.</summary>
     public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd)
     {
+        await ReleaseEagerAsync(fd.Gfid, fd);
         int opened = Opened(fd) & UpMask;
         var results = new FopResult[N];
         await Task.WhenAll(Bits(opened).Select(async i =>
@@ -185,6 +186,7 @@ public sealed partial class ReplicateTranslator
 
     public override async ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd)
     {
+        await ReleaseEagerAsync(fd.Gfid, fd);
         await ReleaseOnAsync(ctx, fd, Opened(fd), directory: false);
         fd.RemoveContext(this, out _);
         return FopResult.Success;
@@ -198,8 +200,13 @@ public sealed partial class ReplicateTranslator
     }
 
     /// <summary>Durable only when a write quorum of data children has synced (the arbiter votes with its metadata).</summary>
-    public override ValueTask<FopResult> FsyncAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
-        SyncAsync(fd, i => Children[i].FsyncAsync(ctx, fd, dataOnly));
+    public override async ValueTask<FopResult> FsyncAsync(FopContext ctx, FileHandle fd, bool dataOnly)
+    {
+        var postOp = EndEagerBatchAsync(fd.Gfid, fd).AsTask();
+        var r = await SyncAsync(fd, i => Children[i].FsyncAsync(ctx, fd, dataOnly));
+        await postOp;
+        return r;
+    }
 
     public override ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
         SyncAsync(fd, i => Children[i].FsyncdirAsync(ctx, fd, dataOnly));
@@ -237,6 +244,9 @@ public sealed partial class ReplicateTranslator
         if (command == LockCommand.Get) return await GetLockAsync(ctx, fd, lk, mask);
         if (lk.Type == LockType.Unlock)
         {
+            // An unlock is a coherence point for other clients (LEASES.md): they must find the
+            // file's counters settled and its replicate lock free, not wait out our idle delay.
+            await ReleaseEagerAsync(fd.Gfid, fd);
             var results = await LockOnAsync(ctx, fd, lk, mask, LockCommand.Set);
             return Bits(mask).Any(i => results[i].Ok) ? lk : FirstError([.. results.Select(r => r.Error)], mask);
         }

@@ -21,8 +21,8 @@ namespace Brickfs.Translators.Cluster.Replicate;
 /// locking, after pre-op and on the results. Below quorum the fop fails with ENOTCONN, not
 /// EROFS: the cause is unreachable replicas, it is transient and retryable, and EROFS makes
 /// programs such as SQLite reopen read-only or give up on the file for good.</para>
-/// <para>Reads go to a readable child: one no trustworthy child blames (a self-accusing child's
-/// accusations do not count, as in AFR), spread by GFID hash, never the arbiter. Readability is
+/// <para>Reads go to a readable child: one no child blames beyond what that child counts against
+/// itself (so a self-accusing child's uniform marks accuse nobody, as in AFR), spread by GFID hash, never the arbiter. Readability is
 /// cached per GFID from the pending xattrs that lookup/stat fetch with
 /// <see cref="FopContext.XattrRequest"/>, and updated by our own transactions. An unlocked view
 /// that shows a self-accusing child (a transaction in flight, or one cut short) is re-read under
@@ -32,8 +32,12 @@ namespace Brickfs.Translators.Cluster.Replicate;
 /// truncation and fallocate skip it (it still votes, and keeps the pending counters); data fops
 /// also need a data child to succeed. Its file sizes are meaningless, so nothing is read from it.</para>
 /// <para>A child answering ENOTCONN is down until it answers again; lookup, the refresh of
-/// readability and heal ask every child, so they bring it back. Not done yet: eager locking and
-/// delayed post-op (each modifying fop pays lock + two xattrops), quorum reads.</para>
+/// readability and heal ask every child, so they bring it back.</para>
+/// <para>By default transactions run in eager batches (GlusterFS's eager lock and delayed
+/// post-op): the lock and the pre-op are kept across the fops of a file (a directory's entry fops
+/// share a read lock and one pre-op), a child that misses a fop is blamed before the fop is
+/// answered, and the post-op ends the batch when it idles, at fsync, close or unlock. See
+/// ReplicateTranslator.Eager.cs and DESIGN.md. Not done yet: quorum reads.</para>
 /// </remarks>
 public sealed partial class ReplicateTranslator : Translator
 {
@@ -54,6 +58,8 @@ public sealed partial class ReplicateTranslator : Translator
         },
         new("quorum-count", OptionType.Int, "0", "children that must succeed with quorum-type fixed") { Min = 0, Max = 5 },
         new("arbiter-count", OptionType.Int, "0", "1: the last child is an arbiter (names and metadata, no data)") { Min = 0, Max = 1 },
+        new("eager-lock", OptionType.Bool, "on", "keep a file's lock (and a directory's shared lock) and its pending marks across fops; the marks are cleared post-op-delay-secs after the last fop, or at fsync, close or unlock"),
+        new("post-op-delay-secs", OptionType.Seconds, "1", "how long an idle eager lock and its pending marks are kept (0: post-op after every fop, no eager lock)") { Min = 0, Max = 20 },
         new("read-subvolume-index", OptionType.Int, "-1", "the child that serves reads whenever its copy is readable and up; -1: spread files over the children by GFID") { Min = -1, Max = 4 },
     ];
 
@@ -66,6 +72,7 @@ public sealed partial class ReplicateTranslator : Translator
     private volatile QuorumRule _quorum;
     private readonly bool _arbiter;
     private readonly int _readChild;
+    private readonly TimeSpan _postOpDelay;
     private int _downMask;
     private long _lockOwners = Random.Shared.NextInt64(1, 1L << 40) << 20;
     private string[]? _keys;
@@ -83,6 +90,7 @@ public sealed partial class ReplicateTranslator : Translator
         _quorum = QuorumOf(options);
         _arbiter = options.GetInt("arbiter-count") == 1;
         _readChild = (int)options.GetInt("read-subvolume-index");
+        _postOpDelay = options.GetBool("eager-lock") ? options.GetSeconds("post-op-delay-secs") : TimeSpan.Zero;
     }
 
     private static QuorumRule QuorumOf(TranslatorOptions options)
@@ -139,7 +147,7 @@ public sealed partial class ReplicateTranslator : Translator
     private void Observe(int i, Errno e)
     {
         if (e == Errno.ENOTCONN) Interlocked.Or(ref _downMask, 1 << i);
-        else Interlocked.And(ref _downMask, ~(1 << i));
+        else if ((Interlocked.And(ref _downMask, ~(1 << i)) & (1 << i)) != 0 && !_owedUnlocks.IsEmpty) _ = PayOwedUnlocksAsync();
     }
 
     /// <summary>True when the children in <paramref name="mask"/> are enough to change the volume.</summary>
@@ -187,8 +195,8 @@ public sealed partial class ReplicateTranslator : Translator
 
     /// <summary>
     /// Readability from the pending xattrs of the children that answered (null = did not). A
-    /// child is readable for a slot when no child that does not accuse itself blames it and it
-    /// does not accuse itself. When every unblamed child accuses itself (a transaction cut short
+    /// child is readable for a slot when no child blames it beyond what that child counts against
+    /// itself, and it does not accuse itself. When every unblamed child accuses itself (a transaction cut short
     /// on all of them: any copy is as good as another) they are all readable, flagged in
     /// <see cref="Assessment.Fallback"/> so heal picks one source among them.
     /// </summary>
@@ -214,15 +222,18 @@ public sealed partial class ReplicateTranslator : Translator
                 if (Counter(pending[i][i], t) > 0) self[t] |= 1 << i;
             }
         }
+        // A child accuses another by as much as that child's counter exceeds its own: a pre-op
+        // in flight (or an eager batch's uniform mark, or one cut short) adds the same to every
+        // counter and accuses nobody, while a blame recorded on top of it still shows.
         for (int i = 0; i < N; i++)
         {
             if ((answered & (1 << i)) == 0) continue;
             for (int t = 0; t < 3; t++)
             {
-                if ((self[t] & (1 << i)) != 0) continue;
+                long own = Counter(pending[i][i], t);
                 for (int k = 0; k < N; k++)
                 {
-                    if (Counter(pending[i][k], t) > 0) accused[t] |= 1 << k;
+                    if (k != i && Counter(pending[i][k], t) > own) accused[t] |= 1 << k;
                 }
             }
         }

@@ -1,0 +1,199 @@
+using System.Text;
+using Brickfs.Translators.Cluster.Replicate;
+using Brickfs.Translators.Core;
+using Brickfs.Tests.Support;
+using static Brickfs.Tests.Replicate.ReplicaBench;
+
+namespace Brickfs.Tests.Replicate;
+
+/// <summary>
+/// Eager lock and delayed post-op: a batch of fops under one lock and one pre-op, blame recorded
+/// the moment a child misses a fop, counters settled when the batch ends, crash safety.
+/// </summary>
+public class EagerLockTests
+{
+    /// <summary>A second client over the same bricks (its own replicate translator, client id c2).</summary>
+    private static ReplicateTranslator SecondClient(ReplicaBench v, params (string, string)[] options)
+    {
+        var other = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, options));
+        other.Attach([.. Enumerable.Range(0, v.Count).Select(i => v.Fault(i))]);
+        typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(other, "vol");
+        return other;
+    }
+
+    [Test]
+    public async Task AStreamOfWritesPaysOnePreOpAndTheBatchEndsClean()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        for (int n = 0; n < 10; n++) await v.MustWriteAsync(fd, n * 4, $"{n:D4}");
+
+        for (int i = 0; i < 3; i++)
+        {
+            for (int k = 0; k < 3; k++)
+            {
+                Assert.That(await v.RawPendingAsync(i, fd.Gfid, k), Is.EqualTo(new long[] { 1, 0, 0 }),
+                    $"b{i} key b{k}: one uniform mark for the whole batch, not one per write");
+            }
+        }
+        Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True, "the batch's post-op removes the mark");
+        for (int i = 0; i < 3; i++) Assert.That(v.Index(i).ListPending(), Does.Not.Contain(fd.Gfid), $"index of b{i}");
+        var first = await v.ContentAsync(0, fd.Gfid);
+        for (int i = 1; i < 3; i++) Assert.That(await v.ContentAsync(i, fd.Gfid), Is.EqualTo(first));
+    }
+
+    [Test]
+    public async Task TheBatchEndsByItselfAfterThePostOpDelay()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 0.1");
+        var fd = await v.CreateAsync("f");
+        await v.MustWriteAsync(fd, 0, "x");
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(20), async () =>
+            (await v.RawPendingAsync(0, fd.Gfid, 0)).All(c => c == 0) && (await v.RawPendingAsync(0, Gfid.Root, 0)).All(c => c == 0),
+            "the idle timer ends the file's and the directory's batches");
+    }
+
+    [Test]
+    public async Task AChildThatFailsMidStreamIsBlamedBeforeTheWriteIsAnswered()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        await v.MustWriteAsync(fd, 0, "aaaa");
+        v.Down(2);
+        await v.MustWriteAsync(fd, 4, "bbbb");
+
+        for (int i = 0; i < 2; i++)
+        {
+            var own = await v.RawPendingAsync(i, fd.Gfid, i);
+            var b2 = await v.RawPendingAsync(i, fd.Gfid, 2);
+            Assert.That(b2[0], Is.GreaterThan(own[0]), $"b{i} already accuses b2 above its own batch mark");
+        }
+        await v.MustWriteAsync(fd, 8, "cccc");
+        v.Up(2);
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.That(await v.PendingAsync(i, fd.Gfid, 2), Is.EqualTo(new long[] { 1, 0, 0 }), $"b{i} blames b2 exactly once after the batch");
+            Assert.That(await v.PendingAsync(i, fd.Gfid, i), Is.EqualTo(new long[] { 0, 0, 0 }));
+        }
+        Assert.That(await v.TextAsync(2, fd.Gfid), Is.EqualTo("aaaa"));
+        Assert.That((await v.Replicate.HealAsync(fd.Gfid)).Outcome, Is.EqualTo(HealOutcome.Healed));
+        Assert.That(await v.TextAsync(2, fd.Gfid), Is.EqualTo("aaaabbbbcccc"));
+    }
+
+    [Test]
+    public async Task ReadsOfThisClientSkipAChildThatFailedInTheBatch()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20", "read-subvolume-index 0");
+        var fd = await v.CreateAsync("f");
+        await v.MustWriteAsync(fd, 0, "old!");
+        v.Down(0);
+        await v.MustWriteAsync(fd, 0, "new!");
+        v.Up(0);
+        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "f")).Ok, Is.True, "a lookup in the batch re-reads the counters");
+        Assert.That((await v.ReadTextAsync(fd)).Value, Is.EqualTo("new!"), "never from b0, though it is the preferred reader");
+    }
+
+    [Test]
+    public async Task TwoWritersHandTheLockOverAndLoseNothing()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 0.2");
+        var fd = await v.CreateAsync("f");
+        var other = SecondClient(v, ("post-op-delay-secs", "0.2"));
+        await using var _ = other;
+        var fd2 = await v.OpenAsync(fd.Gfid, other);
+
+        var one = Task.Run(async () =>
+        {
+            for (int n = 0; n < 20; n++) Assert.That((await v.Top.WriteAsync(Ctx(), fd, n * 8, Encoding.ASCII.GetBytes($"A{n:D7}"))).Ok, Is.True);
+        });
+        var two = Task.Run(async () =>
+        {
+            for (int n = 0; n < 20; n++) Assert.That((await other.WriteAsync(Ctx("c2"), fd2, 160 + n * 8, Encoding.ASCII.GetBytes($"B{n:D7}"))).Ok, Is.True);
+        });
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await Task.WhenAll(one, two).WaitAsync(limit.Token);
+
+        string expected = string.Concat(Enumerable.Range(0, 20).Select(n => $"A{n:D7}")) + string.Concat(Enumerable.Range(0, 20).Select(n => $"B{n:D7}"));
+        for (int i = 0; i < 3; i++) Assert.That(await v.TextAsync(i, fd.Gfid), Is.EqualTo(expected), $"b{i}");
+        await other.FlushEagerAsync();
+        Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True);
+    }
+
+    [Test]
+    public async Task AClientThatDiesMidBatchLeavesCountersThatMakeHealPickAGoodCopy()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var writer = SecondClient(v, ("post-op-delay-secs", "20"));
+        var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+        Assert.That((await writer.CreateAsync(Ctx("c2"), Gfid.Root, "f", ReplicaBench.FileMode, fd)).Ok, Is.True);
+        Assert.That((await writer.WriteAsync(Ctx("c2"), fd, 0, "first"u8.ToArray())).Ok, Is.True);
+        v.Down(0); // the copy that a heal without a verdict would take first
+        Assert.That((await writer.WriteAsync(Ctx("c2"), fd, 0, "FIRST"u8.ToArray())).Ok, Is.True, "acknowledged with b1 and b2");
+        v.Up(0);
+
+        // The writer dies: no post-op, no unlock; the bricks drop its locks with its connection.
+        for (int i = 0; i < 3; i++) v.Locks(i).ReleaseClient("c2");
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.That((await v.RawPendingAsync(i, fd.Gfid, i))[0], Is.GreaterThan(0), $"b{i} is left dirty");
+        }
+
+        var heal = await v.Replicate.HealAsync(fd.Gfid);
+        Assert.That(heal.Outcome, Is.EqualTo(HealOutcome.Healed));
+        Assert.That(heal.Sinks, Does.Contain("b0"));
+        for (int i = 0; i < 3; i++) Assert.That(await v.TextAsync(i, fd.Gfid), Is.EqualTo("FIRST"), $"b{i} has the acknowledged write");
+        Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True);
+    }
+
+    [Test]
+    public async Task AClientThatDiesAfterAPreOpWithoutFailuresLeavesAllCopiesUsable()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var writer = SecondClient(v, ("post-op-delay-secs", "20"));
+        var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+        Assert.That((await writer.CreateAsync(Ctx("c2"), Gfid.Root, "f", ReplicaBench.FileMode, fd)).Ok, Is.True);
+        Assert.That((await writer.WriteAsync(Ctx("c2"), fd, 0, "data"u8.ToArray())).Ok, Is.True);
+        for (int i = 0; i < 3; i++) v.Locks(i).ReleaseClient("c2");
+
+        var status = await v.Replicate.InspectAsync(fd.Gfid);
+        Assert.That(status.SplitBrain, Is.EqualTo(SplitBrainKind.None), "a uniform mark accuses nobody");
+        Assert.That((await v.Replicate.HealAsync(fd.Gfid)).Outcome, Is.Not.EqualTo(HealOutcome.SplitBrain));
+        for (int i = 0; i < 3; i++) Assert.That(await v.TextAsync(i, fd.Gfid), Is.EqualTo("data"), $"b{i}");
+        Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True);
+        Assert.That((await v.Replicate.HealAsync(Gfid.Root)).Outcome, Is.Not.EqualTo(HealOutcome.SplitBrain));
+        Assert.That(await v.AllCountersZeroAsync(Gfid.Root), Is.True, "the directory's batch mark is healed too");
+    }
+
+    [Test]
+    public async Task CreatesInOneDirectoryShareOneBatchAndAMissedCreateIsBlamed()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        for (int n = 0; n < 5; n++) await v.CreateAsync($"f{n}");
+        for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, Gfid.Root, k), Is.EqualTo(new long[] { 0, 0, 1 }), $"key b{k}: one mark for five creates");
+        v.Down(1);
+        await v.CreateAsync("missed-by-b1");
+        v.Up(1);
+        Assert.That(await v.PendingAsync(0, Gfid.Root, 1), Is.EqualTo(new long[] { 0, 0, 1 }), "b1 blamed for the directory's entries");
+        Assert.That(await v.PendingAsync(0, Gfid.Root, 0), Is.EqualTo(new long[] { 0, 0, 0 }));
+        Assert.That((await v.Replicate.HealAsync(Gfid.Root)).Outcome, Is.EqualTo(HealOutcome.Healed));
+        Assert.That((await v.LookupOnAsync(1, Gfid.Root, "missed-by-b1")).Ok, Is.True);
+    }
+
+    [Test]
+    public async Task FsyncEndsTheBatchAndCloseGivesTheLockUp()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        await v.MustWriteAsync(fd, 0, "x");
+        Assert.That((await v.Top.FsyncAsync(Ctx(), fd, false)).Ok, Is.True);
+        for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(1, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), "fsync settled the counters");
+
+        var other = SecondClient(v);
+        await using var _ = other;
+        var fd2 = await v.OpenAsync(fd.Gfid, other);
+        Assert.That((await v.Top.FlushAsync(Ctx(), fd)).Ok, Is.True);
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        var ctx2 = new FopContext { Uid = 0, Gid = 0, Pid = 1, ClientId = "c2", LockOwner = 1, Cancellation = limit.Token };
+        Assert.That((await other.WriteAsync(ctx2, fd2, 0, "y"u8.ToArray())).Ok, Is.True, "the closed file's lock is free for another client at once");
+    }
+}
