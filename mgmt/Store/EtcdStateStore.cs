@@ -43,8 +43,11 @@ public sealed class EtcdStateStore : StateStore
 
     private string GenerationKey => Prefix + "generation";
 
-    /// <summary>The state as stored, the revision it was read at, and the generation key's mod_revision.</summary>
-    private sealed record Snapshot(MgmtState State, Dictionary<string, byte[]> Keys, long Revision, long GenerationModRevision);
+    /// <summary>The state as stored, the revision it was read at, the generation key's mod_revision and the id of the change that wrote it.</summary>
+    private sealed record Snapshot(MgmtState State, Dictionary<string, byte[]> Keys, long Revision, long GenerationModRevision, Guid ChangeId);
+
+    /// <summary>The generation key's value: the count of changes, and an id of the last one, by which a node recognises its own commit.</summary>
+    private sealed record GenerationValue(long Generation, Guid Change);
 
     private async Task<Snapshot> LoadAsync(CancellationToken ct)
     {
@@ -52,6 +55,7 @@ public sealed class EtcdStateStore : StateStore
         var state = new MgmtState { NodeId = _nodeId };
         var keys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         long generationRevision = 0;
+        Guid changeId = Guid.Empty;
         foreach (var kv in range.Kvs)
         {
             string rest = kv.Key[Prefix.Length..];
@@ -59,7 +63,9 @@ public sealed class EtcdStateStore : StateStore
             {
                 if (kv.Key == GenerationKey)
                 {
-                    state.Generation = JsonSerializer.Deserialize<long>(kv.Value, MgmtJson.Options);
+                    var g = JsonSerializer.Deserialize<GenerationValue>(kv.Value, MgmtJson.Options)!;
+                    state.Generation = g.Generation;
+                    changeId = g.Change;
                     generationRevision = kv.ModRevision;
                     continue;
                 }
@@ -79,7 +85,7 @@ public sealed class EtcdStateStore : StateStore
         state.Volumes.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
         state.Snapshots.Sort((a, b) => a.CreatedAt.CompareTo(b.CreatedAt));
         state.Peers.Sort((a, b) => a.ProbedAt.CompareTo(b.ProbedAt));
-        return new Snapshot(state, keys, range.Revision, generationRevision);
+        return new Snapshot(state, keys, range.Revision, generationRevision, changeId);
     }
 
     /// <summary>The keys and values that store <paramref name="state"/> (the generation key aside).</summary>
@@ -107,6 +113,10 @@ public sealed class EtcdStateStore : StateStore
         await _lock.WaitAsync(cancellation);
         try
         {
+            // A transaction whose answer was lost (an endpoint timed out after the leader took it)
+            // may have committed although the retry on the next endpoint reports a failed
+            // compare: the next read recognises it by its change id, and its result stands.
+            var previous = (Change: Guid.Empty, Result: default(MgmtResult<T>));
             for (int attempt = 1; ; attempt++)
             {
                 Snapshot read;
@@ -118,14 +128,16 @@ public sealed class EtcdStateStore : StateStore
                 {
                     return MgmtError.Unavailable(e.Message);
                 }
+                if (previous.Change != Guid.Empty && read.ChangeId == previous.Change) return previous.Result;
                 var copy = MgmtJson.Clone(read.State);
                 var result = change(copy);
                 if (!result.Ok) return result;
                 copy.Generation = read.State.Generation + 1;
                 var after = KeysOf(copy);
+                var changeId = Guid.NewGuid();
                 var operations = new List<EtcdClient.Operation>
                 {
-                    new(GenerationKey, JsonSerializer.SerializeToUtf8Bytes(copy.Generation, MgmtJson.Options)),
+                    new(GenerationKey, JsonSerializer.SerializeToUtf8Bytes(new GenerationValue(copy.Generation, changeId), MgmtJson.Options)),
                 };
                 foreach (var (key, value) in after)
                     if (!read.Keys.TryGetValue(key, out var old) || !old.AsSpan().SequenceEqual(value)) operations.Add(new(key, value));
@@ -142,6 +154,7 @@ public sealed class EtcdStateStore : StateStore
                     return MgmtError.Unavailable(e.Message);
                 }
                 if (committed) return result;
+                previous = (changeId, result);
                 if (attempt >= MaxAttempts)
                     return MgmtError.Unavailable($"the cluster state changed under {MaxAttempts} attempts in a row; try again");
                 _logger.LogDebug(1401, "etcd: generation {Generation} changed under this update; retrying", read.State.Generation);

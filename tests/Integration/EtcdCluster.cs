@@ -69,6 +69,8 @@ public sealed class EtcdCluster : IDisposable
                      // Relaxed timings: on a test machine loaded by parallel builds, etcd's defaults
                      // (100/1000 ms) let a starved leader lose its term now and then.
                      "--heartbeat-interval", "250", "--election-timeout", "2500",
+                     // A member back from a cut does not depose the leader with its higher term.
+                     "--pre-vote",
                  })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start etcd");
