@@ -209,6 +209,7 @@ public class SqliteMultiClientTests
         File.WriteAllText(go, "");
         Assert.That(victim.WaitForExit(TimeSpan.FromSeconds(60)), Is.True, "the victim finishes");
         TestContext.Out.WriteLine($"victim's stderr: {victim.Stderr}");
+        // Its reads get EIO, which SQLite reports as "database disk image is malformed" (LEASES.md).
         Assert.That(victim.Stderr, Does.Contain("Runtime error near line 7"), "the cut-off client's transaction fails");
 
         Assert.That(Scalar(volume[1], "SELECT group_concat(by) FROM committed;"), Is.EqualTo("setup,survivor"));
