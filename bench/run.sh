@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick] [--locks]
+# --locks: only the lock workloads (sqlite3 counter from 1 and 4 processes, fcntl lock round trip).
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports) let two runs on one machine stay apart;
 # BRICKFS_BENCH_PREFIX=DIR publishes mount.brickfs and brickd there instead of running install.sh.
@@ -182,6 +183,8 @@ mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
 
 dotnet bench/bin/Release/net10.0/brickfs-bench.dll "$@" \
   btrfs="$W/local" brickfs-local="$W/mnt-local-volume" brickfs-net1="$W/mnt-net-volume" brickfs-rep3="$W/mnt-rep3-volume" "${BITROT_TARGETS[@]}"
+
+for a in "$@"; do [ "$a" = --locks ] && exit 0; done
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.
 HEAL_MIB=1024
