@@ -8,7 +8,7 @@ namespace Brickfs.Bench;
 /// <summary>
 /// Runs the same workloads on several directories in one run and prints each figure with its
 /// ratio to the first (local Btrfs). Usage:
-///   brickfs-bench [--quick] [--only=W,W...] NAME=DIR NAME=DIR ...      (the first is the baseline)
+///   brickfs-bench [--quick] [--locks] [--only=W,W...] NAME=DIR NAME=DIR ...      (the first is the baseline)
 ///   brickfs-bench protocol --help                        (wire round trips without FUSE)
 ///   brickfs-bench --bitrot-micro DIR [ROUNDS]       (features/bitrot's own cost in-process; see BitrotMicro)
 /// --only runs some workloads: seqwrite, seqread, randread, randwrite, small, sqlite.
@@ -17,6 +17,9 @@ namespace Brickfs.Bench;
 /// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
 ///   brickfs-bench --scaling [--quick] NAME=DIR ...     small files from 8 parallel workers and
 ///                                                      ls -l of a 10,000-file directory only
+/// --locks runs only the lock workloads (issue 5): the sqlite3 counter from one and from four
+/// processes (BEGIN IMMEDIATE; UPDATE; COMMIT, every update checked: zero lost) and the
+/// round trip of one fcntl lock + unlock.
 /// </summary>
 public static class Program
 {
@@ -82,6 +85,17 @@ public static class Program
             }
             figures.Add(new Figure(workload + (repeat > 1 ? $", median of {repeat}" : ""), unit,
                 runs.ToDictionary(p => p.Key, p => p.Value.Order().ElementAt(p.Value.Count / 2))));
+        }
+
+        if (args.Contains("--locks"))
+        {
+            int counterTx = quick ? 100 : 400;
+            int lockPairs = quick ? 200 : 1000;
+            Measure($"sqlite3 counter, 1 process ({counterTx} tx, BEGIN IMMEDIATE)", "tx/s", t => Counter(t, 1, counterTx));
+            Measure($"sqlite3 counter, 4 processes ({counterTx / 4 * 4} tx in all)", "tx/s", t => Counter(t, 4, counterTx / 4));
+            Measure($"fcntl lock + unlock round trip ({lockPairs} pairs)", "us", t => OperatingSystem.IsLinux() ? LockRoundTrip(t, lockPairs) : double.NaN);
+            Print(figures, targets);
+            return 0;
         }
 
         if (only.Contains("seqwrite") || only.Contains("seqread"))
@@ -248,6 +262,54 @@ public static class Program
             throw new InvalidOperationException($"sqlite3 on {t.Name}: {count.Trim()} rows, expected {transactions}");
         File.Delete(db);
         return transactions / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// <paramref name="processes"/> sqlite3 processes at once, each committing <paramref name="each"/>
+    /// increments of one counter; transactions per second of all of them. Throws on any failed
+    /// transaction or lost update (the counter must equal the commits).
+    /// </summary>
+    private static double Counter(Target t, int processes, int each)
+    {
+        var db = Path.Combine(t.Dir, "bench-counter.db");
+        foreach (var f in new[] { db, db + "-journal" }) if (File.Exists(f)) File.Delete(f);
+        var (code, _, stderr) = Run("sqlite3", [db], TimeSpan.FromMinutes(1), "PRAGMA journal_mode=DELETE;\nCREATE TABLE counter(v INTEGER NOT NULL);\nINSERT INTO counter VALUES (0);\n");
+        if (code != 0) throw new InvalidOperationException($"sqlite3 setup failed on {t.Name}: {stderr}");
+        var sql = new StringBuilder(".timeout 120000\nPRAGMA synchronous=FULL;\n");
+        for (int i = 0; i < each; i++) sql.Append("BEGIN IMMEDIATE; UPDATE counter SET v = v + 1; COMMIT;\n");
+        var sw = Stopwatch.StartNew();
+        var runs = Enumerable.Range(0, processes).Select(_ => Task.Run(() => Run("sqlite3", [db], TimeSpan.FromMinutes(20), sql.ToString()))).ToArray();
+        Task.WaitAll(runs);
+        sw.Stop();
+        foreach (var r in runs)
+        {
+            if (r.Result.Code != 0 || r.Result.Stderr.Length > 0) throw new InvalidOperationException($"sqlite3 counter failed on {t.Name}: {r.Result.Stderr}");
+        }
+        var (_, v, _) = Run("sqlite3", [db, "SELECT v FROM counter;"], TimeSpan.FromMinutes(1));
+        if (v.Trim() != (processes * each).ToString(CultureInfo.InvariantCulture))
+            throw new InvalidOperationException($"sqlite3 counter on {t.Name}: v = {v.Trim()} after {processes * each} commits (lost updates)");
+        File.Delete(db);
+        return processes * each / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Microseconds per exclusive fcntl lock of one byte plus its unlock (FileStream.Lock is fcntl F_SETLK on Linux).</summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private static double LockRoundTrip(Target t, int pairs)
+    {
+        var path = Path.Combine(t.Dir, "bench-lock");
+        using var fs = new FileStream(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite, 1, FileOptions.None);
+        fs.Lock(0, 1);
+        fs.Unlock(0, 1);
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < pairs; i++)
+        {
+            fs.Lock(0, 1);
+            fs.Unlock(0, 1);
+        }
+        sw.Stop();
+        fs.Dispose();
+        File.Delete(path);
+        return sw.Elapsed.TotalMicroseconds / pairs;
     }
 
     private static void DropCaches()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the same workloads on local Btrfs and on Brickfs volumes, in one run, with ratios.
-#   bench/run.sh [--quick] [--distribute]
+#   bench/run.sh [--quick] [--distribute] [--locks]
+# --locks: only the lock workloads (sqlite3 counter from 1 and 4 processes, fcntl lock round trip).
 # --distribute runs the distribute scaling figures instead: one brickd (brickfs-net1) against
 # cluster/distribute over three brickd processes (brickfs-dist3), small files from 8 parallel
 # workers and ls -l of a 10,000-file directory.
@@ -237,6 +238,7 @@ echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 dotnet bench/bin/Release/net10.0/brickfs-bench.dll "${MODE[@]}" "${ARGS[@]}" "${BENCH_ARGS[@]}"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 [ "$SCALING" = 1 ] && exit 0
+for a in "${ARGS[@]}"; do [ "$a" = --locks ] && exit 0; done
 wanted brickfs-rep3 || exit 0
 
 # Heal after a brick's return: brick r2 misses one big file, then brickfs-shd --once copies it.

@@ -211,7 +211,7 @@ public sealed class ReplicateFaultTests
     public async Task Sqlite3KeepsEveryCommittedTransactionThroughACutAndABrickKill()
     {
         var dir = Dir("sqlite");
-        using var loop = new SqliteLoop(dir, Path.Combine(_v.WorkDir, "sqlite-state"));
+        using var loop = new SqliteLoop(dir, Path.Combine(_v.WorkDir, "sqlite-state"), _v.LogTail);
         await loop.WaitForCommitsAsync(Progress, PhaseTimeout, "before the faults");
 
         _v.Net.Cut(0);
@@ -286,6 +286,8 @@ public sealed class ReplicateFaultTests
         Assert.That(info.Stdout.Split('\n').Where(l => l.StartsWith("Number of entries:", StringComparison.Ordinal)),
             Is.EqualTo(Enumerable.Repeat("Number of entries: 0", 3)), info.Stdout);
     }
+
+    private static string Tail(string s) => s.Length > 2000 ? s[^2000..] : s;
 
     private static string Differences(SortedDictionary<string, string>[] copies)
     {
@@ -408,8 +410,6 @@ public sealed class ReplicateFaultTests
             Assert.That(int.Parse(ck[0]["version ".Length..]), Is.GreaterThanOrEqualTo(lastCk), "ck is no older than the last acknowledged rewrite");
         }
 
-        private static string Tail(string s) => s.Length > 2000 ? s[^2000..] : s;
-
         public void Dispose()
         {
             if (!_process.HasExited)
@@ -446,12 +446,14 @@ public sealed class ReplicateFaultTests
             """;
 
         private readonly string _state;
+        private readonly Func<string> _mountLog;
         private readonly Process _process;
         private int _mark;
 
-        public SqliteLoop(string dir, string state)
+        public SqliteLoop(string dir, string state, Func<string> mountLog)
         {
             _state = state;
+            _mountLog = mountLog;
             System.IO.Directory.CreateDirectory(state);
             File.WriteAllText(Path.Combine(state, "ack"), "");
             var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
@@ -474,7 +476,7 @@ public sealed class ReplicateFaultTests
                 count = Committed().Count;
                 return count >= target;
             }, TimeSpan.FromMilliseconds(100));
-            if (!ok) Assert.Fail($"sqlite3 does not commit {phase}: {count - _mark} of {more} in {timeout.TotalSeconds} s; errors:\n{Errors}");
+            if (!ok) Assert.Fail($"sqlite3 does not commit {phase}: {count - _mark} of {more} in {timeout.TotalSeconds} s; errors:\n{Tail(Errors)}\nmount log:\n{_mountLog()}");
             _mark = count;
         }
 

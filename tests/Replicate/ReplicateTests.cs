@@ -362,13 +362,16 @@ public class ReplicateTests
     }
 }
 
-/// <summary>Names a returning child missed the removal of must not come back through a create.</summary>
+/// <summary>
+/// Names a returning child missed the removal of must not come back through a create, and a
+/// name it still holds with an old GFID while the others hold a new file under it (a SQLite
+/// journal across a partition) is decided by the parent's entry counters: no split-brain.
+/// </summary>
 public class ReplicateStaleEntryTests
 {
-    [Test]
-    public async Task ACreateOverANameOnlyTheReturningChildStillHasGetsTheNewFileEverywhereElse()
+    /// <summary>Creates and fills "db-journal", then removes it while b0 is away; returns the old file b0 still holds.</summary>
+    private static async Task<FileHandle> RemovedWhileB0WasAwayAsync(ReplicaBench v)
     {
-        await using var v = await StartAsync(3);
         var old = await v.CreateAsync("db-journal");
         await v.MustWriteAsync(old, 0, "old journal");
         Assert.That((await v.Top.ReleaseAsync(Ctx(), old)).Ok, Is.True);
@@ -376,15 +379,59 @@ public class ReplicateStaleEntryTests
         Assert.That((await v.Top.UnlinkAsync(Ctx(), Gfid.Root, "db-journal")).Ok, Is.True, "removed while b0 is away");
         v.Up(0);
         Assert.That((await v.Top.StatAsync(Ctx(), Gfid.Root, null)).Ok, Is.True, "the directory is looked at again, as a path walk does");
-        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "db-journal")).Error, Is.EqualTo(Errno.ENOENT),
-            "the copies that saw the removal win over b0's stale name");
+        return old;
+    }
 
+    private static async Task<FileHandle> CreateJournalAsync(ReplicaBench v)
+    {
         var fresh = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
-        var created = await v.Top.CreateAsync(Ctx(), Gfid.Root, "db-journal", 0x1A4, fresh);
+        var created = await v.Top.CreateAsync(Ctx(), Gfid.Root, "db-journal", ReplicaBench.FileMode, fresh);
         Assert.That(created.Ok, Is.True, created.ToString());
         Assert.That(created.Value.Gfid, Is.EqualTo(fresh.Gfid), "the new file, not b0's stale one");
         await v.MustWriteAsync(fresh, 0, "new journal");
+        return fresh;
+    }
+
+    [Test]
+    public async Task ACreateOverANameOnlyTheReturningChildStillHasGetsTheNewFileEverywhereElse()
+    {
+        await using var v = await StartAsync(3);
+        await RemovedWhileB0WasAwayAsync(v);
+        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "db-journal")).Error, Is.EqualTo(Errno.ENOENT),
+            "the copies that saw the removal win over b0's stale name");
+
+        var fresh = await CreateJournalAsync(v);
         for (int i = 1; i < 3; i++) Assert.That(await v.TextAsync(i, fresh.Gfid), Is.EqualTo("new journal"), $"b{i}");
         Assert.That(await v.PendingAsync(1, Gfid.Root, 0), Is.Not.EqualTo(new long[] { 0, 0, 0 }), "b0 stays blamed for the directory, so heal replaces its stale entry");
+    }
+
+    [Test]
+    public async Task ALookupAnswersTheNameTheParentsCountersTrustAndTheNextUnlinkRemovesTheStaleCopyToo()
+    {
+        await using var v = await StartAsync(3);
+        var old = await RemovedWhileB0WasAwayAsync(v);
+        var fresh = await CreateJournalAsync(v);
+        Assert.That((await v.LookupOnAsync(0, Gfid.Root, "db-journal")).Value.Gfid, Is.EqualTo(old.Gfid), "b0 still has the old file");
+
+        var found = await v.Top.LookupAsync(Ctx(), Gfid.Root, "db-journal");
+        Assert.That(found.Ok, Is.True, $"a blamed child's stale name is no split-brain: {found}");
+        Assert.That(found.Value.Gfid, Is.EqualTo(fresh.Gfid));
+        Assert.That(found.Value.Size, Is.EqualTo("new journal".Length), "attributes of the trusted copies");
+        Assert.That(v.Replicate.ListSplitBrain(), Is.Empty);
+
+        Assert.That((await v.Top.UnlinkAsync(Ctx(), Gfid.Root, "db-journal")).Ok, Is.True, "a committing SQLite deletes its journal");
+        for (int i = 0; i < 3; i++) Assert.That((await v.LookupOnAsync(i, Gfid.Root, "db-journal")).Error, Is.EqualTo(Errno.ENOENT), $"b{i}");
+        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "db-journal")).Error, Is.EqualTo(Errno.ENOENT));
+    }
+
+    [Test]
+    public async Task NamesWithDifferentGfidsOnChildrenTheCountersDoNotTellApartStayASplitBrain()
+    {
+        await using var v = await StartAsync(3);
+        for (int i = 0; i < 3; i++)
+            Assert.That((await v.Brick(i).MknodAsync(Ctx(), Gfid.Root, "x", ModeBits.Regular | ReplicaBench.FileMode, 0, Gfid.NewRandom())).Ok, Is.True);
+
+        Assert.That((await v.Top.LookupAsync(Ctx(), Gfid.Root, "x")).Error, Is.EqualTo(Errno.EIO), "nobody is blamed: no side may be picked");
+        Assert.That(v.Replicate.ListSplitBrain().Single().Kind, Is.EqualTo(SplitBrainKind.GfidMismatch));
     }
 }

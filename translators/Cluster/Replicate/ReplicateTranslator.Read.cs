@@ -138,9 +138,10 @@ public sealed partial class ReplicateTranslator
 
     /// <summary>
     /// Asks every child (a returning child shows up here). The name's GFID must agree on all
-    /// children that have it (else EIO, listed as split-brain); a name missing on some children
-    /// is a pending entry heal of the parent, and the answer comes from the children the parent's
-    /// counters trust.
+    /// children that have it, unless the parent's entry counters say which copies are stale
+    /// (see <see cref="TrustedNameAsync"/>); else EIO, listed as split-brain. A name missing on
+    /// some children is a pending entry heal of the parent, and the answer comes from the
+    /// children the parent's counters trust.
     /// </summary>
     public override async ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, Gfid parent, string name)
     {
@@ -172,18 +173,24 @@ public sealed partial class ReplicateTranslator
         }
 
         var gfid = results[Lowest(found)].Value.Gfid;
-        foreach (int i in Bits(found))
+        int other = Bits(found).FirstOrDefault(i => results[i].Value.Gfid != gfid, -1);
+        if (other >= 0)
         {
-            if (results[i].Value.Gfid != gfid)
+            var trusted = await TrustedNameAsync(ctx, parent, results, found);
+            if (trusted is not { } t)
             {
                 _entrySplitBrain[(parent, name)] = new SplitBrainRecord(gfid, SplitBrainKind.GfidMismatch, parent, name,
-                    $"'{name}' has GFID {gfid} on {Children[Lowest(found)].Name} but {results[i].Value.Gfid} on {Children[i].Name}");
+                    $"'{name}' has GFID {gfid} on {Children[Lowest(found)].Name} but {results[other].Value.Gfid} on {Children[other].Name}");
                 return Errno.EIO;
             }
+            _entryHealHints.TryAdd(parent, 0);
+            if (t.Found == 0) return Errno.ENOENT;
+            (gfid, found) = t;
         }
         _entrySplitBrain.TryRemove((parent, name), out _);
 
-        var attrs = results.Select(r => r.Ok ? r.Value : null).ToArray();
+        var attrs = new Iatt?[N];
+        foreach (int i in Bits(found)) attrs[i] = results[i].Value;
         var a = Assess(attrs);
         InodeState st = a.State;
         if (a.SelfAccusing != 0 || st.Split != 0)
@@ -203,6 +210,27 @@ public sealed partial class ReplicateTranslator
         int from = Pick(gfid, StatMask(st) & found);
         if (from < 0) from = Lowest(found & DataMask) is var d && d >= 0 ? d : Lowest(found);
         return Present(attrs[from] ?? results[from].Value, ctx);
+    }
+
+    /// <summary>
+    /// A name whose copies have different GFIDs: a child that missed an unlink and a re-create
+    /// while it was away (a SQLite journal across a partition) still holds the old file. The
+    /// parent's entry counters, read fresh (a cached verdict may predate the blame), say which
+    /// children hold the directory's true entries: when those that have the name agree on one
+    /// GFID it is the answer, and the others' names are stale entries that entry heal (or the
+    /// next unlink of the name) removes. Found = 0: the trusted children do not have the name.
+    /// Null when the counters do not decide (trusted children disagree, or none is trusted):
+    /// that is a real split-brain, never resolved by picking a side here.
+    /// </summary>
+    private async ValueTask<(Gfid Gfid, int Found)?> TrustedNameAsync(FopContext ctx, Gfid parent, FopResult<Iatt>[] results, int found)
+    {
+        var (s, _) = await RefreshAsync(ctx, parent, null);
+        if (!s.Ok || (s.Value.Split & EntryBit) != 0 || s.Value.Entry == 0) return null;
+        int trusted = s.Value.Entry & found;
+        if (trusted == 0) return (default, 0);
+        var gfid = results[Lowest(trusted)].Value.Gfid;
+        if (Bits(trusted).Any(i => results[i].Value.Gfid != gfid)) return null;
+        return (gfid, Bits(found).Where(i => results[i].Value.Gfid == gfid).Sum(i => 1 << i));
     }
 
     public override async ValueTask<FopResult<Iatt>> StatAsync(FopContext ctx, Gfid gfid, FileHandle? fd)
