@@ -127,8 +127,10 @@ internal sealed class ReplicatedBitrot : IAsyncDisposable
         (await Brick(brick).GetxattrAsync(Ctx(), gfid, BitrotTranslator.BadFileXattr)).Ok;
 
     /// <summary>Brick <paramref name="brick"/>'s data counter against <paramref name="child"/>.</summary>
+    /// <summary>Brick <paramref name="brick"/>'s data counter against <paramref name="child"/> once the client's eager batches have ended.</summary>
     public async Task<long> DataPendingAsync(int brick, Gfid gfid, int child)
     {
+        await Replicate.FlushEagerAsync();
         var r = await Brick(brick).GetxattrAsync(Ctx(), gfid, ReplicateTranslator.PendingPrefix + $"b{child}");
         if (r.Error == Errno.ENODATA) return 0;
         Assert.That(r.Error, Is.EqualTo(Errno.None));

@@ -77,8 +77,15 @@ public class MgmtEndToEndTests
         foreach (var d in disks)
             Assert.That(File.ReadAllText(Path.Combine(d.MountPoint, "brick", "kept.txt")), Is.EqualTo("before the snapshot"), "every replica holds the file");
 
-        var heal = mgmtd.MustCtl("volume", "heal", "gv", "info").Stdout;
-        Assert.That(heal.Split('\n').Count(l => l == "Number of entries: 0"), Is.EqualTo(3), heal);
+        // A write's pending marks stay while replicate's eager batch lasts (post-op-delay-secs, 1 s
+        // by default) and are settled after it: heal info then lists nothing on any brick.
+        string heal = "";
+        bool settled = await Eventually.TryAsync(TimeSpan.FromSeconds(20), () =>
+        {
+            heal = mgmtd.MustCtl("volume", "heal", "gv", "info").Stdout;
+            return heal.Split('\n').Count(l => l == "Number of entries: 0") == 3;
+        }, TimeSpan.FromMilliseconds(500));
+        Assert.That(settled, Is.True, heal);
 
         var created = mgmtd.MustCtl("snapshot", "create", "s1", "gv");
         Assert.That(created.Stdout, Does.StartWith("snapshot create: success: Snap s1 created successfully"));
