@@ -100,7 +100,14 @@ public sealed partial class DistributeTranslator
         if (!l.LinktoOnHashed)
         {
             var put = await PutLinktoAsync(l.Hashed, parent, name, gfid, l.DataChild, replace: false);
-            if (!put.Ok) return put.Error;
+            if (put.Error == Errno.EEXIST)
+            {
+                // A lookup from a client (its repair of a miss) may have put the same link-to there
+                // since our lookup: that one serves. Anything else at the name: try again later.
+                var there = await dst.LookupAsync(Internal, parent, name);
+                if (!there.Ok || there.Value.Gfid != gfid || !HasLinktoMode(there.Value)) return Errno.EBUSY;
+            }
+            else if (!put.Ok) return put.Error;
         }
 
         var copied = await CopyDataAsync(src, dst, gfid, before.Value.Size, cancellation);
