@@ -149,6 +149,34 @@ public class SqliteMultiClientTests
         COMMIT;
         """);
 
+    /// <summary>Starts <see cref="StartVictim"/> on mount 0 and waits until it has written its journal; creating <c>Go</c> lets it commit.</summary>
+    private static async Task<(SqliteProcess Victim, string Go)> StartVictimAtItsJournalAsync(SharedVolume volume)
+    {
+        string marker = Path.Combine(volume.WorkDir, "journal-written"), go = Path.Combine(volume.WorkDir, "go");
+        var victim = StartVictim(volume[0], marker, go);
+        try
+        {
+            await Eventually.HoldsAsync(TimeSpan.FromSeconds(60), () => File.Exists(marker) || victim.WaitForExit(TimeSpan.Zero),
+                "the victim wrote its journal and spilled pages");
+            Assert.That(File.Exists(marker), Is.True, $"victim: {victim.Stderr}");
+            return (victim, go);
+        }
+        catch
+        {
+            victim.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Takes the victim's client away (<paramref name="cut"/>), then times another client's BEGIN IMMEDIATE ... COMMIT.</summary>
+    private static (string Err, TimeSpan Elapsed) SurvivorCommitsAfter(Action cut, ClientMount survivor)
+    {
+        var watch = Stopwatch.StartNew();
+        cut();
+        var (_, err) = SqliteProcess.Run(Db(survivor), ".timeout 30000\nBEGIN IMMEDIATE; INSERT INTO committed(by) VALUES ('survivor'); COMMIT;\n");
+        return (err, watch.Elapsed);
+    }
+
     private static void AssertVictimLeftNoTrace(ClientMount reader)
     {
         Assert.That(Scalar(reader, $"SELECT count(*) FROM t WHERE value = id * 7;"), Is.EqualTo(Rows.ToString()), "the hot journal was rolled back");
@@ -162,22 +190,16 @@ public class SqliteMultiClientTests
     {
         using var volume = new SharedVolume(2);
         CreateRows(volume[0]);
-        string marker = Path.Combine(volume.WorkDir, "journal-written"), go = Path.Combine(volume.WorkDir, "go");
-        using var victim = StartVictim(volume[0], marker, go);
-        await Eventually.HoldsAsync(TimeSpan.FromSeconds(60), () => File.Exists(marker) || victim.WaitForExit(TimeSpan.Zero),
-            "the victim wrote its journal and spilled pages");
-        Assert.That(File.Exists(marker), Is.True, $"victim: {victim.Stderr}");
+        var (victim, go) = await StartVictimAtItsJournalAsync(volume);
+        using var _ = victim;
         Assert.That(File.Exists(volume[1].PathOf("app.db-journal")), Is.True, "the journal is on the volume");
 
-        var watch = Stopwatch.StartNew();
-        volume[0].Kill();
-        var (_, err) = SqliteProcess.Run(Db(volume[1]), ".timeout 30000\nBEGIN IMMEDIATE; INSERT INTO committed(by) VALUES ('survivor'); COMMIT;\n");
-        watch.Stop();
-        TestContext.Out.WriteLine($"client killed -> another client committed: {watch.Elapsed.TotalMilliseconds:0} ms");
+        var (err, elapsed) = SurvivorCommitsAfter(volume[0].Kill, volume[1]);
+        TestContext.Out.WriteLine($"client killed -> another client committed: {elapsed.TotalMilliseconds:0} ms");
         victim.Kill();
 
         Assert.That(err, Is.Empty);
-        Assert.That(watch.Elapsed, Is.LessThan(volume.Lease + TimeSpan.FromSeconds(10)), "within the lease plus slack");
+        Assert.That(elapsed, Is.LessThan(volume.Lease + TimeSpan.FromSeconds(10)), "within the lease plus slack");
         Assert.That(Scalar(volume[1], "SELECT group_concat(by) FROM committed;"), Is.EqualTo("setup,survivor"), "no committed row lost");
         Assert.That(File.Exists(volume[1].PathOf("app.db-journal")), Is.False, "the next opener rolled the hot journal back");
         AssertVictimLeftNoTrace(volume[1]);
@@ -189,19 +211,13 @@ public class SqliteMultiClientTests
     {
         using var volume = new SharedVolume(2, leaseSeconds: 3);
         CreateRows(volume[0]);
-        string marker = Path.Combine(volume.WorkDir, "journal-written"), go = Path.Combine(volume.WorkDir, "go");
-        using var victim = StartVictim(volume[0], marker, go);
-        await Eventually.HoldsAsync(TimeSpan.FromSeconds(60), () => File.Exists(marker) || victim.WaitForExit(TimeSpan.Zero),
-            "the victim wrote its journal and spilled pages");
-        Assert.That(File.Exists(marker), Is.True, $"victim: {victim.Stderr}");
+        var (victim, go) = await StartVictimAtItsJournalAsync(volume);
+        using var _ = victim;
 
-        var watch = Stopwatch.StartNew();
-        volume[0].Stop();
-        var (_, err) = SqliteProcess.Run(Db(volume[1]), ".timeout 30000\nBEGIN IMMEDIATE; INSERT INTO committed(by) VALUES ('survivor'); COMMIT;\n");
-        watch.Stop();
-        TestContext.Out.WriteLine($"client cut off (SIGSTOP) -> another client committed: {watch.Elapsed.TotalMilliseconds:0} ms (lease {volume.Lease.TotalSeconds} s)");
+        var (err, elapsed) = SurvivorCommitsAfter(volume[0].Stop, volume[1]);
+        TestContext.Out.WriteLine($"client cut off (SIGSTOP) -> another client committed: {elapsed.TotalMilliseconds:0} ms (lease {volume.Lease.TotalSeconds} s)");
         Assert.That(err, Is.Empty);
-        Assert.That(watch.Elapsed, Is.GreaterThanOrEqualTo(volume.Lease * 0.9), "the cut-off client kept its lock for its lease");
+        Assert.That(elapsed, Is.GreaterThanOrEqualTo(volume.Lease * 0.9), "the cut-off client kept its lock for its lease");
 
         volume[0].Continue();
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => volume[0].LogTail().Contains("lost the lease", StringComparison.Ordinal),
