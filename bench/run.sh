@@ -156,8 +156,6 @@ VOL
 if wanted brickfs-net1-bitrot; then bitrot_brick net-bitrot $((BASE_PORT - 1)) on; DIRS[brickfs-net1-bitrot]="$W/mnt-net-bitrot"; fi
 if wanted brickfs-net1-bitrot-off; then bitrot_brick net-bitrot-off $((BASE_PORT - 2)) off; DIRS[brickfs-net1-bitrot-off]="$W/mnt-net-bitrot-off"; fi
 
-# Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
-# the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
 # start_brick NAME PORT [index]: brickd serving $W/brick-NAME as brick NAME on PORT, stacked as
 # brickd stacks bricks (features/locks, features/index when asked, storage/posix).
 start_brick() {
@@ -175,59 +173,43 @@ start_brick() {
   listening "$port" || { echo "bench/run.sh: brickd $n does not listen on $port" >&2; exit 1; }
 }
 rep_brick() { start_brick "r$1" $((BASE_PORT + 1 + $1)) index; } # i -> brickd for brick-r$i on port BASE_PORT+1+i
-if wanted brickfs-rep3; then
-  img brick-r0
-  img brick-r1
-  img brick-r2
-  : > "$W/rep3-volume.vol"
+# client_volume NAME TYPE FIRST_PORT BRICK_PREFIX: mounts $W/mnt-NAME-volume, the cluster
+# translator TYPE over three protocol/clients of bricks BRICK_PREFIX0..2 on FIRST_PORT..+2.
+client_volume() {
+  local name=$1 type=$2 first=$3 prefix=$4
+  : > "$W/$name-volume.vol"
   for i in 0 1 2; do
-    rep_brick "$i"
-    cat >> "$W/rep3-volume.vol" <<VOL
-volume rep3-client-$i
+    cat >> "$W/$name-volume.vol" <<VOL
+volume $name-client-$i
     type protocol/client
     option remote-host 127.0.0.1
-    option remote-port $((BASE_PORT + 1 + i))
-    option remote-subvolume r$i
+    option remote-port $((first + i))
+    option remote-subvolume $prefix$i
 end-volume
 VOL
   done
-  cat >> "$W/rep3-volume.vol" <<VOL
-volume rep3
-    type cluster/replicate
-    subvolumes rep3-client-0 rep3-client-1 rep3-client-2
+  cat >> "$W/$name-volume.vol" <<VOL
+volume $name
+    type $type
+    subvolumes $name-client-0 $name-client-1 $name-client-2
 end-volume
 VOL
-  mkdir -p "$W/mnt-rep3-volume"
-  mount.brickfs --volfile "$W/rep3-volume.vol" "$W/mnt-rep3-volume"
-  DIRS[brickfs-rep3]="$W/mnt-rep3-volume"
+  mkdir -p "$W/mnt-$name-volume"
+  mount.brickfs --volfile "$W/$name-volume.vol" "$W/mnt-$name-volume"
+  DIRS[brickfs-$name]="$W/mnt-$name-volume"
+}
+# Replica 3: three brickd processes over loopback TCP, each brick on its own Btrfs image,
+# the brick graph brickd's way (locks, index, posix), cluster/replicate in the mount.
+if wanted brickfs-rep3; then
+  for i in 0 1 2; do img "brick-r$i"; rep_brick "$i"; done
+  client_volume rep3 cluster/replicate $((BASE_PORT + 1)) r
 fi
 
 # Distribute over three bricks: three brickd processes over loopback TCP (ports BASE_PORT+4..6),
 # each brick on its own Btrfs image, cluster/distribute in the mount.
 if wanted brickfs-dist3; then
-  : > "$W/dist3-volume.vol"
-  for i in 0 1 2; do
-    img "brick-d$i"
-    port=$((BASE_PORT + 4 + i))
-    start_brick "d$i" "$port"
-    cat >> "$W/dist3-volume.vol" <<VOL
-volume dist3-client-$i
-    type protocol/client
-    option remote-host 127.0.0.1
-    option remote-port $port
-    option remote-subvolume d$i
-end-volume
-VOL
-  done
-  cat >> "$W/dist3-volume.vol" <<VOL
-volume dist3
-    type cluster/distribute
-    subvolumes dist3-client-0 dist3-client-1 dist3-client-2
-end-volume
-VOL
-  mkdir -p "$W/mnt-dist3-volume"
-  mount.brickfs --volfile "$W/dist3-volume.vol" "$W/mnt-dist3-volume"
-  DIRS[brickfs-dist3]="$W/mnt-dist3-volume"
+  for i in 0 1 2; do img "brick-d$i"; start_brick "d$i" $((BASE_PORT + 4 + i)); done
+  client_volume dist3 cluster/distribute $((BASE_PORT + 4)) d
 fi
 
 BENCH_ARGS=()
