@@ -125,8 +125,21 @@ public sealed partial class ReplicateTranslator
                 if (results[j].Error != Errno.ENOTCONN) return new(results[j].Error, 0);
             }
         }
-        return new(Errno.ENOTCONN, ok);
+        return new(QuorumLost(results.Select(r => r.Error)), ok);
     }
+
+    /// <summary>
+    /// The answer when too few copies took a fop. A copy whose handle is fenced (EBADFD: this
+    /// client's locks there were lost with its lease) never takes fops through that handle
+    /// again, so when fenced copies are among the missing the handle is finished: EBADFD, which
+    /// the mount shows as EIO (LEASES.md). Only copies that are merely unreachable give
+    /// ENOTCONN, which a later retry may get past.
+    /// </summary>
+    private static Errno QuorumLost(IEnumerable<Errno> answers) =>
+        answers.Contains(Fenced) ? Fenced : Errno.ENOTCONN;
+
+    /// <summary>What protocol/client answers on a fenced handle (ProtocolClientTranslator.FencedErrno).</summary>
+    private const Errno Fenced = Errno.EBADFD;
 
     /// <summary>
     /// Takes the locks on the children of <paramref name="mask"/>: first without waiting on all

@@ -226,7 +226,7 @@ public sealed partial class ReplicateTranslator
             if (results[i].Ok) ok |= 1 << i;
         }
         if (HasQuorum(ok) && (ok & DataMask) != 0) return FopResult.Success;
-        return ok == 0 ? FirstError([.. results.Select(r => r.Error)], opened) : Errno.ENOTCONN;
+        return ok == 0 ? FirstError([.. results.Select(r => r.Error)], opened) : QuorumLost(Bits(opened).Select(i => results[i].Error));
     }
 
     // ---- application locks -----------------------------------------------------------------------
@@ -262,15 +262,17 @@ public sealed partial class ReplicateTranslator
         }
         if (conflict == Errno.None && HasQuorum(granted)) return lk;
         await UnlockOnAsync(ctx, fd, lk, granted);
-        if (conflict == Errno.None) return Errno.ENOTCONN;
+        if (conflict == Errno.None) return QuorumLost(Bits(mask).Select(i => first[i].Error));
         if (command == LockCommand.Set || conflict != Errno.EAGAIN) return conflict;
 
         granted = 0;
+        var waited = new List<Errno>();
         foreach (int i in Bits(mask))
         {
             if (!IsChildUp(i)) continue;
             var r = await Children[i].LkAsync(ctx, fd, LockCommand.SetWait, lk);
             Observe(i, r.Error);
+            waited.Add(r.Error);
             if (r.Ok) granted |= 1 << i;
             else if (!Absent(r.Error))
             {
@@ -280,7 +282,7 @@ public sealed partial class ReplicateTranslator
         }
         if (HasQuorum(granted)) return lk;
         await UnlockOnAsync(ctx, fd, lk, granted);
-        return Errno.ENOTCONN;
+        return QuorumLost(waited);
     }
 
     /// <summary>
@@ -322,7 +324,7 @@ public sealed partial class ReplicateTranslator
             answered |= 1 << i;
             if (results[i].Value.Type != LockType.Unlock) conflict ??= results[i].Value;
         }
-        if (!HasQuorum(answered)) return answered == 0 ? FirstError([.. results.Select(r => r.Error)], mask) : Errno.ENOTCONN;
+        if (!HasQuorum(answered)) return answered == 0 ? FirstError([.. results.Select(r => r.Error)], mask) : QuorumLost(Bits(mask).Select(i => results[i].Error));
         return conflict ?? lk with { Type = LockType.Unlock };
     }
 
