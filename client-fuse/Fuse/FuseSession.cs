@@ -423,12 +423,23 @@ public sealed class FuseSession : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _unmounted, 1) == 0 && !Completion.IsCompleted)
         {
-            int e = Native.Umount2(MountPoint, 0);
-            if (e != 0)
+            string? shown = _connectionId is null ? null : FindConnectionId(MountPoint);
+            if (shown != _connectionId)
             {
-                _log.Warn("fuse.umount-busy", $"dir={MountPoint} errno={e}; detaching");
-                e = Native.Umount2(MountPoint, Native.MNT_DETACH);
-                if (e != 0) _log.Warn("fuse.umount-failed", $"dir={MountPoint} errno={e}");
+                // umount(2) takes a path: it would end whatever mount is on top there now (one
+                // stacked over ours, or a newer one after ours was lazily detached). End ours instead.
+                _log.Warn("fuse.umount-skipped", $"dir={MountPoint} conn={_connectionId} shown={shown ?? "none"}; ending our connection only");
+                Abort();
+            }
+            else
+            {
+                int e = Native.Umount2(MountPoint, 0);
+                if (e != 0)
+                {
+                    _log.Warn("fuse.umount-busy", $"dir={MountPoint} errno={e}; detaching");
+                    e = Native.Umount2(MountPoint, Native.MNT_DETACH);
+                    if (e != 0) _log.Warn("fuse.umount-failed", $"dir={MountPoint} errno={e}");
+                }
             }
         }
         if (await Task.WhenAny(Completion, Task.Delay(wait)) != Completion) Abort();
