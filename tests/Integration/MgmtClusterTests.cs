@@ -14,49 +14,25 @@ namespace Brickfs.Tests.Integration;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class MgmtClusterTests
 {
-    private const int Hosts = 3;
-    private const int MgmtPort = 24007;
+    private const int Hosts = MgmtCluster.Hosts;
+    private const int MgmtPort = MgmtCluster.MgmtPort;
 
+    private MgmtCluster _c = null!;
     private string _work = "";
     private NetNamespaces _net = null!;
     private EtcdCluster _etcd = null!;
     private BtrfsImage _disk = null!;
-    private readonly MgmtdProcess[] _mgmtd = new MgmtdProcess[Hosts];
+    private MgmtdProcess[] _mgmtd = null!;
 
     [OneTimeSetUp]
     public void StartCluster()
     {
-        _work = Directory.CreateTempSubdirectory("brickfs-cluster-").FullName;
-        _net = new NetNamespaces(Hosts);
-        _disk = new BtrfsImage("cluster", 1L << 30);
-        var hosts = Enumerable.Range(0, Hosts).Select(_net.HostAddress).ToList();
-        _etcd = new EtcdCluster(Path.Combine(_work, "etcd"), hosts, Enumerable.Range(0, Hosts).Select(_net.Launcher).ToList(), 2379, 2380);
-        for (int i = 0; i < Hosts; i++)
-        {
-            _mgmtd[i] = new MgmtdProcess(Path.Combine(_work, $"mgmtd{i}"), hosts[i], MgmtPort, _net.Launcher(i),
-                ["--etcd-endpoints", _etcd.Endpoints(i)]);
-        }
-
-        // Joining: node 0 probes the others; every node then lists the other two, connected.
-        Assert.That(_mgmtd[0].MustCtl("peer", "probe", hosts[1]).Stdout, Does.Contain("success"));
-        Assert.That(_mgmtd[0].MustCtl("peer", "probe", hosts[2]).Stdout, Does.Contain("success"));
-        for (int i = 0; i < Hosts; i++)
-        {
-            var peers = _mgmtd[i].Json("peer", "status").GetProperty("peers").EnumerateArray().ToList();
-            Assert.That(peers.Select(p => p.GetProperty("host").GetString()), Is.EquivalentTo(hosts.Where((_, j) => j != i)), $"peers of node {i}");
-            Assert.That(peers.All(p => p.GetProperty("connected").GetBoolean()), Is.True, $"node {i} reaches its peers");
-        }
+        _c = new MgmtCluster("cluster");
+        (_work, _net, _etcd, _disk, _mgmtd) = (_c.Work, _c.Net, _c.Etcd, _c.Disk, _c.Mgmtd);
     }
 
     [OneTimeTearDown]
-    public void StopCluster()
-    {
-        foreach (var m in _mgmtd) m?.Dispose();
-        _etcd?.Dispose();
-        _net?.Dispose();
-        _disk?.Dispose();
-        Directory.Delete(_work, recursive: true);
-    }
+    public void StopCluster() => _c?.Dispose();
 
     [TearDown]
     public void Reconnect()
@@ -69,32 +45,15 @@ public class MgmtClusterTests
         }
     }
 
-    private string Host(int i) => _net.HostAddress(i);
+    private string Host(int i) => _c.Host(i);
 
-    private string[] Bricks(string volume) => [.. Enumerable.Range(0, Hosts).Select(i => $"{Host(i)}:{_disk.MountPoint}/{volume}-b{i}")];
+    private string[] Bricks(string volume) => _c.Bricks(volume);
 
-    /// <summary>`volume info --json VOL` as each node answers it, as text (equal texts = one definition).</summary>
-    private List<string> InfoEverywhere(string volume) =>
-        [.. _mgmtd.Select(m => JsonSerializer.Serialize(m.Json("volume", "info", volume)))];
+    private List<string> InfoEverywhere(string volume) => _c.InfoEverywhere(volume);
 
-    /// <summary>Whether node i reports its own brick of <paramref name="volume"/> online.</summary>
-    private bool LocalBrickOnline(int i, string volume)
-    {
-        var r = _mgmtd[i].Ctl("--json", "volume", "status", volume);
-        if (!r.Ok) return false;
-        return JsonDocument.Parse(r.Stdout).RootElement.GetProperty("bricks").EnumerateArray()
-            .Where(b => b.GetProperty("local").GetBoolean())
-            .Any(b => b.GetProperty("online").GetBoolean());
-    }
+    private bool LocalBrickOnline(int i, string volume) => _c.LocalBricksOnline(i, volume);
 
-    private async Task WaitBricksOnlineAsync(string volume)
-    {
-        for (int i = 0; i < Hosts; i++)
-        {
-            int n = i;
-            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => LocalBrickOnline(n, volume), $"node {n} runs its brick of {volume}");
-        }
-    }
+    private Task WaitBricksOnlineAsync(string volume) => _c.WaitBricksOnlineAsync(volume);
 
     [Test, CancelAfter(120_000)]
     public async Task A_volume_created_on_one_node_is_the_same_on_every_node_and_its_bricks_start_everywhere()
@@ -129,7 +88,7 @@ public class MgmtClusterTests
         for (int i = 0; i < Hosts; i++)
         {
             int n = i;
-            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => !LocalBrickOnline(n, "cv"), $"node {n} stopped its brick of cv");
+            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => _c.LocalBricksOffline(n, "cv"), $"node {n} stopped its brick of cv");
         }
         _mgmtd[2].MustCtl("volume", "delete", "cv");
         foreach (var m in _mgmtd) Assert.That(m.Ctl("volume", "info", "cv").Stderr, Is.EqualTo("volume info: failed: volume cv does not exist\n"));
@@ -156,7 +115,7 @@ public class MgmtClusterTests
 
         _mgmtd[1].Start();
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => LocalBrickOnline(1, "new"), "node 1 starts its brick of new when it returns");
-        Assert.That(LocalBrickOnline(1, "old"), Is.False, "node 1 does not run a brick of the stopped volume");
+        Assert.That(_c.LocalBricksOffline(1, "old"), Is.True, "node 1 does not run a brick of the stopped volume");
         Assert.That(InfoEverywhere("new").Distinct().Count(), Is.EqualTo(1));
 
         _mgmtd[0].MustCtl("volume", "stop", "new");

@@ -92,7 +92,7 @@ public class MgmtDataCommandsTests
 
         Assert.That(await Refused(1, "snapshot", "create", "s/1", "near"), Is.EqualTo("snapshot create: s/1: failed: snapshot name s/1 may contain only letters, digits, '_' and '-'"));
         Assert.That(await Refused(1, "snapshot", "create", "s1", "nope"), Is.EqualTo("snapshot create: s1: failed: volume nope does not exist"));
-        Assert.That(await Refused(1, "snapshot", "create", "s1", "far"), Is.EqualTo("snapshot create: s1: failed: brick node2:/x/a is on another node; snapshots of volumes spanning nodes are not available yet"));
+        Assert.That(await Refused(1, "snapshot", "create", "s1", "far"), Is.EqualTo("snapshot create: s1: failed: brick node2:/x/a is on another node, and this server is standalone; snapshots span nodes only in a cluster"));
         Assert.That(await Refused(1, "snapshot", "create", "s1", "near"), Is.EqualTo($"snapshot create: s1: failed: brick node1:{plainDir} is not a Btrfs subvolume, so it cannot be snapshot"));
         foreach (var verb in new[] { "restore", "delete", "info", "activate", "deactivate" })
             Assert.That(await Refused(1, "snapshot", verb, "nope"), Does.EndWith(": failed: snapshot nope does not exist"), verb);
