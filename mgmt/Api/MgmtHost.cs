@@ -154,6 +154,7 @@ public sealed class MgmtHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        SystemdNotify.Send("STOPPING=1");
         _stop.Cancel();
         await _watch;
         await _app.StopAsync();
