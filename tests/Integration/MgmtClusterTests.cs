@@ -252,6 +252,64 @@ public class MgmtClusterTests
         _mgmtd[0].MustCtl("volume", "delete", "lv");
     }
 
+    /// <summary>The brickd pids of <paramref name="volume"/> as the nodes report them.</summary>
+    private List<int> BrickPids(string volume) =>
+        [.. _mgmtd[0].Json("volume", "status", volume).GetProperty("bricks").EnumerateArray().Select(b => b.GetProperty("pid").GetInt32())];
+
+    /// <summary>Whether the process is stopped (SIGSTOP): state 'T' in /proc/PID/stat.</summary>
+    private static bool Stopped(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        return stat[stat.LastIndexOf(')') + 2] == 'T';
+    }
+
+    [Test, CancelAfter(180_000)]
+    public async Task A_snapshot_one_node_refuses_or_cannot_answer_leaves_nothing_on_any_node_and_no_brick_paused()
+    {
+        // Node 2's brick of "sr" is a plain directory (forced): node 2 refuses to snap it.
+        string plain = Path.Combine(_disk.MountPoint, "plain-sr");
+        Directory.CreateDirectory(Path.Combine(plain, "b2"));
+        string[] mixed = [.. Bricks("sr")[..2], $"{Host(2)}:{plain}/b2"];
+        _mgmtd[0].MustCtl(["volume", "create", "sr", .. mixed, "force"]);
+        _mgmtd[0].MustCtl(["volume", "create", "ss", .. Bricks("ss")]);
+        foreach (var v in new[] { "sr", "ss" })
+        {
+            _mgmtd[1].MustCtl("volume", "start", v);
+            await WaitBricksOnlineAsync(v);
+        }
+        string snaps = Path.Combine(_disk.MountPoint, ".brickfs-snaps");
+
+        var refused = _mgmtd[0].Ctl("snapshot", "create", "x1", "sr");
+        Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString());
+        Assert.That(refused.Stderr, Is.EqualTo($"snapshot create: x1: failed: brick {Host(2)}:{plain}/b2 is not a Btrfs subvolume, so it cannot be snapshot\n"));
+        Assert.That(Directory.Exists(snaps), Is.False, "no node left a snapshot behind");
+        Assert.That(BrickPids("sr").Where(Stopped), Is.Empty, "every brick was resumed");
+
+        // Node 1's mgmtd is down (its brick runs on): the snapshot is refused, naming it, and the other nodes' bricks resume.
+        _mgmtd[1].Kill9();
+        var unreachable = _mgmtd[2].Ctl("snapshot", "create", "x2", "ss");
+        Assert.That(unreachable.ExitCode, Is.EqualTo(1), unreachable.ToString());
+        Assert.That(unreachable.Stderr, Does.StartWith($"snapshot create: x2: failed: cannot reach brickfs-mgmtd at {Host(1)}:{MgmtPort}"));
+        Assert.That(unreachable.Stderr.TrimEnd('\n'), Does.Not.Contain("\n"));
+        Assert.That(Directory.Exists(snaps), Is.False, "no node left a snapshot behind");
+        _mgmtd[1].Start();
+        await WaitBricksOnlineAsync("ss");
+        Assert.That(BrickPids("ss").Where(Stopped), Is.Empty, "every brick was resumed");
+        foreach (var m in _mgmtd) Assert.That(m.MustCtl("snapshot", "list").Stdout, Is.EqualTo("No snapshots present\n"));
+
+        // With every node up, the same snapshot is taken, listed everywhere, and deleted everywhere.
+        _mgmtd[2].MustCtl("snapshot", "create", "x2", "ss");
+        foreach (var m in _mgmtd) Assert.That(m.MustCtl("snapshot", "list").Stdout, Is.EqualTo("x2\n"));
+        Assert.That(Directory.EnumerateDirectories(Path.Combine(snaps, "x2")).Count(), Is.EqualTo(3));
+        _mgmtd[1].MustCtl("snapshot", "delete", "x2");
+        Assert.That(Directory.Exists(snaps), Is.False);
+        foreach (var v in new[] { "sr", "ss" })
+        {
+            _mgmtd[0].MustCtl("volume", "stop", v);
+            _mgmtd[0].MustCtl("volume", "delete", v);
+        }
+    }
+
     private static bool TryWrite(string path)
     {
         try
