@@ -23,9 +23,17 @@ public sealed class MgmtCluster : IDisposable
     public BtrfsImage Disk { get; }
     public MgmtdProcess[] Mgmtd { get; } = new MgmtdProcess[Hosts];
 
-    public MgmtCluster(string name, long diskBytes = 1L << 30)
+    /// <summary>The shared secret every node requires and brickctl sends (with <c>secret</c>), else null.</summary>
+    public string? SecretFile { get; }
+
+    public MgmtCluster(string name, long diskBytes = 1L << 30, bool secret = false)
     {
         Work = Directory.CreateTempSubdirectory($"brickfs-{name}-").FullName;
+        if (secret)
+        {
+            SecretFile = Path.Combine(Work, "secret");
+            File.WriteAllText(SecretFile, Guid.NewGuid().ToString("N") + "\n");
+        }
         try
         {
             Net = new NetNamespaces(Hosts);
@@ -33,7 +41,7 @@ public sealed class MgmtCluster : IDisposable
             var hosts = Enumerable.Range(0, Hosts).Select(Net.HostAddress).ToList();
             Etcd = new EtcdCluster(Path.Combine(Work, "etcd"), hosts, Enumerable.Range(0, Hosts).Select(Net.Launcher).ToList(), 2379, 2380);
             for (int i = 0; i < Hosts; i++)
-                Mgmtd[i] = new MgmtdProcess(Path.Combine(Work, $"mgmtd{i}"), hosts[i], MgmtPort, Net.Launcher(i), ["--etcd-endpoints", Etcd.Endpoints(i)]);
+                Mgmtd[i] = new MgmtdProcess(Path.Combine(Work, $"mgmtd{i}"), hosts[i], MgmtPort, Net.Launcher(i), ["--etcd-endpoints", Etcd.Endpoints(i)], SecretFile);
 
             // Joining: node 0 probes the others; every node then lists the other two, connected.
             Assert.That(Mgmtd[0].MustCtl("peer", "probe", hosts[1]).Stdout, Does.Contain("success"));

@@ -8,7 +8,8 @@ namespace Brickfs.Tests.Integration;
 /// step through the real brickctl, each step asked of a different node, the volume mounted with
 /// <c>mount -t brickfs</c> in the root namespace: create, start, mount, write, add-brick,
 /// rebalance, snapshot (taken while a client writes; consistent across the three nodes),
-/// change, stop, restore, start, the snapshot's data back, stop, delete.
+/// change, stop, restore, start, the snapshot's data back, stop, delete; and bad input of every
+/// kind refused with one line and nothing changed on any node.
 /// </summary>
 [NonParallelizable]
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
@@ -21,7 +22,8 @@ public sealed class MgmtClusterEndToEndTests
     [OneTimeSetUp]
     public void StartCluster()
     {
-        _c = new MgmtCluster("cluster-e2e");
+        // With a shared secret: brickctl sends it, and the nodes ask each other with it (snapshots, status, checks).
+        _c = new MgmtCluster("cluster-e2e", secret: true);
         _helper = new MountHelperLink();
     }
 
@@ -211,5 +213,73 @@ public sealed class MgmtClusterEndToEndTests
             Assert.That(Node(i).Ctl("volume", "info", "ev").Stderr, Is.EqualTo("volume info: failed: volume ev does not exist\n"));
             Assert.That(Node(i).MustCtl("snapshot", "list").Stdout, Is.EqualTo("No snapshots present\n"));
         }
+    }
+
+    /// <summary>The cluster store's etcd revision: any stored change moves it.</summary>
+    private async Task<long> RevisionAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var key = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes("/brickfs/generation"));
+        var r = await http.PostAsync($"{_c.Etcd.ClientUrl(0)}/v3/kv/range", new StringContent($"{{\"key\":\"{key}\",\"serializable\":false}}"));
+        var json = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+        return long.Parse(json.GetProperty("header").GetProperty("revision").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Everything on the bricks' disk (top level), and what every node says of the volumes.</summary>
+    private string Disk() => string.Join(" ", Directory.EnumerateFileSystemEntries(_c.Disk.MountPoint).Order(StringComparer.Ordinal));
+
+    [Test, CancelAfter(300_000)]
+    public async Task Bad_input_through_brickctl_on_the_cluster_is_one_line_exit_1_and_changes_nothing_on_any_node()
+    {
+        var bricks = _c.Bricks("bv");
+        Node(0).MustCtl(["volume", "create", "bv", .. bricks]);
+        string plain = Dir("plain"), disk = _c.Disk.MountPoint;
+        string wrongSecret = Path.Combine(_c.Work, "wrong-secret");
+        File.WriteAllText(wrongSecret, "guess\n");
+        string H(int i) => _c.Host(i);
+        const string Missing = "failed: volume nope does not exist";
+        (string[] Args, NUnit.Framework.Constraints.IResolveConstraint Expected)[] cases =
+        [
+            (["volume", "start", "nope"], Is.EqualTo($"volume start: nope: {Missing}")),
+            (["volume", "info", "nope"], Is.EqualTo($"volume info: {Missing}")),
+            (["volume", "set", "nope", "network.ping-timeout", "5"], Is.EqualTo($"volume set: nope: {Missing}")),
+            (["volume", "add-brick", "nope", $"{H(1)}:{disk}/nope-b"], Does.EndWith(Missing)),
+            (["volume", "rebalance", "nope", "start"], Does.EndWith(Missing)),
+            (["snapshot", "create", "s", "nope"], Is.EqualTo($"snapshot create: s: {Missing}")),
+            (["snapshot", "restore", "nope"], Is.EqualTo("snapshot restore: nope: failed: snapshot nope does not exist")),
+            (["volume", "set", "bv", "network.ping-timeout", "soon"], Is.EqualTo("volume set: bv: failed: network.ping-timeout: 'soon' is not a number of seconds")),
+            (["volume", "set", "bv", "cluster.quorum-typo", "auto"], Does.StartWith("volume set: bv: failed: ").And.Contain("did you mean cluster.quorum-type")),
+            // Not on Btrfs, on another node than the one asked: that node checks it.
+            (["volume", "create", "nb", $"{H(0)}:{disk}/nb-b0", $"{H(2)}:{plain}/nb-b2"],
+                Does.StartWith($"volume create: nb: failed: brick {H(2)}:{plain}/nb-b2 is on ").And.EndWith("(add 'force' to use it anyway)")),
+            (["volume", "create", "db", $"{H(1)}:{disk}/db", $"{H(1)}:{disk}/db"], Is.EqualTo($"volume create: db: failed: brick {H(1)}:{disk}/db is given twice")),
+            (["volume", "create", "xb", $"{H(0)}:{disk}/xb-b0", bricks[2]], Is.EqualTo($"volume create: xb: failed: brick {bricks[2]} is already a brick of volume bv")),
+            (["volume", "add-brick", "bv", bricks[1]], Does.StartWith("volume add-brick: bv: failed: ").And.Contain($"brick {bricks[1]} ")),
+        ];
+        long revision = await RevisionAsync();
+        string onDisk = Disk();
+        var infos = _c.InfoEverywhere("bv");
+        for (int k = 0; k < cases.Length; k++)
+        {
+            var (args, expected) = cases[k];
+            var r = Node(k % MgmtCluster.Hosts).Ctl(args);
+            Assert.That(r.ExitCode, Is.EqualTo(1), $"{string.Join(' ', args)}: {r}");
+            Assert.That(r.Stdout, Is.Empty, r.ToString());
+            Assert.That(r.Stderr.EndsWith('\n') && r.Stderr.TrimEnd('\n').IndexOf('\n') < 0, Is.True, $"one line: {r.Stderr}");
+            Assert.That(r.Stderr.TrimEnd('\n'), expected, string.Join(' ', args));
+        }
+        // Without the secret, or with a wrong one, nothing is done.
+        foreach (var auth in new[] { Array.Empty<string>(), ["--secret-file", wrongSecret] })
+        {
+            var r = Shell.Run(Programs.Find("brickctl"), ["--server", Node(1).Server, .. auth, "volume", "create", "sb", $"{H(1)}:{disk}/sb"], TimeSpan.FromSeconds(60));
+            Assert.That((r.ExitCode, r.Stderr), Is.EqualTo((1, "volume create: sb: failed: wrong or missing shared secret (brickctl --secret-file FILE)\n")), r.ToString());
+            r = Shell.Run(Programs.Find("brickctl"), ["--server", Node(2).Server, .. auth, "volume", "delete", "bv"], TimeSpan.FromSeconds(60));
+            Assert.That(r.ExitCode, Is.EqualTo(1), r.ToString());
+        }
+
+        Assert.That(await RevisionAsync(), Is.EqualTo(revision), "no refused request stored anything in etcd");
+        Assert.That(Disk(), Is.EqualTo(onDisk), "no refused request made a brick on any node");
+        Assert.That(_c.InfoEverywhere("bv"), Is.EqualTo(infos));
+        Node(2).MustCtl("volume", "delete", "bv");
     }
 }
