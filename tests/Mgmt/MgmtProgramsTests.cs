@@ -150,6 +150,52 @@ public class MgmtProgramsTests
         }
     }
 
+    /// <summary>brickfs-shd (its unit is Type=notify): READY=1 once its graph is built, STOPPING=1 on SIGTERM, exit 0.</summary>
+    [Test, CancelAfter(120_000)]
+    public async Task The_self_heal_daemon_notifies_readiness_and_stopping()
+    {
+        var dir = Directory.CreateTempSubdirectory("brickfs-shd-notify-").FullName;
+        string volfile = Path.Combine(dir, "rep.vol"), notify = Path.Combine(dir, "notify");
+        // Bricks that do not answer: the daemon is ready all the same, and heals once they come.
+        int dead = Brickfs.Tests.Integration.BrickProcess.FreePort();
+        File.WriteAllText(volfile, string.Concat(Enumerable.Range(0, 2).Select(i => $"""
+            volume rep-client-{i}
+                type protocol/client
+                option remote-host 127.0.0.1
+                option remote-port {dead}
+                option remote-subvolume b{i}
+            end-volume
+
+            """)) + """
+            volume rep
+                type cluster/replicate
+                subvolumes rep-client-0 rep-client-1
+            end-volume
+            """);
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(notify));
+        var psi = new ProcessStartInfo(Programs.Find("brickfs-shd")) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--volfile", volfile }) psi.ArgumentList.Add(a);
+        psi.Environment["NOTIFY_SOCKET"] = notify;
+        using var daemon = Process.Start(psi)!;
+        var output = Task.WhenAll(daemon.StandardOutput.ReadToEndAsync(), daemon.StandardError.ReadToEndAsync());
+        try
+        {
+            Assert.That(await ReceiveAsync(socket), Is.EqualTo("READY=1"));
+            Assert.That(daemon.HasExited, Is.False);
+            Assert.That(Shell.Run("kill", ["-TERM", daemon.Id.ToString()]).Ok);
+            Assert.That(await ReceiveAsync(socket), Is.EqualTo("STOPPING=1"));
+            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await daemon.WaitForExitAsync(limit.Token);
+            Assert.That(daemon.ExitCode, Is.EqualTo(0), string.Join("\n", await output));
+        }
+        finally
+        {
+            if (!daemon.HasExited) daemon.Kill();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static async Task<string> ReceiveAsync(Socket socket)
     {
         var buffer = new byte[4096];
