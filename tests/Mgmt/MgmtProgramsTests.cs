@@ -137,11 +137,7 @@ public class MgmtProgramsTests
             var list = Shell.Run(Programs.Find("brickctl"), ["--server", $"127.0.0.1:{port}", "--secret-file", secret, "volume", "list"], TimeSpan.FromSeconds(30));
             Assert.That(list.Ok, Is.True, list.ToString());
 
-            Assert.That(Shell.Run("kill", ["-TERM", daemon.Id.ToString()]).Ok);
-            Assert.That(await ReceiveAsync(socket), Is.EqualTo("STOPPING=1"));
-            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await daemon.WaitForExitAsync(limit.Token);
-            Assert.That(daemon.ExitCode, Is.EqualTo(0), string.Join("\n", await output));
+            await TerminateAsync(daemon, socket, output);
         }
         finally
         {
@@ -183,17 +179,23 @@ public class MgmtProgramsTests
         {
             Assert.That(await ReceiveAsync(socket), Is.EqualTo("READY=1"));
             Assert.That(daemon.HasExited, Is.False);
-            Assert.That(Shell.Run("kill", ["-TERM", daemon.Id.ToString()]).Ok);
-            Assert.That(await ReceiveAsync(socket), Is.EqualTo("STOPPING=1"));
-            using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await daemon.WaitForExitAsync(limit.Token);
-            Assert.That(daemon.ExitCode, Is.EqualTo(0), string.Join("\n", await output));
+            await TerminateAsync(daemon, socket, output);
         }
         finally
         {
             if (!daemon.HasExited) daemon.Kill();
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    /// <summary>SIGTERM: the daemon tells STOPPING=1 and exits 0.</summary>
+    private static async Task TerminateAsync(Process daemon, Socket socket, Task<string[]> output)
+    {
+        Assert.That(Shell.Run("kill", ["-TERM", daemon.Id.ToString()]).Ok);
+        Assert.That(await ReceiveAsync(socket), Is.EqualTo("STOPPING=1"));
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await daemon.WaitForExitAsync(limit.Token);
+        Assert.That(daemon.ExitCode, Is.EqualTo(0), string.Join("\n", await output));
     }
 
     private static async Task<string> ReceiveAsync(Socket socket)
