@@ -119,5 +119,13 @@ public sealed record SnapshotAttemptRequest(Guid Attempt);
 /// <summary>How long the node's bricks were paused; Expired: the pause outlasted its lease, so the node resumed them and took nothing.</summary>
 public sealed record SnapshotTakeResponse(double PausedMilliseconds, bool Expired);
 
-/// <summary>Restore (Path = the brick, Target = its read-only snapshot), checked only or done; or delete (Path = the snapshot's brick).</summary>
-public sealed record SnapshotBricksRequest(List<SnapshotBrick> Bricks, bool CheckOnly = false);
+/// <summary>
+/// Restore (Path = the brick, Target = its read-only snapshot) in steps: "prepare", "commit" or
+/// "abort" (<see cref="RestoreSteps"/>); or delete (Path = the snapshot's brick, Step unused).
+/// </summary>
+public sealed record SnapshotBricksRequest(List<SnapshotBrick> Bricks, string? Step = null);
+
+public static class RestoreSteps
+{
+    public const string Prepare = "prepare", Commit = "commit", Abort = "abort";
+}

@@ -152,37 +152,54 @@ public sealed partial class VolumeManager
 
     /// <summary>
     /// Rolls this node's bricks back to their snapshots (Path = the brick, Target = its read-only
-    /// snapshot): each brick subvolume is replaced by a writable snapshot of the read-only one,
-    /// made beside it and swapped in by two renames, the old brick deleted last. With CheckOnly
-    /// it only checks that every snapshot is there.
+    /// snapshot) in steps, so that a node that cannot restore keeps every node's bricks as they
+    /// were. prepare: each snapshot must be there, and a writable snapshot of it is made beside
+    /// the brick (<c>BRICK.brickfs-restore</c>); the slow, failing part. commit: each prepared
+    /// copy is swapped in by two renames and the old brick deleted. abort: the prepared copies
+    /// are deleted.
     /// </summary>
     public MgmtResult<MessageResponse> RestoreSnapshotBricks(string snap, SnapshotBricksRequest r)
     {
-        foreach (var b in r.Bricks ?? [])
+        var bricks = r.Bricks ?? [];
+        if (bricks.FirstOrDefault(b => !isLocal(b.Host)) is { } remote) return MgmtError.Invalid($"brick {remote.Host}:{remote.Path} is not on this node");
+        static string Fresh(SnapshotBrick b) => b.Path + ".brickfs-restore";
+        switch (r.Step)
         {
-            if (!isLocal(b.Host)) return MgmtError.Invalid($"brick {b.Host}:{b.Path} is not on this node");
-            if (b.Target is null || !Btrfs.IsSubvolume(b.Target)) return MgmtError.Unavailable($"snapshot {snap}: {b.Target} is missing");
+            case RestoreSteps.Prepare:
+                foreach (var b in bricks)
+                    if (b.Target is null || !Btrfs.IsSubvolume(b.Target)) return MgmtError.Unavailable($"snapshot {snap}: {b.Target} is missing");
+                foreach (var b in bricks)
+                {
+                    foreach (var leftover in new[] { Fresh(b), b.Path + ".brickfs-old" }.Where(Directory.Exists))
+                        if (Btrfs.DeleteSubvolume(leftover) is { } e) return e;
+                    if (Btrfs.Snapshot(b.Target!, Fresh(b), readOnly: false) is { } error) return error;
+                }
+                return new MessageResponse($"snapshot {snap}: {bricks.Count} brick(s) prepared on this node");
+            case RestoreSteps.Commit:
+                foreach (var b in bricks)
+                {
+                    string old = b.Path + ".brickfs-old";
+                    try
+                    {
+                        if (!Directory.Exists(Fresh(b))) return MgmtError.Unavailable($"restore of {b.Host}:{b.Path}: {Fresh(b)} is missing (not prepared)");
+                        if (Directory.Exists(b.Path)) Directory.Move(b.Path, old);
+                        Directory.Move(Fresh(b), b.Path);
+                    }
+                    catch (IOException e)
+                    {
+                        return MgmtError.Unavailable($"restore of {b.Host}:{b.Path}: {e.Message}");
+                    }
+                    if (Directory.Exists(old) && Btrfs.DeleteSubvolume(old) is { } notDeleted)
+                        logger.LogWarning(1024, "snapshot {Snapshot}: {Reason}; the old brick stays at {Path}", snap, notDeleted.Message, old);
+                }
+                return new MessageResponse($"snapshot {snap}: {bricks.Count} brick(s) restored on this node");
+            case RestoreSteps.Abort:
+                foreach (var b in bricks.Where(b => Directory.Exists(Fresh(b))))
+                    if (Btrfs.DeleteSubvolume(Fresh(b)) is { } e) return e;
+                return new MessageResponse($"snapshot {snap}: restore undone on this node");
+            default:
+                return MgmtError.Invalid($"restore step must be {RestoreSteps.Prepare}, {RestoreSteps.Commit} or {RestoreSteps.Abort}, not '{r.Step}'");
         }
-        if (r.CheckOnly) return new MessageResponse("snapshots present");
-        foreach (var b in r.Bricks ?? [])
-        {
-            string origin = b.Path, fresh = origin + ".brickfs-restore", old = origin + ".brickfs-old";
-            foreach (var leftover in new[] { fresh, old }.Where(Directory.Exists))
-                if (Btrfs.DeleteSubvolume(leftover) is { } e) return e;
-            if (Btrfs.Snapshot(b.Target!, fresh, readOnly: false) is { } error) return error;
-            try
-            {
-                if (Directory.Exists(origin)) Directory.Move(origin, old);
-                Directory.Move(fresh, origin);
-            }
-            catch (IOException e)
-            {
-                return MgmtError.Unavailable($"restore of {b.Host}:{origin}: {e.Message}");
-            }
-            if (Directory.Exists(old) && Btrfs.DeleteSubvolume(old) is { } notDeleted)
-                logger.LogWarning(1024, "snapshot {Snapshot}: {Reason}; the old brick stays at {Path}", snap, notDeleted.Message, old);
-        }
-        return new MessageResponse($"snapshot {snap}: {r.Bricks?.Count ?? 0} brick(s) restored on this node");
     }
 
     /// <summary>Stops this node's bricks serving the snapshot and deletes its snapshot subvolumes (Path = the snapshot's brick).</summary>

@@ -188,8 +188,9 @@ public sealed partial class VolumeManager
     /// <summary>
     /// Rolls a stopped volume back to <paramref name="name"/> on every node that holds its
     /// bricks (<see cref="RestoreSnapshotBricks"/>), and the volume's options become the
-    /// snapshot's. Every node first checks that its snapshots are there, so a missing one
-    /// refuses the restore before any brick changed. The snapshot stays, so the same point can
+    /// snapshot's. Every node first prepares a writable copy of each of its snapshots beside the
+    /// brick; only when all have does any swap them in (renames), so a missing snapshot or a full
+    /// disk on one node leaves every brick as it was. The snapshot stays, so the same point can
     /// be restored again.
     /// </summary>
     public Task<MgmtResult<SnapshotInfo>> RestoreSnapshotAsync(string name, CancellationToken ct) => Serialised<MgmtResult<SnapshotInfo>>(async () =>
@@ -204,15 +205,19 @@ public sealed partial class VolumeManager
             return MgmtError.Conflict($"the bricks of volume {v.Name} changed since snapshot {name} was taken; it cannot be restored onto them");
         var nodes = SnapshotNodes(state, v.Bricks, SnapshotBricksTimeout);
         if (!nodes.Ok) return nodes.Error!;
-        foreach (bool checkOnly in new[] { true, false })
+        Task<MgmtResult<MessageResponse>[]> Everywhere(string step) => Task.WhenAll(nodes.Value.Select(n =>
         {
-            var answers = await Task.WhenAll(nodes.Value.Select(n =>
-            {
-                var request = new SnapshotBricksRequest([.. n.Indexes.Select(i => Ref(v.Bricks[i], snap.Bricks.Bricks[i].Path))], checkOnly);
-                return n.Client is null ? Task.Run(() => RestoreSnapshotBricks(name, request)) : n.Client.SnapshotRestoreBricksAsync(name, request);
-            }));
-            if (answers.Select(a => a.Error).FirstOrDefault(e => e is not null) is { } failed) return failed;
+            var request = new SnapshotBricksRequest([.. n.Indexes.Select(i => Ref(v.Bricks[i], snap.Bricks.Bricks[i].Path))], step);
+            return n.Client is null ? Task.Run(() => RestoreSnapshotBricks(name, request)) : n.Client.SnapshotRestoreBricksAsync(name, request);
+        }));
+        if ((await Everywhere(RestoreSteps.Prepare)).Select(a => a.Error).FirstOrDefault(e => e is not null) is { } unprepared)
+        {
+            var undone = await Everywhere(RestoreSteps.Abort);
+            foreach (var e in undone.Select(a => a.Error).OfType<MgmtError>())
+                logger.LogWarning(1029, "snapshot {Snapshot}: cannot undo a prepared restore: {Reason}", name, e.Message);
+            return unprepared;
         }
+        if ((await Everywhere(RestoreSteps.Commit)).Select(a => a.Error).FirstOrDefault(e => e is not null) is { } failed) return failed;
         var result = await store.UpdateAsync<VolumeDefinition>(s =>
         {
             var cur = s.FindVolume(v.Name);

@@ -297,17 +297,29 @@ public class MgmtClusterTests
         Assert.That(BrickPids("ss").Where(Stopped), Is.Empty, "every brick was resumed");
         foreach (var m in _mgmtd) Assert.That(m.MustCtl("snapshot", "list").Stdout, Is.EqualTo("No snapshots present\n"));
 
-        // With every node up, the same snapshot is taken, listed everywhere, and deleted everywhere.
+        // With every node up, the same snapshot is taken and listed everywhere.
         _mgmtd[2].MustCtl("snapshot", "create", "x2", "ss");
         foreach (var m in _mgmtd) Assert.That(m.MustCtl("snapshot", "list").Stdout, Is.EqualTo("x2\n"));
-        Assert.That(Directory.EnumerateDirectories(Path.Combine(snaps, "x2")).Count(), Is.EqualTo(3));
+        var parts = Directory.EnumerateDirectories(Path.Combine(snaps, "x2")).Order(StringComparer.Ordinal).ToList();
+        Assert.That(parts, Has.Count.EqualTo(3));
+
+        // Node 2's part of the snapshot is lost: a restore is refused before any node's brick changed.
+        _mgmtd[0].MustCtl("volume", "stop", "ss");
+        string lost = parts.Single(p => p.EndsWith("-brick-2", StringComparison.Ordinal));
+        Shell.Must($"btrfs subvolume delete '{lost}' >/dev/null");
+        var bricks = Bricks("ss").Select(b => b[(b.IndexOf(':') + 1)..]).ToList();
+        foreach (var b in bricks) File.WriteAllText(Path.Combine(b, "after-x2"), "written after the snapshot");
+        var restore = _mgmtd[1].Ctl("snapshot", "restore", "x2");
+        Assert.That(restore.Stderr, Is.EqualTo($"snapshot restore: x2: failed: snapshot x2: {lost} is missing\n"), restore.ToString());
+        Assert.That(bricks.Where(b => !File.Exists(Path.Combine(b, "after-x2"))), Is.Empty, "no brick was rolled back");
+        Assert.That(Directory.EnumerateDirectories(_disk.MountPoint, "*.brickfs-restore"), Is.Empty, "no prepared copy is left");
+
+        // The delete removes what is left on every node.
         _mgmtd[1].MustCtl("snapshot", "delete", "x2");
         Assert.That(Directory.Exists(snaps), Is.False);
-        foreach (var v in new[] { "sr", "ss" })
-        {
-            _mgmtd[0].MustCtl("volume", "stop", v);
-            _mgmtd[0].MustCtl("volume", "delete", v);
-        }
+        _mgmtd[0].MustCtl("volume", "stop", "sr");
+        _mgmtd[0].MustCtl("volume", "delete", "sr");
+        _mgmtd[0].MustCtl("volume", "delete", "ss");
     }
 
     private static bool TryWrite(string path)
