@@ -42,6 +42,15 @@ install -m 0644 mgmt/systemd/brickfs-mgmtd.service /etc/systemd/system/brickfs-m
 install -m 0644 mgmt/systemd/brickfs-shd@.service /etc/systemd/system/brickfs-shd@.service
 # etcd-server is for clusters (brickfs-mgmtd --etcd-endpoints, see mgmt/CLUSTER.md); its Debian
 # unit is enabled by the package but a standalone server does not need it running.
+# brickfs-mgmtd.service reads MGMTD_ARGS from /etc/brickfs/mgmtd.env (cluster mode, see
+# mgmt/CLUSTER.md); a commented template once, never over an administrator's file.
+if [ ! -e /etc/brickfs/mgmtd.env ]; then
+  cat > /etc/brickfs/mgmtd.env <<'ENV'
+# Options brickfs-mgmtd.service appends to its command line (they override the unit's).
+# Cluster mode: this node's address and the etcd client URLs, its own member first, e.g.
+#MGMTD_ARGS=--node-address 10.0.0.11 --etcd-endpoints http://10.0.0.11:2379,http://10.0.0.12:2379,http://10.0.0.13:2379
+ENV
+fi
 # Only where systemd runs (not in a plain container): make it see the (new) units.
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 echo "install.sh: installed brickd, mount.brickfs, brickfs-mgmtd, brickctl, brickfs-shd from $PREFIX/lib; units brickfs-mgmtd.service, brickfs-shd@.service"

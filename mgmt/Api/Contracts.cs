@@ -97,3 +97,35 @@ public sealed record SnapshotInfo(string Name, Guid Id, string Volume, Guid Volu
         s.Name, s.Id, s.Volume, s.VolumeId, s.CreatedAt, s.Active,
         s.Bricks.Bricks.Select((b, i) => new SnapshotBrickInfo(b.Host, b.Path, s.Origins[i], b.Port)).ToList(), paused);
 }
+
+// A snapshot of a volume whose bricks are on several nodes: the node asked coordinates, and
+// each node (itself included) acts on its own bricks through these requests (cluster mode).
+
+/// <summary>One brick in a per-node snapshot request: its number and place, and (in answers, restore and delete) the snapshot's path.</summary>
+public sealed record SnapshotBrick(int Number, string Host, string Path, string? Target = null);
+
+/// <summary>
+/// Checks the node's bricks among <paramref name="Bricks"/>, then pauses them (when the volume
+/// is started) for at most <paramref name="LeaseMilliseconds"/>; the answer names each brick's
+/// snapshot path. <paramref name="Attempt"/> ties the later take or abort to this pause.
+/// </summary>
+public sealed record SnapshotPauseRequest(Guid Attempt, string Volume, bool Started, List<SnapshotBrick> Bricks, int LeaseMilliseconds);
+
+public sealed record SnapshotPauseResponse(List<SnapshotBrick> Bricks);
+
+/// <summary>Take (snap the paused bricks, then resume them) or abort (resume, and delete what the attempt made).</summary>
+public sealed record SnapshotAttemptRequest(Guid Attempt);
+
+/// <summary>How long the node's bricks were paused; Expired: the pause outlasted its lease, so the node resumed them and took nothing.</summary>
+public sealed record SnapshotTakeResponse(double PausedMilliseconds, bool Expired);
+
+/// <summary>
+/// Restore (Path = the brick, Target = its read-only snapshot) in steps: "prepare", "commit" or
+/// "abort" (<see cref="RestoreSteps"/>); or delete (Path = the snapshot's brick, Step unused).
+/// </summary>
+public sealed record SnapshotBricksRequest(List<SnapshotBrick> Bricks, string? Step = null);
+
+public static class RestoreSteps
+{
+    public const string Prepare = "prepare", Commit = "commit", Abort = "abort";
+}

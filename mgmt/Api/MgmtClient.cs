@@ -82,6 +82,18 @@ public sealed class MgmtClient(HttpClient http, string server)
     public Task<MgmtResult<SnapshotInfo>> ActivateSnapshotAsync(string snap, bool active) =>
         SendAsync<SnapshotInfo>(HttpMethod.Post, $"snapshots/{E(snap)}/{(active ? "activate" : "deactivate")}");
 
+    /// <summary>The per-node steps of a snapshot spanning nodes (what the coordinating mgmtd asks of each node).</summary>
+    public Task<MgmtResult<SnapshotPauseResponse>> SnapshotPauseAsync(string snap, SnapshotPauseRequest r) =>
+        SendAsync<SnapshotPauseResponse>(HttpMethod.Post, $"snapshots/{E(snap)}/node/pause", r);
+    public Task<MgmtResult<SnapshotTakeResponse>> SnapshotTakeAsync(string snap, Guid attempt) =>
+        SendAsync<SnapshotTakeResponse>(HttpMethod.Post, $"snapshots/{E(snap)}/node/take", new SnapshotAttemptRequest(attempt));
+    public Task<MgmtResult<MessageResponse>> SnapshotAbortAsync(string snap, Guid attempt) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"snapshots/{E(snap)}/node/abort", new SnapshotAttemptRequest(attempt));
+    public Task<MgmtResult<MessageResponse>> SnapshotRestoreBricksAsync(string snap, SnapshotBricksRequest r) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"snapshots/{E(snap)}/node/restore", r);
+    public Task<MgmtResult<MessageResponse>> SnapshotDeleteBricksAsync(string snap, SnapshotBricksRequest r) =>
+        SendAsync<MessageResponse>(HttpMethod.Post, $"snapshots/{E(snap)}/node/delete", r);
+
     /// <summary>The client volfile (<paramref name="brick"/> null) or brick N's volfile, as text.</summary>
     public Task<MgmtResult<string>> VolfileAsync(string vol, int? brick = null) =>
         SendAsync<string>(HttpMethod.Get, brick is { } n ? $"volumes/{E(vol)}/volfile?kind=brick&brick={n}" : $"volumes/{E(vol)}/volfile?kind=client");

@@ -89,6 +89,7 @@ public sealed class MgmtHost : IAsyncDisposable
             ProbePorts = options.ProbeBrickPorts,
             AskPeer = etcd is null ? null : (peer, volume, ct) => PeerStatusAsync(peer, volume, secret, ct),
             CheckOnPeer = etcd is null ? null : (peer, bricks, ct) => PeerCheckAsync(peer, bricks, secret, ct),
+            PeerClient = etcd is null ? null : (peer, timeout) => PeerClient(peer, secret, timeout),
         };
         string? clusterId = null;
         Func<CancellationToken, Task<string?>> cluster = etcd is null
@@ -110,8 +111,8 @@ public sealed class MgmtHost : IAsyncDisposable
     public static readonly TimeSpan PeerStatusTimeout = TimeSpan.FromSeconds(3);
 
     /// <summary>A client of a peer's API. Nodes of one cluster share the secret.</summary>
-    private static MgmtClient PeerClient(PeerDefinition peer, string? secret) =>
-        MgmtClient.Create($"{(peer.Host.Contains(':') ? $"[{peer.Host}]" : peer.Host)}:{peer.Port}", PeerStatusTimeout, PeerConnections, secret);
+    private static MgmtClient PeerClient(PeerDefinition peer, string? secret, TimeSpan? timeout = null) =>
+        MgmtClient.Create($"{(peer.Host.Contains(':') ? $"[{peer.Host}]" : peer.Host)}:{peer.Port}", timeout ?? PeerStatusTimeout, PeerConnections, secret);
 
     /// <summary>A peer's own bricks of <paramref name="volume"/>; null when it does not answer in time.</summary>
     private static async Task<VolumeStatusResponse?> PeerStatusAsync(PeerDefinition peer, string volume, string? secret, CancellationToken ct)
@@ -153,6 +154,7 @@ public sealed class MgmtHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        SystemdNotify.Send("STOPPING=1");
         _stop.Cancel();
         await _watch;
         await _app.StopAsync();
@@ -320,6 +322,12 @@ public sealed class MgmtHost : IAsyncDisposable
         api.MapPost("/snapshots/{snap}/restore", async (string snap, CancellationToken ct) => Reply(await volumes.RestoreSnapshotAsync(snap, ct)));
         api.MapPost("/snapshots/{snap}/activate", async (string snap, CancellationToken ct) => Reply(await volumes.ActivateSnapshotAsync(snap, true, ct)));
         api.MapPost("/snapshots/{snap}/deactivate", async (string snap, CancellationToken ct) => Reply(await volumes.ActivateSnapshotAsync(snap, false, ct)));
+        // One node's share of a snapshot spanning nodes, asked by the coordinating node.
+        api.MapPost("/snapshots/{snap}/node/pause", (string snap, SnapshotPauseRequest r) => Reply(volumes.PauseSnapshotBricks(snap, r)));
+        api.MapPost("/snapshots/{snap}/node/take", (string snap, SnapshotAttemptRequest r) => Reply(volumes.TakeSnapshotBricks(r.Attempt)));
+        api.MapPost("/snapshots/{snap}/node/abort", (string snap, SnapshotAttemptRequest r) => Reply(volumes.AbortSnapshotBricks(r.Attempt)));
+        api.MapPost("/snapshots/{snap}/node/restore", (string snap, SnapshotBricksRequest r) => Reply(volumes.RestoreSnapshotBricks(snap, r)));
+        api.MapPost("/snapshots/{snap}/node/delete", async (string snap, SnapshotBricksRequest r) => Reply(await volumes.DeleteSnapshotBricksAsync(snap, r)));
         api.MapGet("/snapshots/{snap}/volfile", async (string snap, CancellationToken ct) =>
         {
             var v = await volumes.SnapshotVolfileAsync(snap, ct);

@@ -77,15 +77,20 @@ public sealed partial class VolumeManager(
     public Task<MgmtResult<VolumeDefinition>> CreateAsync(CreateVolumeRequest r, CancellationToken ct) => Serialised(async () =>
     {
         if (await CheckRemoteBricksAsync(r.Bricks ?? [], r.Force, ct) is { } remote) return remote;
+        // Subvolumes this request made, over all of the store's attempts (a lost compare-and-swap retries).
+        var made = new List<string>();
+        Guid id = Guid.Empty;
         var result = await store.UpdateAsync<VolumeDefinition>(state =>
         {
             var v = validator.ValidateCreate(state, r.Name ?? "", r.Replica, r.Arbiter, r.Bricks ?? [], r.Force);
             if (!v.Ok) return v;
             if (BrickPorts.Assign(state, v.Value, PortTaken) is { } noPort) return noPort;
-            if (CreateBrickSubvolumes(v.Value) is { } cannot) return cannot;
+            if (CreateBrickSubvolumes(v.Value, made) is { } cannot) return cannot;
+            id = v.Value.Id;
             state.Volumes.Add(v.Value);
             return v;
         }, ct);
+        if (!result.Ok && made.Count > 0) result = await UndoRefusedCreateAsync(r.Name ?? "", id, result.Error!, made, ct);
         if (result.Ok) logger.LogInformation(1001, "volume {Volume}: created, {Layout} {Bricks}", r.Name, VolumeDefinition.LayoutName(result.Value.Layout), Volgen.Volgen.BrickCountText(result.Value));
         return result;
     });
@@ -382,23 +387,46 @@ public sealed partial class VolumeManager(
 
     /// <summary>
     /// Makes each local brick of a new volume that does not exist yet and lies on Btrfs a
-    /// subvolume of its own, so snapshots cover one brick each. Those made here are removed
-    /// again when a later one fails, so a refused create leaves the disks as they were.
+    /// subvolume of its own, so snapshots cover one brick each, adding each to
+    /// <paramref name="made"/>. Bricks on other nodes are made by their own node when the volume
+    /// starts (its convergence), so a create touches no other node's disks.
     /// </summary>
-    private MgmtError? CreateBrickSubvolumes(VolumeDefinition v)
+    private MgmtError? CreateBrickSubvolumes(VolumeDefinition v, List<string> made)
     {
-        var made = new List<string>();
         foreach (var b in v.Bricks.Where(b => isLocal(b.Host) && !Directory.Exists(b.Path)))
         {
             if (Node.MountPoint.Of(b.Path).FileSystemType != "btrfs") continue;
-            if (Node.Btrfs.CreateSubvolume(b.Path) is { } error)
-            {
-                foreach (var m in made) Node.Btrfs.DeleteSubvolume(m);
-                return error;
-            }
+            if (Node.Btrfs.CreateSubvolume(b.Path) is { } error) return error;
             made.Add(b.Path);
         }
         return null;
+    }
+
+    /// <summary>
+    /// After a create that did not succeed: deletes the brick subvolumes it made, so a refused
+    /// create leaves the disks as they were (a later attempt of the store may have been refused,
+    /// e.g. because another node created the name meanwhile). When the store could not say
+    /// whether the change committed (etcd's answer lost), the state is read again: a committed
+    /// create is reported as done and keeps its bricks; if that cannot be read either, the
+    /// subvolumes stay (an empty subvolume is harmless; a deleted brick of a live volume is not).
+    /// </summary>
+    private async Task<MgmtResult<VolumeDefinition>> UndoRefusedCreateAsync(string name, Guid id, MgmtError error, List<string> made, CancellationToken ct)
+    {
+        if (error.Kind == MgmtErrorKind.Unavailable)
+        {
+            try
+            {
+                if ((await store.ReadAsync(ct)).FindVolume(name) is { } stored && stored.Id == id) return stored;
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException)
+            {
+                logger.LogWarning(1015, "volume {Volume}: create not confirmed ({Reason}); its new brick subvolumes stay: {Paths}", name, e.Message, string.Join(" ", made));
+                return error;
+            }
+        }
+        foreach (var m in made.Where(Directory.Exists))
+            if (Node.Btrfs.DeleteSubvolume(m) is { } notDeleted) logger.LogWarning(1016, "volume {Volume}: cannot undo brick subvolume {Path}: {Reason}", name, m, notDeleted.Message);
+        return error;
     }
 
     /// <summary>Ends a store update that has nothing to change without writing.</summary>

@@ -241,7 +241,10 @@ public sealed class ShdCommand
             _out.WriteLine($"heal pass: {s}");
             return Ok;
         }
+        // Under systemd (Type=notify): started once the volfile is loaded and the bricks were tried.
+        Brickfs.Mgmt.Node.SystemdNotify.Send("READY=1");
         await daemon.RunAsync(TimeSpan.FromSeconds(_interval), cancellation);
+        Brickfs.Mgmt.Node.SystemdNotify.Send("STOPPING=1");
         return Ok;
     }
 

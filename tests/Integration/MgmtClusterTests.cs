@@ -14,49 +14,25 @@ namespace Brickfs.Tests.Integration;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class MgmtClusterTests
 {
-    private const int Hosts = 3;
-    private const int MgmtPort = 24007;
+    private const int Hosts = MgmtCluster.Hosts;
+    private const int MgmtPort = MgmtCluster.MgmtPort;
 
+    private MgmtCluster _c = null!;
     private string _work = "";
     private NetNamespaces _net = null!;
     private EtcdCluster _etcd = null!;
     private BtrfsImage _disk = null!;
-    private readonly MgmtdProcess[] _mgmtd = new MgmtdProcess[Hosts];
+    private MgmtdProcess[] _mgmtd = null!;
 
     [OneTimeSetUp]
     public void StartCluster()
     {
-        _work = Directory.CreateTempSubdirectory("brickfs-cluster-").FullName;
-        _net = new NetNamespaces(Hosts);
-        _disk = new BtrfsImage("cluster", 1L << 30);
-        var hosts = Enumerable.Range(0, Hosts).Select(_net.HostAddress).ToList();
-        _etcd = new EtcdCluster(Path.Combine(_work, "etcd"), hosts, Enumerable.Range(0, Hosts).Select(_net.Launcher).ToList(), 2379, 2380);
-        for (int i = 0; i < Hosts; i++)
-        {
-            _mgmtd[i] = new MgmtdProcess(Path.Combine(_work, $"mgmtd{i}"), hosts[i], MgmtPort, _net.Launcher(i),
-                ["--etcd-endpoints", _etcd.Endpoints(i)]);
-        }
-
-        // Joining: node 0 probes the others; every node then lists the other two, connected.
-        Assert.That(_mgmtd[0].MustCtl("peer", "probe", hosts[1]).Stdout, Does.Contain("success"));
-        Assert.That(_mgmtd[0].MustCtl("peer", "probe", hosts[2]).Stdout, Does.Contain("success"));
-        for (int i = 0; i < Hosts; i++)
-        {
-            var peers = _mgmtd[i].Json("peer", "status").GetProperty("peers").EnumerateArray().ToList();
-            Assert.That(peers.Select(p => p.GetProperty("host").GetString()), Is.EquivalentTo(hosts.Where((_, j) => j != i)), $"peers of node {i}");
-            Assert.That(peers.All(p => p.GetProperty("connected").GetBoolean()), Is.True, $"node {i} reaches its peers");
-        }
+        _c = new MgmtCluster("cluster");
+        (_work, _net, _etcd, _disk, _mgmtd) = (_c.Work, _c.Net, _c.Etcd, _c.Disk, _c.Mgmtd);
     }
 
     [OneTimeTearDown]
-    public void StopCluster()
-    {
-        foreach (var m in _mgmtd) m?.Dispose();
-        _etcd?.Dispose();
-        _net?.Dispose();
-        _disk?.Dispose();
-        Directory.Delete(_work, recursive: true);
-    }
+    public void StopCluster() => _c?.Dispose();
 
     [TearDown]
     public void Reconnect()
@@ -69,32 +45,15 @@ public class MgmtClusterTests
         }
     }
 
-    private string Host(int i) => _net.HostAddress(i);
+    private string Host(int i) => _c.Host(i);
 
-    private string[] Bricks(string volume) => [.. Enumerable.Range(0, Hosts).Select(i => $"{Host(i)}:{_disk.MountPoint}/{volume}-b{i}")];
+    private string[] Bricks(string volume) => _c.Bricks(volume);
 
-    /// <summary>`volume info --json VOL` as each node answers it, as text (equal texts = one definition).</summary>
-    private List<string> InfoEverywhere(string volume) =>
-        [.. _mgmtd.Select(m => JsonSerializer.Serialize(m.Json("volume", "info", volume)))];
+    private List<string> InfoEverywhere(string volume) => _c.InfoEverywhere(volume);
 
-    /// <summary>Whether node i reports its own brick of <paramref name="volume"/> online.</summary>
-    private bool LocalBrickOnline(int i, string volume)
-    {
-        var r = _mgmtd[i].Ctl("--json", "volume", "status", volume);
-        if (!r.Ok) return false;
-        return JsonDocument.Parse(r.Stdout).RootElement.GetProperty("bricks").EnumerateArray()
-            .Where(b => b.GetProperty("local").GetBoolean())
-            .Any(b => b.GetProperty("online").GetBoolean());
-    }
+    private bool LocalBrickOnline(int i, string volume) => _c.LocalBricksOnline(i, volume);
 
-    private async Task WaitBricksOnlineAsync(string volume)
-    {
-        for (int i = 0; i < Hosts; i++)
-        {
-            int n = i;
-            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => LocalBrickOnline(n, volume), $"node {n} runs its brick of {volume}");
-        }
-    }
+    private Task WaitBricksOnlineAsync(string volume) => _c.WaitBricksOnlineAsync(volume);
 
     [Test, CancelAfter(120_000)]
     public async Task A_volume_created_on_one_node_is_the_same_on_every_node_and_its_bricks_start_everywhere()
@@ -129,7 +88,7 @@ public class MgmtClusterTests
         for (int i = 0; i < Hosts; i++)
         {
             int n = i;
-            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => !LocalBrickOnline(n, "cv"), $"node {n} stopped its brick of cv");
+            await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => _c.LocalBricksOffline(n, "cv"), $"node {n} stopped its brick of cv");
         }
         _mgmtd[2].MustCtl("volume", "delete", "cv");
         foreach (var m in _mgmtd) Assert.That(m.Ctl("volume", "info", "cv").Stderr, Is.EqualTo("volume info: failed: volume cv does not exist\n"));
@@ -156,7 +115,7 @@ public class MgmtClusterTests
 
         _mgmtd[1].Start();
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => LocalBrickOnline(1, "new"), "node 1 starts its brick of new when it returns");
-        Assert.That(LocalBrickOnline(1, "old"), Is.False, "node 1 does not run a brick of the stopped volume");
+        Assert.That(_c.LocalBricksOffline(1, "old"), Is.True, "node 1 does not run a brick of the stopped volume");
         Assert.That(InfoEverywhere("new").Distinct().Count(), Is.EqualTo(1));
 
         _mgmtd[0].MustCtl("volume", "stop", "new");
@@ -291,6 +250,76 @@ public class MgmtClusterTests
         }
         _mgmtd[0].MustCtl("volume", "stop", "lv");
         _mgmtd[0].MustCtl("volume", "delete", "lv");
+    }
+
+    /// <summary>The brickd pids of <paramref name="volume"/> as the nodes report them.</summary>
+    private List<int> BrickPids(string volume) =>
+        [.. _mgmtd[0].Json("volume", "status", volume).GetProperty("bricks").EnumerateArray().Select(b => b.GetProperty("pid").GetInt32())];
+
+    /// <summary>Whether the process is stopped (SIGSTOP): state 'T' in /proc/PID/stat.</summary>
+    private static bool Stopped(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        return stat[stat.LastIndexOf(')') + 2] == 'T';
+    }
+
+    [Test, CancelAfter(180_000)]
+    public async Task A_snapshot_one_node_refuses_or_cannot_answer_leaves_nothing_on_any_node_and_no_brick_paused()
+    {
+        // Node 2's brick of "sr" is a plain directory (forced): node 2 refuses to snap it.
+        string plain = Path.Combine(_disk.MountPoint, "plain-sr");
+        Directory.CreateDirectory(Path.Combine(plain, "b2"));
+        string[] mixed = [.. Bricks("sr")[..2], $"{Host(2)}:{plain}/b2"];
+        _mgmtd[0].MustCtl(["volume", "create", "sr", .. mixed, "force"]);
+        _mgmtd[0].MustCtl(["volume", "create", "ss", .. Bricks("ss")]);
+        foreach (var v in new[] { "sr", "ss" })
+        {
+            _mgmtd[1].MustCtl("volume", "start", v);
+            await WaitBricksOnlineAsync(v);
+        }
+        string snaps = Path.Combine(_disk.MountPoint, ".brickfs-snaps");
+
+        var refused = _mgmtd[0].Ctl("snapshot", "create", "x1", "sr");
+        Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString());
+        Assert.That(refused.Stderr, Is.EqualTo($"snapshot create: x1: failed: brick {Host(2)}:{plain}/b2 is not a Btrfs subvolume, so it cannot be snapshot\n"));
+        Assert.That(Directory.Exists(snaps), Is.False, "no node left a snapshot behind");
+        Assert.That(BrickPids("sr").Where(Stopped), Is.Empty, "every brick was resumed");
+
+        // Node 1's mgmtd is down (its brick runs on): the snapshot is refused, naming it, and the other nodes' bricks resume.
+        _mgmtd[1].Kill9();
+        var unreachable = _mgmtd[2].Ctl("snapshot", "create", "x2", "ss");
+        Assert.That(unreachable.ExitCode, Is.EqualTo(1), unreachable.ToString());
+        Assert.That(unreachable.Stderr, Does.StartWith($"snapshot create: x2: failed: cannot reach brickfs-mgmtd at {Host(1)}:{MgmtPort}"));
+        Assert.That(unreachable.Stderr.TrimEnd('\n'), Does.Not.Contain("\n"));
+        Assert.That(Directory.Exists(snaps), Is.False, "no node left a snapshot behind");
+        _mgmtd[1].Start();
+        await WaitBricksOnlineAsync("ss");
+        Assert.That(BrickPids("ss").Where(Stopped), Is.Empty, "every brick was resumed");
+        foreach (var m in _mgmtd) Assert.That(m.MustCtl("snapshot", "list").Stdout, Is.EqualTo("No snapshots present\n"));
+
+        // With every node up, the same snapshot is taken and listed everywhere.
+        _mgmtd[2].MustCtl("snapshot", "create", "x2", "ss");
+        foreach (var m in _mgmtd) Assert.That(m.MustCtl("snapshot", "list").Stdout, Is.EqualTo("x2\n"));
+        var parts = Directory.EnumerateDirectories(Path.Combine(snaps, "x2")).Order(StringComparer.Ordinal).ToList();
+        Assert.That(parts, Has.Count.EqualTo(3));
+
+        // Node 2's part of the snapshot is lost: a restore is refused before any node's brick changed.
+        _mgmtd[0].MustCtl("volume", "stop", "ss");
+        string lost = parts.Single(p => p.EndsWith("-brick-2", StringComparison.Ordinal));
+        Shell.Must($"btrfs subvolume delete '{lost}' >/dev/null");
+        var bricks = Bricks("ss").Select(b => b[(b.IndexOf(':') + 1)..]).ToList();
+        foreach (var b in bricks) File.WriteAllText(Path.Combine(b, "after-x2"), "written after the snapshot");
+        var restore = _mgmtd[1].Ctl("snapshot", "restore", "x2");
+        Assert.That(restore.Stderr, Is.EqualTo($"snapshot restore: x2: failed: snapshot x2: {lost} is missing\n"), restore.ToString());
+        Assert.That(bricks.Where(b => !File.Exists(Path.Combine(b, "after-x2"))), Is.Empty, "no brick was rolled back");
+        Assert.That(Directory.EnumerateDirectories(_disk.MountPoint, "*.brickfs-restore"), Is.Empty, "no prepared copy is left");
+
+        // The delete removes what is left on every node.
+        _mgmtd[1].MustCtl("snapshot", "delete", "x2");
+        Assert.That(Directory.Exists(snaps), Is.False);
+        _mgmtd[0].MustCtl("volume", "stop", "sr");
+        _mgmtd[0].MustCtl("volume", "delete", "sr");
+        _mgmtd[0].MustCtl("volume", "delete", "ss");
     }
 
     private static bool TryWrite(string path)

@@ -28,9 +28,11 @@ public sealed class MgmtdProcess : IDisposable
     /// through <paramref name="launcher"/> (e.g. <c>ip netns exec NS</c>, which execs, so the pid
     /// is the daemon's) with <paramref name="extraArgs"/> (e.g. --etcd-endpoints).
     /// </summary>
-    public MgmtdProcess(string root, string host = "127.0.0.1", int? port = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? extraArgs = null)
+    public MgmtdProcess(string root, string host = "127.0.0.1", int? port = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? extraArgs = null,
+        string? secretFile = null)
     {
         Root = root;
+        SecretFile = secretFile;
         Host = host;
         _launcher = launcher ?? [];
         _extraArgs = extraArgs ?? [];
@@ -38,6 +40,9 @@ public sealed class MgmtdProcess : IDisposable
         Port = port ?? BrickProcess.FreePort();
         Start();
     }
+
+    /// <summary>The shared-secret file the daemon requires (--secret-file) and <see cref="Ctl"/> sends; null: none.</summary>
+    public string? SecretFile { get; }
 
     public int Pid => _process?.Id ?? 0;
 
@@ -50,6 +55,7 @@ public sealed class MgmtdProcess : IDisposable
         foreach (var a in new[] { "--state-dir", StateDir, "--listen", Server, "--brick-listen", Host }) psi.ArgumentList.Add(a);
         if (Host != "127.0.0.1") foreach (var a in new[] { "--node-address", Host }) psi.ArgumentList.Add(a);
         foreach (var a in _extraArgs) psi.ArgumentList.Add(a);
+        if (SecretFile is not null) foreach (var a in new[] { "--secret-file", SecretFile }) psi.ArgumentList.Add(a);
         _process = Process.Start(psi)!;
         var log = new StreamWriter(LogFile, append: true) { AutoFlush = true };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
@@ -78,7 +84,7 @@ public sealed class MgmtdProcess : IDisposable
 
     /// <summary>Runs the real brickctl program against this daemon.</summary>
     public ShellResult Ctl(params string[] args) =>
-        Shell.Run(Programs.Find("brickctl"), ["--server", Server, "--timeout", "60", .. args], TimeSpan.FromSeconds(90));
+        Shell.Run(Programs.Find("brickctl"), ["--server", Server, "--timeout", "60", .. SecretFile is null ? [] : new[] { "--secret-file", SecretFile }, .. args], TimeSpan.FromSeconds(90));
 
     public ShellResult MustCtl(params string[] args)
     {

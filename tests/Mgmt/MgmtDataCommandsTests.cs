@@ -92,7 +92,7 @@ public class MgmtDataCommandsTests
 
         Assert.That(await Refused(1, "snapshot", "create", "s/1", "near"), Is.EqualTo("snapshot create: s/1: failed: snapshot name s/1 may contain only letters, digits, '_' and '-'"));
         Assert.That(await Refused(1, "snapshot", "create", "s1", "nope"), Is.EqualTo("snapshot create: s1: failed: volume nope does not exist"));
-        Assert.That(await Refused(1, "snapshot", "create", "s1", "far"), Is.EqualTo("snapshot create: s1: failed: brick node2:/x/a is on another node; snapshots of volumes spanning nodes are not available yet"));
+        Assert.That(await Refused(1, "snapshot", "create", "s1", "far"), Is.EqualTo("snapshot create: s1: failed: brick node2:/x/a is on another node, and this server is standalone; snapshots span nodes only in a cluster"));
         Assert.That(await Refused(1, "snapshot", "create", "s1", "near"), Is.EqualTo($"snapshot create: s1: failed: brick node1:{plainDir} is not a Btrfs subvolume, so it cannot be snapshot"));
         foreach (var verb in new[] { "restore", "delete", "info", "activate", "deactivate" })
             Assert.That(await Refused(1, "snapshot", verb, "nope"), Does.EndWith(": failed: snapshot nope does not exist"), verb);
@@ -100,6 +100,56 @@ public class MgmtDataCommandsTests
         Assert.That(await Refused(1, "snapshot", "list", "nope"), Is.EqualTo("snapshot list: failed: volume nope does not exist"));
         var list = await _d.CtlAsync("snapshot", "list");
         Assert.That(list.Out, Is.EqualTo("No snapshots present\n"), list.ToString());
+    }
+
+    /// <summary>The state letter of a process (/proc/PID/stat): 'T' while stopped by SIGSTOP.</summary>
+    private static char ProcessState(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        return stat[stat.LastIndexOf(')') + 2];
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task A_nodes_snapshot_pause_ends_by_itself_when_the_take_does_not_come_and_abort_undoes_a_take()
+    {
+        using var disk = new BtrfsImage("mgmt-pause", 512L << 20);
+        string brick = Path.Combine(disk.MountPoint, "b");
+        await Ok("volume", "create", "v", $"node1:{brick}");
+        await Ok("volume", "start", "v");
+        int pid = 0;
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(10), () => (pid = _d.BrickdRuns().LastOrDefault().Pid) > 0, "the brick runs");
+        var volumes = _d.Host.Volumes;
+        var b = (await _d.Host.Store.ReadAsync()).FindVolume("v")!.Bricks[0];
+        string target = Path.Combine(disk.MountPoint, VolumeManager.SnapshotDirName, "s", VolumeManager.Key("v", b));
+        List<SnapshotBrick> bricks = [new(b.Number, b.Host, b.Path)];
+
+        // The coordinator is lost after the pause: the brick resumes by itself after the lease, and the take is refused.
+        var lost = Guid.NewGuid();
+        var paused = volumes.PauseSnapshotBricks("s", new SnapshotPauseRequest(lost, "v", true, bricks, 300));
+        Assert.That(paused.Ok, Is.True, paused.Error?.Message);
+        Assert.That(paused.Value.Bricks.Single().Target, Is.EqualTo(target));
+        Assert.That(ProcessState(pid), Is.EqualTo('T'), "paused");
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(10), () => ProcessState(pid) != 'T', "the lease resumes the brick");
+        var late = volumes.TakeSnapshotBricks(lost);
+        Assert.That(late.Ok && late.Value.Expired, Is.True, late.Error?.Message);
+        Assert.That(Directory.Exists(target), Is.False, "nothing was taken");
+        Assert.That(volumes.AbortSnapshotBricks(lost).Ok, Is.True);
+
+        // A take in time snaps read-only and resumes; an abort afterwards (another node failed) deletes what it made.
+        var id = Guid.NewGuid();
+        Assert.That(volumes.PauseSnapshotBricks("s", new SnapshotPauseRequest(id, "v", true, bricks, 1000)).Ok, Is.True);
+        var taken = volumes.TakeSnapshotBricks(id);
+        Assert.That(taken.Ok && !taken.Value.Expired, Is.True, taken.Error?.Message);
+        Assert.That(ProcessState(pid), Is.Not.EqualTo('T'), "resumed after the take");
+        Assert.That(Shell.Sh($"btrfs property get -ts '{target}' ro").Stdout.Trim(), Is.EqualTo("ro=true"));
+        Assert.That(volumes.AbortSnapshotBricks(id).Ok, Is.True);
+        Assert.That(Directory.Exists(Path.Combine(disk.MountPoint, VolumeManager.SnapshotDirName)), Is.False, "the abort left nothing");
+        Assert.That((await _d.Host.Store.ReadAsync()).Snapshots, Is.Empty);
+
+        // A request naming a brick of another node is refused before anything pauses.
+        var wrong = volumes.PauseSnapshotBricks("s", new SnapshotPauseRequest(Guid.NewGuid(), "v", true, [new(9, "node2", "/x/a")], 1000));
+        Assert.That(wrong.Error?.Message, Is.EqualTo("brick node2:/x/a is not on this node"));
+        await Ok("volume", "stop", "v");
     }
 
     [Test, CancelAfter(60_000)]
