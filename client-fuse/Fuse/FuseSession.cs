@@ -97,8 +97,8 @@ public sealed class FuseSession : IAsyncDisposable
     /// <summary>The transport requests use after INIT: <see cref="FuseTransport.Uring"/> or <see cref="FuseTransport.Dev"/>.</summary>
     public FuseTransport TransportInUse { get; private set; } = FuseTransport.Dev;
 
-    /// <summary>Requests that arrived through io_uring queues so far (0 on /dev/fuse).</summary>
-    public long RingRequests => _uring?.Delivered ?? 0;
+    /// <summary>Requests that arrived through each io_uring queue so far, by qid = CPU (empty on /dev/fuse).</summary>
+    public long[] RingRequestsByQueue => _uring?.DeliveredByQueue ?? [];
 
     /// <summary>Number of requests between read and reply right now.</summary>
     public int InFlight => _inflight.Count;

@@ -98,8 +98,8 @@ internal sealed class FuseUringTransport : IDisposable
         return first;
     }
 
-    /// <summary>Requests delivered through the rings so far (diagnostics, tests).</summary>
-    public long Delivered => _queues.Sum(q => q.Delivered);
+    /// <summary>Requests delivered through each queue's ring so far, by qid (diagnostics, tests).</summary>
+    public long[] DeliveredByQueue => [.. _queues.Select(q => q.Delivered)];
 
     public void Dispose()
     {
