@@ -173,9 +173,11 @@ internal sealed class FuseUringQueue : IDisposable
     private int _sleeping;
     private volatile bool _stopping;
     private volatile bool _exited;
+    private bool _ended;
     private int _live;
     private int _held;
     private long _delivered;
+    private long _handedOver;
 
     public FuseUringQueue(FuseSession session, int devFd, int qid, int maxPayload, Log log)
     {
@@ -259,6 +261,8 @@ internal sealed class FuseUringQueue : IDisposable
         {
             _exited = true;
             _ring?.Dispose();
+            if (Delivered > 0)
+                _log.Info("fuse.uring-queue-stats", $"qid={Qid} requests={Delivered} replies-from-other-threads={Interlocked.Read(ref _handedOver)} entries={_entries.Count}");
         }
     }
 
@@ -293,7 +297,7 @@ internal sealed class FuseUringQueue : IDisposable
                 break;
             }
             while (ring.TryReap(out ulong ud, out int res)) Complete(ud, res);
-            while (_live - _held < Spare && _entries.Count < MaxDepth && !_stopping) AddEntry();
+            while (_live - _held < Spare && _entries.Count < MaxDepth && !_stopping && !_ended) AddEntry();
         }
     }
 
@@ -336,9 +340,12 @@ internal sealed class FuseUringQueue : IDisposable
         var entry = _entries[(int)userData];
         if (res < 0)
         {
-            // ENOTCONN/ECONNABORTED: the connection ended (unmount, abort); ECANCELED: the ring is going away.
+            // ENOTCONN/ECONNABORTED: the connection ended (unmount, abort); ECANCELED: the ring is going
+            // away. Either way the queue only winds down from here: no entry is replaced. Any other
+            // failure loses this entry only; the queue registers a new one when it runs short.
             _live--;
-            if (res != -Native.ENOTCONN && res != -Native.ECONNABORTED && res != -Native.ECANCELED)
+            if (res == -Native.ENOTCONN || res == -Native.ECONNABORTED || res == -Native.ECANCELED) _ended = true;
+            else
                 _log.Error("fuse.uring-entry-failed", $"qid={Qid} entry={entry.Index} errno={-res}");
             return;
         }
@@ -402,6 +409,7 @@ internal sealed class FuseUringQueue : IDisposable
             PrepCommit(entry);
             return;
         }
+        Interlocked.Increment(ref _handedOver);
         _commits.Enqueue(entry);
         if (Interlocked.Exchange(ref _sleeping, 0) == 1) Wake();
     }
