@@ -20,6 +20,13 @@ if ! command -v dotnet >/dev/null; then echo "install.sh: the .NET 10 SDK (dotne
 # Kernel pieces: FUSE device and Btrfs (both built in or as modules).
 [ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
 [ -e /dev/fuse ] || { echo "install.sh: /dev/fuse is missing (no FUSE in this kernel)" >&2; exit 1; }
+# FUSE over io_uring (kernel 6.14+): mount.brickfs uses per-CPU io_uring queues when the fuse
+# module offers them (-o fuse-transport=auto), which only happens with enable_uring=Y. Set it now
+# and for every later load of the module; kernels without the parameter keep /dev/fuse.
+if [ -w /sys/module/fuse/parameters/enable_uring ]; then
+    echo Y > /sys/module/fuse/parameters/enable_uring
+    echo "options fuse enable_uring=1" > /etc/modprobe.d/brickfs-fuse.conf
+fi
 grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null || true
 
 PREFIX=/opt/brickfs

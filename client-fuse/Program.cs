@@ -245,6 +245,7 @@ public static class Program
                 Source = options.Spec ?? "brickfs",
                 ReadOnly = options.ReadOnly,
                 ReaderThreads = options.ReaderThreads,
+                Transport = options.Transport,
             }, bridgeOptions, log);
         }
         catch (FuseMountException e)

@@ -5,25 +5,39 @@ using System.Text;
 namespace Brickfs.ClientFuse.Fuse;
 
 /// <summary>
-/// One request read from /dev/fuse. It owns the buffer it was read into until it is disposed
-/// (after its reply), so a WRITE's data can go down the graph in place without a copy.
+/// One request read from /dev/fuse or taken from an io_uring queue entry. It owns the bytes it
+/// arrived in (header and arguments contiguous, as /dev/fuse delivers them) so a WRITE's data
+/// can go down the graph in place without a copy: a /dev/fuse request until it is disposed
+/// (after its reply); a ring request until its reply, which hands the entry back to the kernel
+/// (the body reads as disposed from then on).
 /// </summary>
 public sealed class FuseRequest : IDisposable
 {
     public const int HeaderSize = 40;
 
     private byte[]? _buffer;
+    private readonly int _offset;
     private readonly int _length;
     private readonly BufferPool? _pool;
     private int _replied;
 
     internal FuseRequest(byte[] buffer, int length, BufferPool? pool)
+        : this(buffer, 0, length, pool, entry: null)
+    {
+    }
+
+    internal FuseRequest(byte[] buffer, int offset, int length, BufferPool? pool, FuseUringEntry? entry)
     {
         _buffer = buffer;
+        _offset = offset;
         _length = length;
         _pool = pool;
-        Header = MemoryMarshal.Read<FuseInHeader>(buffer);
+        Entry = entry;
+        Header = MemoryMarshal.Read<FuseInHeader>(buffer.AsSpan(offset));
     }
+
+    /// <summary>The io_uring entry this request arrived in (its reply goes back through it); null for /dev/fuse.</summary>
+    internal FuseUringEntry? Entry { get; }
 
     public FuseInHeader Header { get; }
     public FuseOpcode Opcode => Header.Opcode;
@@ -39,10 +53,10 @@ public sealed class FuseRequest : IDisposable
     internal CancellationTokenSource? Interrupt { get; set; }
 
     /// <summary>The request body after the header.</summary>
-    public ReadOnlySpan<byte> Payload => Buffer.AsSpan(HeaderSize, _length - HeaderSize);
+    public ReadOnlySpan<byte> Payload => Buffer.AsSpan(_offset + HeaderSize, _length - HeaderSize);
 
     /// <summary>A slice of the body as memory (WRITE data handed to the graph without copying).</summary>
-    public ReadOnlyMemory<byte> PayloadMemory(int offset, int length) => Buffer.AsMemory(HeaderSize + offset, length);
+    public ReadOnlyMemory<byte> PayloadMemory(int offset, int length) => Buffer.AsMemory(_offset + HeaderSize + offset, length);
 
     private byte[] Buffer => _buffer ?? throw new ObjectDisposedException(nameof(FuseRequest));
 
@@ -75,10 +89,13 @@ public sealed class FuseRequest : IDisposable
 
     internal bool Replied => Volatile.Read(ref _replied) != 0;
 
+    /// <summary>Gives up the body without returning it anywhere: a ring entry's buffer goes back to the kernel with the reply.</summary>
+    internal void Detach() => Volatile.Write(ref _buffer, null);
+
     public void Dispose()
     {
         var b = Interlocked.Exchange(ref _buffer, null);
-        if (b is null) return;
+        if (b is null || Entry is not null) return;
         if (_pool is not null) _pool.Return(b);
         else ArrayPool<byte>.Shared.Return(b);
     }

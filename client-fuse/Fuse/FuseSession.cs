@@ -25,6 +25,7 @@ public sealed record FuseSessionOptions
     public ushort MaxBackground { get; init; } = 64;
     public ushort CongestionThreshold { get; init; } = 48;
     public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public FuseTransport Transport { get; init; } = FuseTransport.Auto;
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>
@@ -66,6 +67,9 @@ public sealed class FuseSession : IAsyncDisposable
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Thread> _readers = [];
+    /// <summary>INTERRUPTs that named a request not seen yet (a ring request between its completion and its dispatch), by unique.</summary>
+    private readonly ConcurrentDictionary<ulong, long> _earlyInterrupts = new();
+    private FuseUringTransport? _uring;
     private int _fd = -1;
     private int _runningReaders;
     private int _unmounted;
@@ -89,6 +93,12 @@ public sealed class FuseSession : IAsyncDisposable
 
     /// <summary>Completes when every reader has stopped (the kernel ended the connection: unmount or abort).</summary>
     public Task Completion => _completion.Task;
+
+    /// <summary>The transport requests use after INIT: <see cref="FuseTransport.Uring"/> or <see cref="FuseTransport.Dev"/>.</summary>
+    public FuseTransport TransportInUse { get; private set; } = FuseTransport.Dev;
+
+    /// <summary>Requests that arrived through each io_uring queue so far, by qid = CPU (empty on /dev/fuse).</summary>
+    public long[] RingRequestsByQueue => _uring?.DeliveredByQueue ?? [];
 
     /// <summary>Number of requests between read and reply right now.</summary>
     public int InFlight => _inflight.Count;
@@ -199,7 +209,7 @@ public sealed class FuseSession : IAsyncDisposable
                     request = new FuseRequest(buffer, n, _pool);
                     buffer = _pool.Rent();
                 }
-                Dispatch(request);
+                DispatchRequest(request);
             }
         }
         catch (Exception e)
@@ -218,7 +228,8 @@ public sealed class FuseSession : IAsyncDisposable
         }
     }
 
-    private void Dispatch(FuseRequest request)
+    /// <summary>Runs one request (from a reader or a ring queue thread) inline until the handler's first await.</summary>
+    internal void DispatchRequest(FuseRequest request)
     {
         request.Session = this;
         switch (request.Opcode)
@@ -242,6 +253,7 @@ public sealed class FuseSession : IAsyncDisposable
                 request.Interrupt = cts;
                 request.Cancellation = cts.Token;
                 _inflight[request.Unique] = request;
+                if (!_earlyInterrupts.IsEmpty && _earlyInterrupts.TryRemove(request.Unique, out _)) _ = cts.CancelAsync();
                 break;
         }
 
@@ -324,6 +336,18 @@ public sealed class FuseSession : IAsyncDisposable
         ulong kernelFlags = init.Flags;
         if ((kernelFlags & FuseConst.InitExt) != 0) kernelFlags |= (ulong)init.Flags2 << 32;
         ulong flags = kernelFlags & WantedFlags;
+        string why = "";
+        if (_options.Transport != FuseTransport.Dev)
+        {
+            if ((kernelFlags & FuseConst.OverIoUring) == 0)
+                why = "the kernel does not offer FUSE over io_uring (kernel older than 6.14, or /sys/module/fuse/parameters/enable_uring is N)";
+            else
+            {
+                int maxPayload = Math.Max(Math.Max(FuseConst.MinReadBuffer, _options.MaxWrite), Math.Min(256, _options.MaxWrite / 4096) * 4096);
+                _uring = FuseUringTransport.TryPrepare(this, _fd, maxPayload, _log, out why);
+                if (_uring is not null) flags |= FuseConst.OverIoUring;
+            }
+        }
         uint minor = Math.Min(init.Minor, FuseConst.KernelMinorVersion);
         ushort maxPages = (ushort)Math.Min(256, _options.MaxWrite / 4096);
         var reply = new FuseInitOut
@@ -342,6 +366,21 @@ public sealed class FuseSession : IAsyncDisposable
         Negotiated = new FuseNegotiated(FuseConst.KernelVersion, minor, kernelFlags, flags, reply.MaxWrite, maxPages, reply.MaxReadahead);
         Reply(request, 0, MemoryMarshal.AsBytes(new ReadOnlySpan<FuseInitOut>(in reply)));
         _log.Info("fuse.init", $"dir={MountPoint} kernel={init.Major}.{init.Minor} proto=7.{minor} flags=0x{flags:x} max_write={reply.MaxWrite} max_pages={maxPages}");
+        if (_uring is not null)
+        {
+            int e = _uring.Register(TimeSpan.FromSeconds(10));
+            if (e == 0) TransportInUse = FuseTransport.Uring;
+            else why = $"registering the io_uring queues failed: {Native.Describe(e)} (errno {e})";
+        }
+        if (TransportInUse == FuseTransport.Uring)
+            _log.Info("fuse.transport", $"dir={MountPoint} transport=uring queues={_uring!.QueueCount}");
+        else
+            _log.Info("fuse.transport", $"dir={MountPoint} transport=dev{(why.Length > 0 ? $" reason=\"{why}\"" : "")}");
+        if (_options.Transport == FuseTransport.Uring && TransportInUse != FuseTransport.Uring)
+        {
+            _ready.TrySetException(new FuseMountException($"fuse-transport=uring: {why}"));
+            return;
+        }
         _ready.TrySetResult();
     }
 
@@ -354,8 +393,28 @@ public sealed class FuseSession : IAsyncDisposable
             _ = cts.CancelAsync();
             return; // INTERRUPT itself takes no reply; the victim answers (EINTR or its result).
         }
+        if (_uring is not null)
+        {
+            // A ring request is not pending in the /dev/fuse queue, so the EAGAIN below cannot make
+            // the kernel resend this INTERRUPT: remember it for the dispatch that is about to come.
+            RememberEarlyInterrupt(target);
+            if (_inflight.TryGetValue(target, out victim) && _earlyInterrupts.TryRemove(target, out _) && victim.Interrupt is { } late)
+            {
+                _ = late.CancelAsync();
+                return;
+            }
+        }
         // Not (yet) known: EAGAIN makes the kernel queue the INTERRUPT again if the request is still pending.
         ReplyError(request, Native.EAGAIN);
+    }
+
+    private void RememberEarlyInterrupt(ulong unique)
+    {
+        long now = Environment.TickCount64;
+        if (_earlyInterrupts.Count > 1024)
+            foreach (var (u, at) in _earlyInterrupts)
+                if (now - at > 10_000) _earlyInterrupts.TryRemove(u, out _);
+        _earlyInterrupts[unique] = now;
     }
 
     // ---- replies --------------------------------------------------------------------------
@@ -376,6 +435,12 @@ public sealed class FuseSession : IAsyncDisposable
         if (!request.TryMarkReplied()) return;
         if (request.Interrupt is not null) _inflight.TryRemove(request.Unique, out _);
         if (errno != 0) payload = more = default;
+        if (request.Entry is { } entry)
+        {
+            request.Detach();
+            entry.Queue.Commit(entry, request.Unique, errno, payload, more);
+            return;
+        }
         var header = new FuseOutHeader { Len = (uint)(16 + payload.Length + more.Length), Error = -errno, Unique = request.Unique };
         int r = Native.Writev(_fd, MemoryMarshal.AsBytes(new ReadOnlySpan<FuseOutHeader>(in header)), payload, more);
         // ENOENT: the request was interrupted and is gone; the kernel no longer wants the answer.
@@ -468,6 +533,7 @@ public sealed class FuseSession : IAsyncDisposable
     {
         if (_fd < 0) return;
         if (_runningReaders > 0) await UnmountAsync(TimeSpan.FromSeconds(5));
+        _uring?.Dispose();
         if (Completion.IsCompleted)
         {
             Native.Close(_fd);

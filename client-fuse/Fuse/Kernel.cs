@@ -85,6 +85,8 @@ public static class FuseConst
     public const ulong MaxPages = 1 << 22;
     public const ulong SetxattrExt = 1 << 29;
     public const ulong InitExt = 1 << 30;
+    /// <summary>FUSE_OVER_IO_URING (7.42): requests may travel through per-CPU io_uring queues; offered only when the fuse module's enable_uring is Y.</summary>
+    public const ulong OverIoUring = 1UL << 41;
 
     public const uint GetattrFh = 1 << 0;
     public const uint ReleaseFlush = 1 << 0;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Brickfs.ClientFuse.Bridge;
+using Brickfs.ClientFuse.Fuse;
 
 namespace Brickfs.ClientFuse.Host;
 
@@ -27,6 +28,7 @@ public sealed record MountOptions
     public TimeSpan? EntryTimeout { get; init; }
     public TimeSpan? NegativeTimeout { get; init; }
     public int ReaderThreads { get; init; } = 4;
+    public FuseTransport Transport { get; init; } = FuseTransport.Auto;
     public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
     public IReadOnlyList<string> Ignored { get; init; } = [];
     /// <summary>The parsed SPEC when the volfile comes from brickfs-mgmtd (no --volfile given).</summary>
@@ -55,6 +57,10 @@ public sealed record MountOptions
                entry-timeout=SEC       kernel name cache time (default 1; 3600 likewise)
                negative-timeout=SEC    kernel cache time of missing names (default 0; 3600 likewise)
                reader-threads=N        threads reading /dev/fuse (default 4)
+               fuse-transport=auto|dev|uring
+                                       how requests travel: per-CPU io_uring queues (kernel 6.14+
+                                       with /sys/module/fuse/parameters/enable_uring = Y), or
+                                       /dev/fuse reads; auto (default) takes io_uring when offered
                ro                      mount read-only
              generic options (rw, defaults, _netdev, noauto, nofail, ...) are ignored
           -f                    stay in the foreground, log to stderr
@@ -159,6 +165,7 @@ public sealed record MountOptions
                 "entry-timeout" => o with { EntryTimeout = Seconds(key, Value()) },
                 "negative-timeout" => o with { NegativeTimeout = Seconds(key, Value()) },
                 "reader-threads" => o with { ReaderThreads = Threads(Value()) },
+                "fuse-transport" => o with { Transport = ParseTransport(Value()) },
                 "ro" => o with { ReadOnly = true },
                 "rw" => o with { ReadOnly = false },
                 "fuse-device" => o with { FuseDevice = Value() },
@@ -178,6 +185,14 @@ public sealed record MountOptions
         double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s >= 0 && s < 1e9
             ? TimeSpan.FromSeconds(s)
             : throw new UsageException($"option {key}={v}: not a number of seconds");
+
+    private static FuseTransport ParseTransport(string v) => v switch
+    {
+        "auto" => FuseTransport.Auto,
+        "dev" => FuseTransport.Dev,
+        "uring" or "io_uring" => FuseTransport.Uring,
+        _ => throw new UsageException($"option fuse-transport={v}: must be auto, dev or uring"),
+    };
 
     private static int Threads(string v) =>
         int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 64

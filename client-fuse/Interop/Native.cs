@@ -26,6 +26,11 @@ internal static unsafe partial class Native
     public const int ENOENT = 2;
     public const int ENODEV = 19;
     public const int EAGAIN = 11;
+    public const int ENOSYS = 38;
+    public const int ENOTCONN = 107;
+    public const int ECONNABORTED = 103;
+    public const int ECANCELED = 125;
+    public const int EOPNOTSUPP = 95;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct IoVec
@@ -57,6 +62,15 @@ internal static unsafe partial class Native
 
     [LibraryImport("libc", EntryPoint = "dup2", SetLastError = true)]
     private static partial int Dup2Raw(int oldFd, int newFd);
+
+    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
+    private static partial int EventFdRaw(uint initval, int flags);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    private static partial nint WriteRaw(int fd, void* buffer, nuint count);
+
+    [LibraryImport("libc", EntryPoint = "sched_setaffinity", SetLastError = true)]
+    private static partial int SchedSetaffinityRaw(int pid, nuint size, ulong* mask);
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint GetEuid();
@@ -122,6 +136,30 @@ internal static unsafe partial class Native
     public static int Setsid() => SetsidRaw() >= 0 ? 0 : Errno();
 
     public static int Dup2(int oldFd, int newFd) => Dup2Raw(oldFd, newFd) >= 0 ? 0 : Errno();
+
+    /// <summary>eventfd(2) with EFD_CLOEXEC: the descriptor, or -errno.</summary>
+    public static int EventFd()
+    {
+        int fd = EventFdRaw(0, O_CLOEXEC);
+        return fd >= 0 ? fd : -Errno();
+    }
+
+    /// <summary>Adds 1 to an eventfd's counter (wakes whoever waits on it); 0 or the errno.</summary>
+    public static int EventFdSignal(int fd)
+    {
+        ulong one = 1;
+        return WriteRaw(fd, &one, 8) == 8 ? 0 : Errno();
+    }
+
+    /// <summary>Pins the calling thread to <paramref name="cpu"/> (sched_setaffinity(0, ...)); 0 or the errno.</summary>
+    public static int PinCurrentThread(int cpu)
+    {
+        if (cpu < 0 || cpu >= 1024) return 22; // EINVAL
+        ulong* mask = stackalloc ulong[16];
+        for (int i = 0; i < 16; i++) mask[i] = 0;
+        mask[cpu / 64] = 1UL << (cpu % 64);
+        return SchedSetaffinityRaw(0, 16 * sizeof(ulong), mask) == 0 ? 0 : Errno();
+    }
 
     /// <summary>strerror text for an errno (for one-line error messages).</summary>
     public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);

@@ -47,7 +47,8 @@ public class BridgeMountTests
             Assert.That(n.Minor, Is.EqualTo(38));
             Assert.That(n.MaxWrite, Is.EqualTo(1 << 20));
             Assert.That(n.MaxPages, Is.EqualTo(256));
-            Assert.That(n.Flags, Is.EqualTo(FuseSession.WantedFlags & n.KernelFlags));
+            Assert.That(n.Flags & ~FuseConst.OverIoUring, Is.EqualTo(FuseSession.WantedFlags & n.KernelFlags));
+            Assert.That(n.Has(FuseConst.OverIoUring), Is.EqualTo(m.Mount.Session.TransportInUse == FuseTransport.Uring));
             Assert.That(n.Has(FuseConst.WritebackCache), Is.False);
             Assert.That(n.Has(FuseConst.DoReaddirplus) && n.Has(FuseConst.PosixLocks) && n.Has(FuseConst.FlockLocks), Is.True);
         });

@@ -154,7 +154,7 @@ internal sealed class InProcessMount : IAsyncDisposable
     public DelayGenTranslator? Delay { get; }
     public string this[string name] => Path.Combine(Dir, name);
 
-    public static async Task<InProcessMount> StartAsync(string? delayFops = null, FuseBridgeOptions? bridge = null)
+    public static async Task<InProcessMount> StartAsync(string? delayFops = null, FuseBridgeOptions? bridge = null, FuseSessionOptions? session = null)
     {
         var memory = new MemoryStorageTranslator();
         Translator below = memory;
@@ -171,7 +171,7 @@ internal sealed class InProcessMount : IAsyncDisposable
         string dir = FuseTest.TempDir("inproc");
         try
         {
-            var mount = await FuseMount.StartAsync(recorder, dir, new FuseSessionOptions(), bridge ?? new FuseBridgeOptions(), Log.Null);
+            var mount = await FuseMount.StartAsync(recorder, dir, session ?? new FuseSessionOptions(), bridge ?? new FuseBridgeOptions(), Log.Null);
             return new InProcessMount(dir, mount, recorder, memory, delay);
         }
         catch

@@ -285,4 +285,24 @@ public class MountProgramTests
         Assert.That(Directory.EnumerateFileSystemEntries(_dir), Is.Empty);
         Assert.That(Mount().Exit, Is.Zero, "the mount point can be mounted again");
     }
+
+    /// <summary>-o fuse-transport=dev keeps /dev/fuse; =uring takes the io_uring queues (install.sh enables them); the log names the one in use.</summary>
+    [Test, CancelAfter(60_000)]
+    public void TheFuseTransportOptionChoosesHowRequestsTravel()
+    {
+        foreach (var (option, expected) in new[] { ("dev", "transport=dev"), ("uring", "transport=uring queues="), ("auto", "transport=uring queues=") })
+        {
+            File.WriteAllText(LogFile, "");
+            var r = Mount("-o", $"fuse-transport={option}");
+            Assert.That(r.Exit, Is.Zero, r.Err);
+            File.WriteAllText(Path.Combine(_dir, "f"), option);
+            Assert.That(File.ReadAllText(Path.Combine(_dir, "f")), Is.EqualTo(option));
+            var line = File.ReadLines(LogFile).Single(l => l.Contains(" fuse.transport ", StringComparison.Ordinal));
+            Assert.That(line, Does.Contain(expected), $"fuse-transport={option}");
+            int pid = DaemonPid();
+            Assert.That(FuseTest.Run("umount", [_dir]).Exit, Is.Zero);
+            FuseTest.Eventually(() => !FuseTest.ProcessAlive(pid), TimeSpan.FromSeconds(15), "the daemon exits after umount");
+        }
+        AssertOneLineError(FuseTest.Run(FuseTest.MountProgram, ["--volfile", _volfile, "-o", "fuse-transport=carrier-pigeon", _dir]), "fuse-transport=carrier-pigeon: must be auto, dev or uring");
+    }
 }
