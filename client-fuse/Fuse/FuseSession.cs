@@ -25,7 +25,7 @@ public sealed record FuseSessionOptions
     public ushort MaxBackground { get; init; } = 64;
     public ushort CongestionThreshold { get; init; } = 48;
     public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(30);
-    public FuseTransport Transport { get; init; } = FuseTransport.Auto;
+    public FuseTransport Transport { get; init; } = FuseTransport.Dev;
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>

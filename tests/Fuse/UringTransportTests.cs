@@ -12,6 +12,8 @@ namespace Brickfs.Tests.Fuse;
 [NonParallelizable]
 public class UringTransportTests
 {
+    private static readonly FuseSessionOptions Uring = new() { Transport = FuseTransport.Uring };
+
     private const string EnableUring = "/sys/module/fuse/parameters/enable_uring";
 
     private const string SetlkwScript = """
@@ -41,7 +43,7 @@ public class UringTransportTests
     public async Task WithEnableUringTheMountServesThroughOneQueuePerCpu()
     {
         AssertUringEnabled();
-        await using var m = await InProcessMount.StartAsync();
+        await using var m = await InProcessMount.StartAsync(session: Uring);
         var session = m.Mount.Session;
         Assert.That(session.TransportInUse, Is.EqualTo(FuseTransport.Uring));
         Assert.That(session.Negotiated!.Has(FuseConst.OverIoUring), Is.True);
@@ -76,7 +78,7 @@ public class UringTransportTests
     public async Task LargeWritesAndReadsKeepTheirBytesThroughTheRing()
     {
         AssertUringEnabled();
-        await using var m = await InProcessMount.StartAsync();
+        await using var m = await InProcessMount.StartAsync(session: Uring);
         Assert.That(m.Mount.Session.TransportInUse, Is.EqualTo(FuseTransport.Uring));
         var data = new byte[5 << 20];
         Random.Shared.NextBytes(data);
@@ -101,7 +103,7 @@ public class UringTransportTests
     public async Task MoreBlockedLocksThanTheInitialQueueDepthDoNotStallTheQueue()
     {
         AssertUringEnabled();
-        await using var m = await InProcessMount.StartAsync(delayFops: "lk");
+        await using var m = await InProcessMount.StartAsync(delayFops: "lk", session: Uring);
         Assert.That(m.Mount.Session.TransportInUse, Is.EqualTo(FuseTransport.Uring));
         CreateWithoutDotnetLocks(m["f"]);
         const int waiters = 20;
