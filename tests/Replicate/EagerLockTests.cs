@@ -265,4 +265,26 @@ public class EagerLockTests
         }, "the name locks of the create and the unlink are released on every brick");
         Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
     }
+    [Test]
+    public async Task TheWriteAfterAnFsyncKeepsTheLockAndOnlyOpensANewBatch()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        var probe = new FileLock { Type = LockType.Write, Start = 0, End = long.MaxValue, Owner = 99, Pid = 2, Kind = LockKind.Posix };
+        async Task<ulong> HolderAsync(int brick)
+        {
+            var r = await v.Brick(brick).InodelkAsync(Ctx("c2", 99), ReplicateTranslator.LockDomain, fd.Gfid, LockCommand.Get, probe);
+            Assert.That(r.Ok && r.Value.Type != LockType.Unlock, Is.True, $"b{brick}: the file's replicate lock is held");
+            return r.Value.Owner;
+        }
+
+        await v.MustWriteAsync(fd, 0, "page");
+        var before = await Task.WhenAll(Enumerable.Range(0, 3).Select(HolderAsync));
+        Assert.That((await v.Top.FsyncAsync(Ctx(), fd, true)).Ok, Is.True);
+        await v.MustWriteAsync(fd, 0, "head");
+        var after = await Task.WhenAll(Enumerable.Range(0, 3).Select(HolderAsync));
+        Assert.That(after, Is.EqualTo(before), "the same lock, not a new one");
+        for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, fd.Gfid, k), Is.EqualTo(new long[] { 1, 0, 0 }), $"key b{k}: a new batch covers the write");
+        Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True);
+    }
 }

@@ -37,7 +37,11 @@ public sealed partial class ReplicateTranslator
         public int Locked;
         /// <summary>Children carrying the batch's uniform +1 (the post-op goes to them); 0 = no batch open.</summary>
         public int Prepared;
-        /// <summary>Prepared children still taking part: one that answered ENOTCONN may have lost our lock with its connection.</summary>
+        /// <summary>
+        /// Locked children still taking part (the prepared ones while a batch is open): one that
+        /// answered ENOTCONN may have lost our lock with its connection. Kept across batches, so
+        /// the fop after an fsync reuses the lock unless a child left.
+        /// </summary>
         public int Live;
         public int Slots;
         /// <summary>Per child, the slots it is already blamed for in this batch.</summary>
@@ -293,9 +297,9 @@ public sealed partial class ReplicateTranslator
     {
         if (el.Prepared == 0) return;
         await el.PendingBlame;
-        await ChangelogAsync(el.LockCtx!, el.Prepared, [new ChangeTarget(el.Gfid, fd, el.Slots)], increment: false, consistent: AllMask);
+        int done = await ChangelogAsync(el.LockCtx!, el.Prepared, [new ChangeTarget(el.Gfid, fd, el.Slots)], increment: false, consistent: AllMask);
+        el.Live &= done; // a child that missed its post-op takes part again only through a new lock and pre-op
         el.Prepared = 0;
-        el.Live = 0;
         el.Slots = 0;
     }
 
