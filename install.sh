@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 if [ "$(id -u)" -ne 0 ]; then echo "install.sh: must run as root" >&2; exit 1; fi
 
-PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod systemd etcd-server)
+PKGS=(btrfs-progs fio fuse3 attr acl sqlite3 libxxhash0 iproute2 psmisc util-linux procps kmod systemd etcd-server e2fsprogs)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -183,6 +183,22 @@ public class ProtocolBehaviourTests
     }
 
     [Test]
+    public async Task LatencyStatsLogEachFopsRoundTripsOnce()
+    {
+        await using var brick = await TcpBrick.StartAsync();
+        var log = new CaptureWriter();
+        var client = await Kit.TcpClientAsync(new ProtocolLog(log), brick.Port, ("latency-stats", "3600"));
+        for (int n = 0; n < 3; n++) Assert.That((await client.StatAsync(Ctx, Gfid.Root, null)).Ok, Is.True);
+        Assert.That((await client.LookupAsync(Ctx, Gfid.Root, "missing")).Error, Is.EqualTo(Errno.ENOENT));
+        await client.DisposeAsync();
+
+        var lines = log.ToString().Split('\n').Where(l => l.Contains(" latency ")).ToList();
+        Assert.That(lines.Count(l => l.Contains(" latency Stat n=3 mean=")), Is.EqualTo(1), string.Join("\n", lines));
+        Assert.That(lines.Count(l => l.Contains(" latency Lookup n=1 mean=")), Is.EqualTo(1), "failed calls count too");
+        Assert.That(lines, Has.Count.EqualTo(2), "only fops that were called, each once");
+    }
+
+    [Test]
     public async Task DisconnectReleasesTheClientsHandlesAndNotifiesClientAwareTranslators()
     {
         var storage = Kit.Memory("b1-mem");

@@ -196,4 +196,95 @@ public class EagerLockTests
         var ctx2 = new FopContext { Uid = 0, Gid = 0, Pid = 1, ClientId = "c2", LockOwner = 1, Cancellation = limit.Token };
         Assert.That((await other.WriteAsync(ctx2, fd2, 0, "y"u8.ToArray())).Ok, Is.True, "the closed file's lock is free for another client at once");
     }
+    [Test]
+    public async Task AByGfidChangeOfAFileOpenForWritingStartsTheBatchItsWritesUse()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        await v.Replicate.FlushEagerAsync();
+        var chown = await v.Top.SetattrAsync(Ctx(), fd.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = 0x180 });
+        Assert.That(chown.Error, Is.EqualTo(Errno.None), "fchmod, which the kernel sends without the handle");
+        await v.MustWriteAsync(fd, 0, "journal");
+        for (int i = 0; i < 3; i++)
+        {
+            for (int k = 0; k < 3; k++)
+            {
+                Assert.That(await v.RawPendingAsync(i, fd.Gfid, k), Is.EqualTo(new long[] { 1, 1, 0 }),
+                    $"b{i} key b{k}: one batch, opened by the metadata change, covers the writes after it");
+            }
+        }
+        Assert.That((await v.Top.FlushAsync(Ctx(), fd)).Ok, Is.True);
+        for (int i = 0; i < 3; i++)
+        {
+            for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(i, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"b{i} key b{k}: close ends the batch");
+        }
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
+
+        // Once no handle is open for writing, a by-GFID change is a transaction of its own again.
+        Assert.That((await v.Top.SetattrAsync(Ctx(), fd.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = 0x1A4 })).Ok, Is.True);
+        for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"key b{k}: no batch left open");
+    }
+
+    [Test]
+    public async Task AnApplicationUnlockIsAnsweredWithTheReplicateLockAlreadyFree()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        var whole = new FileLock { Type = LockType.Write, Start = 0, End = long.MaxValue, Owner = 7, Pid = 1, Kind = LockKind.Posix };
+        Assert.That((await v.Top.LkAsync(Ctx(lockOwner: 7), fd, LockCommand.Set, whole)).Ok, Is.True);
+        await v.MustWriteAsync(fd, 0, "under the lock");
+        Assert.That((await v.Top.LkAsync(Ctx(lockOwner: 7), fd, LockCommand.Set, whole with { Type = LockType.Unlock })).Ok, Is.True);
+
+        for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"key b{k}: settled before the unlock");
+        var probe = new FileLock { Type = LockType.Write, Start = 0, End = long.MaxValue, Owner = 99, Pid = 2, Kind = LockKind.Posix };
+        for (int i = 0; i < 3; i++)
+        {
+            var r = await v.Brick(i).InodelkAsync(Ctx("c2", 99), "replicate", fd.Gfid, LockCommand.Set, probe);
+            Assert.That(r.Error, Is.EqualTo(Errno.None), $"b{i}: another client takes the replicate lock at once");
+            await v.Brick(i).InodelkAsync(Ctx("c2", 99), "replicate", fd.Gfid, LockCommand.Set, probe with { Type = LockType.Unlock });
+            var app = await v.Brick(i).LkAsync(Ctx("c2", 99), fd, LockCommand.Get, probe);
+            Assert.That(app.Ok && app.Value.Type == LockType.Unlock, Is.True, $"b{i}: the application lock is free");
+        }
+    }
+
+    [Test]
+    public async Task AnEntryFopLeavesItsNameUnlockedForOthers()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("journal");
+        Assert.That((await v.Top.UnlinkAsync(Ctx(), Gfid.Root, "journal")).Ok, Is.True, "this client's next fop on the name");
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(20), async () =>
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                var r = await v.Brick(i).EntrylkAsync(Ctx("c2", 5), "replicate", Gfid.Root, "journal", LockCommand.Set, LockType.Write);
+                if (!r.Ok) return false;
+                await v.Brick(i).EntrylkAsync(Ctx("c2", 5), "replicate", Gfid.Root, "journal", LockCommand.Set, LockType.Unlock);
+            }
+            return true;
+        }, "the name locks of the create and the unlink are released on every brick");
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
+    }
+    [Test]
+    public async Task TheWriteAfterAnFsyncKeepsTheLockAndOnlyOpensANewBatch()
+    {
+        await using var v = await StartAsync(3, "post-op-delay-secs 20");
+        var fd = await v.CreateAsync("f");
+        var probe = new FileLock { Type = LockType.Write, Start = 0, End = long.MaxValue, Owner = 99, Pid = 2, Kind = LockKind.Posix };
+        async Task<ulong> HolderAsync(int brick)
+        {
+            var r = await v.Brick(brick).InodelkAsync(Ctx("c2", 99), ReplicateTranslator.LockDomain, fd.Gfid, LockCommand.Get, probe);
+            Assert.That(r.Ok && r.Value.Type != LockType.Unlock, Is.True, $"b{brick}: the file's replicate lock is held");
+            return r.Value.Owner;
+        }
+
+        await v.MustWriteAsync(fd, 0, "page");
+        var before = await Task.WhenAll(Enumerable.Range(0, 3).Select(HolderAsync));
+        Assert.That((await v.Top.FsyncAsync(Ctx(), fd, true)).Ok, Is.True);
+        await v.MustWriteAsync(fd, 0, "head");
+        var after = await Task.WhenAll(Enumerable.Range(0, 3).Select(HolderAsync));
+        Assert.That(after, Is.EqualTo(before), "the same lock, not a new one");
+        for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, fd.Gfid, k), Is.EqualTo(new long[] { 1, 0, 0 }), $"key b{k}: a new batch covers the write");
+        Assert.That(await v.AllCountersZeroAsync(fd.Gfid), Is.True);
+    }
 }

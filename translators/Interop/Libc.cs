@@ -107,6 +107,16 @@ internal static unsafe partial class Libc
     [LibraryImport(L, EntryPoint = "fstatfs", SetLastError = true)]
     public static partial int FStatFs(int fd, out StatFs buf);
 
+    /// <summary>statfs f_type of Btrfs.</summary>
+    public const long BTRFS_SUPER_MAGIC = 0x9123683E;
+
+    /// <summary>ioctl reading the inode flags (an int, whatever the macro's type says); FS_NOCOW_FL marks a nodatacow file.</summary>
+    public const ulong FS_IOC_GETFLAGS = 0x80086601;
+    public const int FS_NOCOW_FL = 0x00800000;
+
+    [LibraryImport(L, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int IoctlGetInt(int fd, ulong request, out int value);
+
     [LibraryImport(L, EntryPoint = "mkdirat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int MkdirAt(int dirfd, string path, uint mode);
 

@@ -49,6 +49,9 @@ internal static unsafe class Sys
     }
 
     public static Errno FStatFs(int fd, out Libc.StatFs st) => Check(Libc.FStatFs(fd, out st));
+
+    /// <summary>The inode flags of an open (not O_PATH) descriptor (FS_IOC_GETFLAGS).</summary>
+    public static Errno GetInodeFlags(int fd, out int flags) => Check(Libc.IoctlGetInt(fd, Libc.FS_IOC_GETFLAGS, out flags));
     public static Errno MkdirAt(int dirfd, string name, uint mode) => Check(Libc.MkdirAt(dirfd, name, mode));
     public static Errno MknodAt(int dirfd, string name, uint mode, ulong dev) => Check(Libc.MknodAt(dirfd, name, mode, dev));
     public static Errno SymlinkAt(string target, int dirfd, string name) => Check(Libc.SymlinkAt(target, dirfd, name));

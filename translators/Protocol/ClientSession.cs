@@ -72,6 +72,9 @@ internal sealed class ClientSession : IFrameHandler
 
     public long FrameMax => _channel.FrameMax;
 
+    /// <summary>Where round-trip times go (protocol/client's latency-stats), or null.</summary>
+    public FopStats? Stats { get; init; }
+
     public void Start()
     {
         _ = _channel.StartReader(RunReaderAsync, "brickfs-client-rx");
@@ -169,6 +172,7 @@ internal sealed class ClientSession : IFrameHandler
     {
         if (_dead) return new WireReply(null, null, Errno.ENOTCONN);
         ulong id = (ulong)Interlocked.Increment(ref _nextId);
+        long started = Stats is null ? 0 : System.Diagnostics.Stopwatch.GetTimestamp();
         var pending = new Pending(fop);
         _pending[id] = pending;
         if (_dead && _pending.TryRemove(id, out _)) return new WireReply(null, null, Errno.ENOTCONN);
@@ -186,9 +190,15 @@ internal sealed class ClientSession : IFrameHandler
             Fail($"send failed: {e.Message}");
             return new WireReply(null, null, Errno.ENOTCONN);
         }
-        if (!cancellation.CanBeCanceled) return await pending.Task;
-        await using var reg = cancellation.Register(() => _ = SendCancelAsync(id));
-        return await pending.Task;
+        WireReply reply;
+        if (!cancellation.CanBeCanceled) reply = await pending.Task;
+        else
+        {
+            await using var reg = cancellation.Register(() => _ = SendCancelAsync(id));
+            reply = await pending.Task;
+        }
+        Stats?.Record(fop, started);
+        return reply;
     }
 
     private async Task SendCancelAsync(ulong id)

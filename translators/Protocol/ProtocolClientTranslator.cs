@@ -51,6 +51,7 @@ public sealed class ProtocolClientTranslator : Translator
         new("volume-name", OptionType.String, "", "the volume name sent in the handshake"),
         new("client-id", OptionType.String, "", "identity of this mount on the brick (scopes lock owners); empty = generated, unique per client translator"),
         new("frame-max", OptionType.Size, "4160KB", "largest frame accepted or sent (header + message + bulk)") { Min = 64 * 1024, Max = 1L << 30 },
+        new("latency-stats", OptionType.Seconds, "0", "every this many seconds, log each fop's round trips to the brick since the last time (count, mean, max, histogram); 0 = off") { Min = 0, Max = 3600 },
     ];
 
     public static TranslatorType Type { get; } = new("protocol/client", OptionSpecs, 0, 0,
@@ -101,6 +102,9 @@ public sealed class ProtocolClientTranslator : Translator
     private long _tickMs;
     private readonly Dictionary<CoreGfid, LockedInode> _locked = [];
     private readonly Lock _lockedSync = new();
+    private readonly FopStats? _stats;
+    private readonly long _statsEveryMs;
+    private long _statsLoggedAt = Environment.TickCount64;
 
     public ProtocolClientTranslator(TranslatorOptions options)
     {
@@ -111,6 +115,12 @@ public sealed class ProtocolClientTranslator : Translator
         _secret = options.GetString("auth.secret");
         _volumeName = options.GetString("volume-name");
         _frameMax = options.GetSize("frame-max");
+        var statsEvery = options.GetSeconds("latency-stats");
+        if (statsEvery > TimeSpan.Zero)
+        {
+            _stats = new FopStats();
+            _statsEveryMs = (long)statsEvery.TotalMilliseconds;
+        }
         PingTimeout = options.GetSeconds("ping-timeout");
         string id = options.GetString("client-id");
         ClientId = id.Length > 0 ? id : $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
@@ -236,7 +246,7 @@ public sealed class ProtocolClientTranslator : Translator
             throw new TimeoutException($"connect timed out after {timeout.TotalSeconds:0.##} s");
         }
         long generation = Interlocked.Read(ref _generation) + 1;
-        var session = new ClientSession(transport, _frameMax, generation) { Failing = FenceLocked };
+        var session = new ClientSession(transport, _frameMax, generation) { Failing = FenceLocked, Stats = _stats };
         session.Start();
         try
         {
@@ -307,6 +317,7 @@ public sealed class ProtocolClientTranslator : Translator
         if (_stopping.IsCancellationRequested) return;
         _stopping.Cancel();
         _ticker?.Dispose();
+        if (_stats is not null) LogStats();
         _session?.Fail("client shutting down");
         if (_connectLoop is not null) await _connectLoop;
         await base.DisposeAsync();
@@ -720,6 +731,7 @@ public sealed class ProtocolClientTranslator : Translator
 
     private void OnTick()
     {
+        if (_stats is not null && Environment.TickCount64 - _statsLoggedAt >= _statsEveryMs) LogStats();
         var s = _session;
         if (s is null || s.IsDead) return;
         var lease = s.LeaseTimeout;
@@ -734,6 +746,15 @@ public sealed class ProtocolClientTranslator : Translator
     }
 
     /// <summary>Ticks often enough to ping within lease/3 and to give a lease up within its margin.</summary>
+    private void LogStats()
+    {
+        _statsLoggedAt = Environment.TickCount64;
+        if (_stats!.TakeSummary() is { } summary)
+        {
+            foreach (var line in summary.Split('\n')) Log.Write('I', Name, $"latency {line}");
+        }
+    }
+
     private void AdjustTicker(TimeSpan lease)
     {
         if (lease <= TimeSpan.Zero) return;

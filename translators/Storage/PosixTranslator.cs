@@ -24,8 +24,8 @@ namespace Brickfs.Translators.Storage;
 /// GFID known only to the brick and to internal callers that looked it up, so no outside
 /// caller can reach it by GFID either. <c>trusted.brickfs.*</c> xattrs follow
 /// <see cref="BrickXattrs"/>.</item>
-/// <item><see cref="XattropAsync"/> is atomic per inode, and a counter's change from zero is on
-/// disk before the call returns (see there).</item>
+/// <item><see cref="XattropAsync"/> is atomic per inode, and a counter's change from zero reaches
+/// the disk no later than any change made after the call returns (see there).</item>
 /// <item><see cref="FopContext.XattrRequest"/> is answered in lookup, stat and readdirplus.</item>
 /// <item>Locks are not handled here (ENOSYS): features/locks sits above.</item>
 /// </list>
@@ -55,6 +55,9 @@ public sealed partial class PosixTranslator : Translator
     private PosixFd? _root;
     private PosixFd? _index;
     private PosixFd? _syncFd;
+
+    /// <summary>The export is on Btrfs: pending marks on copy-on-write files need no fsync (see XattropAsync).</summary>
+    private bool _btrfs;
     private Gfid _hiddenGfid;
 
     public PosixTranslator(TranslatorOptions options)
@@ -102,6 +105,7 @@ public sealed partial class PosixTranslator : Translator
         e = Sys.OpenAt(root.Fd, ".", Libc.O_RDONLY | Libc.O_DIRECTORY, 0, out var syncFd);
         if (e != Errno.None) throw new InvalidOperationException($"storage/posix: cannot open {_directory} for syncfs: {e}");
         _syncFd = syncFd;
+        _btrfs = Sys.FStatFs(syncFd.Fd, out var fs) == Errno.None && fs.Type == Libc.BTRFS_SUPER_MAGIC;
 
         // .brickfs gets a random GFID (a secret: only internal lookups reveal it) and its index entry.
         var hiddenPath = EntryPath(root.Fd, GfidIndex.HiddenDir);

@@ -37,7 +37,11 @@ public sealed partial class ReplicateTranslator
         public int Locked;
         /// <summary>Children carrying the batch's uniform +1 (the post-op goes to them); 0 = no batch open.</summary>
         public int Prepared;
-        /// <summary>Prepared children still taking part: one that answered ENOTCONN may have lost our lock with its connection.</summary>
+        /// <summary>
+        /// Locked children still taking part (the prepared ones while a batch is open): one that
+        /// answered ENOTCONN may have lost our lock with its connection. Kept across batches, so
+        /// the fop after an fsync reuses the lock unless a child left.
+        /// </summary>
         public int Live;
         public int Slots;
         /// <summary>Per child, the slots it is already blamed for in this batch.</summary>
@@ -62,7 +66,32 @@ public sealed partial class ReplicateTranslator
         if (lockTarget.Gfid != change.Gfid) return EagerKind.None;
         if (lockTarget.Entry) return lockTarget.Name is not null && change.Slots == EntryBit ? EagerKind.Entry : EagerKind.None;
         if (spec.Fd is { IsDirectory: false }) return EagerKind.Data;
-        return _eager.TryGetValue(change.Gfid, out var held) && held.Kind == EagerKind.Data ? EagerKind.Data : EagerKind.None;
+        if (_eager.TryGetValue(change.Gfid, out var held) && held.Kind == EagerKind.Data) return EagerKind.Data;
+        // A by-GFID fop (fchown, fchmod, utimens: the kernel sends them without the handle) on a
+        // file this client has open for writing starts the batch its writes will use; its
+        // flush or release ends it like any other.
+        return _writers.ContainsKey(change.Gfid) ? EagerKind.Data : EagerKind.None;
+    }
+
+    /// <summary>
+    /// Regular files this client has open for writing, with their count of such handles. Their
+    /// by-GFID fops join the eager lock (EagerKindOf), and a batch on them covers data and
+    /// metadata when such a fop starts it (PrepareEagerAsync).
+    /// </summary>
+    private readonly ConcurrentDictionary<Gfid, int> _writers = new();
+
+    private void NoteWriterOpened(FileHandle fd)
+    {
+        if (fd.CanWrite && !fd.IsDirectory) _writers.AddOrUpdate(fd.Gfid, 1, (_, n) => n + 1);
+    }
+
+    private void NoteWriterReleased(FileHandle fd)
+    {
+        if (!fd.CanWrite || fd.IsDirectory) return;
+        while (_writers.TryGetValue(fd.Gfid, out int n))
+        {
+            if (n <= 1 ? _writers.TryRemove(new KeyValuePair<Gfid, int>(fd.Gfid, n)) : _writers.TryUpdate(fd.Gfid, n - 1, n)) return;
+        }
     }
 
     /// <summary>
@@ -101,8 +130,24 @@ public sealed partial class ReplicateTranslator
         }
         finally
         {
-            if (nameLocked != 0) await UnlockAsync(InternalCtx(ctx, nameOwner, CancellationToken.None), nameOwner, nameLocked, spec.Locks);
+            // The name's unlock is sent before the answer but not waited for: it is on each
+            // brick's connection ahead of anything this client sends later (the bricks serve lock
+            // requests of one connection in order), and another client that meets the lock still
+            // held waits for it like for any holder. One round trip less per entry fop.
+            if (nameLocked != 0) _ = UnlockQuietlyAsync(InternalCtx(ctx, nameOwner, CancellationToken.None), nameOwner, nameLocked, spec.Locks);
             await ExitEagerAsync(el);
+        }
+    }
+
+    private async Task UnlockQuietlyAsync(FopContext quiet, long owner, int locked, LockTarget[] targets)
+    {
+        try
+        {
+            await UnlockAsync(quiet, owner, locked, targets);
+        }
+        catch (Exception e)
+        {
+            Trace.TraceError($"{Name}: unlocking {string.Join(", ", targets)} failed: {e}");
         }
     }
 
@@ -232,6 +277,11 @@ public sealed partial class ReplicateTranslator
         if (el.Prepared != 0 && (slots & ~el.Slots) != 0 && el.InFlight == 0) await EndBatchAsync(el, fd);
         if (el.Prepared == 0)
         {
+            // A metadata change of a file open for writing is mostly followed by writes (SQLite
+            // chowns its new journal, then writes it): one pre-op for both saves a post-op and a
+            // pre-op in between. The price: a client that dies mid-batch leaves a data mark on a
+            // file it may not have written, and heal copies it once.
+            if (el.Kind == EagerKind.Data && slots == MetadataBit && _writers.ContainsKey(el.Gfid)) slots |= DataBit;
             int prepared = await ChangelogAsync(el.LockCtx!, el.Locked & up, [new ChangeTarget(el.Gfid, fd, slots)], increment: true, consistent: 0);
             el.Prepared = prepared;
             el.Live = prepared;
@@ -247,14 +297,20 @@ public sealed partial class ReplicateTranslator
     {
         if (el.Prepared == 0) return;
         await el.PendingBlame;
-        await ChangelogAsync(el.LockCtx!, el.Prepared, [new ChangeTarget(el.Gfid, fd, el.Slots)], increment: false, consistent: AllMask);
+        int done = await ChangelogAsync(el.LockCtx!, el.Prepared, [new ChangeTarget(el.Gfid, fd, el.Slots)], increment: false, consistent: AllMask);
+        el.Live &= done; // a child that missed its post-op takes part again only through a new lock and pre-op
         el.Prepared = 0;
-        el.Live = 0;
         el.Slots = 0;
     }
 
-    /// <summary>Under the gate, nothing in flight: ends the batch, unlocks, and forgets the state.</summary>
-    private async ValueTask CloseEagerAsync(EagerState el, FileHandle? fd)
+    /// <summary>
+    /// Under the gate, nothing in flight: ends the batch, unlocks, and forgets the state.
+    /// <paramref name="alongside"/> (an application unlock) is sent right after the unlock, once
+    /// the post-op is done, and both answers are awaited together: the bricks serve one
+    /// connection's lock requests in order, so nobody finds the application lock free while our
+    /// replicate lock is still held, and the unlock costs no round trip of its own.
+    /// </summary>
+    private async ValueTask CloseEagerAsync(EagerState el, FileHandle? fd, Func<Task>? alongside = null)
     {
         el.Closing = true;
         _eager.TryRemove(new KeyValuePair<Gfid, EagerState>(el.Gfid, el));
@@ -264,13 +320,24 @@ public sealed partial class ReplicateTranslator
             if (el.LockCtx is { } quiet)
             {
                 await EndBatchAsync(el, fd);
-                await UnlockAsync(quiet, el.Owner, el.Locked, [new LockTarget(el.Gfid, null, Entry: false)]);
+                var unlock = UnlockAsync(quiet, el.Owner, el.Locked, [new LockTarget(el.Gfid, null, Entry: false)]).AsTask();
+                if (alongside is not null)
+                {
+                    var other = alongside();
+                    alongside = null;
+                    await Task.WhenAll(unlock, other);
+                }
+                else
+                {
+                    await unlock;
+                }
             }
             el.Locked = 0;
         }
         finally
         {
             el.Finished.TrySetResult();
+            if (alongside is not null) await alongside();
         }
     }
 
@@ -342,13 +409,21 @@ public sealed partial class ReplicateTranslator
     /// Ends the inode's batch and gives its lock up (waiting for entry fops in flight): before
     /// close, an application unlock, a heal, or a transaction of this client that needs the lock.
     /// </summary>
-    private async ValueTask ReleaseEagerAsync(Gfid gfid, FileHandle? fd)
+    private async ValueTask ReleaseEagerAsync(Gfid gfid, FileHandle? fd, Func<Task>? alongside = null)
     {
-        if (!_eager.TryGetValue(gfid, out var el)) return;
+        if (!_eager.TryGetValue(gfid, out var el))
+        {
+            if (alongside is not null) await alongside();
+            return;
+        }
         await el.Gate.WaitAsync();
         try
         {
-            if (el.Closing) return;
+            if (el.Closing)
+            {
+                if (alongside is not null) await alongside();
+                return;
+            }
             while (true)
             {
                 TaskCompletionSource drained;
@@ -368,7 +443,7 @@ public sealed partial class ReplicateTranslator
                     await el.Gate.WaitAsync();
                 }
             }
-            await CloseEagerAsync(el, fd);
+            await CloseEagerAsync(el, fd, alongside);
         }
         finally
         {

@@ -102,9 +102,12 @@ public sealed partial class ReplicateTranslator
             var (r, ok) = await TransactAsync(ctx, InodeTxn(fd.Gfid, null, DataBit), i => Plain(Children[i].OpenAsync(ctx, fd)));
             Interlocked.Or(ref st.Opened, ok);
             if (!r.Ok && ok != 0) await ReleaseOnAsync(ctx, fd, ok, directory: false);
+            if (r.Ok) NoteWriterOpened(fd);
             return r.AsPlain();
         }
-        return await OpenAllAsync(ctx, fd, st, i => Children[i].OpenAsync(ctx, fd), directory: false);
+        var opened = await OpenAllAsync(ctx, fd, st, i => Children[i].OpenAsync(ctx, fd), directory: false);
+        if (opened.Ok) NoteWriterOpened(fd);
+        return opened;
     }
 
     public override ValueTask<FopResult> OpendirAsync(FopContext ctx, FileHandle fd) =>
@@ -136,6 +139,7 @@ public sealed partial class ReplicateTranslator
             return r;
         }
         if (r.Value.Gfid == fd.Gfid) Remember(fd.Gfid, new InodeState(ok & DataMask, ok, ok, 0, r.Value.Mode));
+        NoteWriterOpened(fd);
         return Present(r.Value, ctx);
     }
 
@@ -186,6 +190,7 @@ public sealed partial class ReplicateTranslator
 
     public override async ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd)
     {
+        NoteWriterReleased(fd);
         await ReleaseEagerAsync(fd.Gfid, fd);
         await ReleaseOnAsync(ctx, fd, Opened(fd), directory: false);
         fd.RemoveContext(this, out _);
@@ -246,8 +251,8 @@ public sealed partial class ReplicateTranslator
         {
             // An unlock is a coherence point for other clients (LEASES.md): they must find the
             // file's counters settled and its replicate lock free, not wait out our idle delay.
-            await ReleaseEagerAsync(fd.Gfid, fd);
-            var results = await LockOnAsync(ctx, fd, lk, mask, LockCommand.Set);
+            FopResult<FileLock>[] results = [];
+            await ReleaseEagerAsync(fd.Gfid, fd, async () => results = await LockOnAsync(ctx, fd, lk, mask, LockCommand.Set));
             return Bits(mask).Any(i => results[i].Ok) ? lk : FirstError([.. results.Select(r => r.Error)], mask);
         }
         if (!HasQuorum(mask)) return Errno.ENOTCONN;

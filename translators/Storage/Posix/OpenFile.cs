@@ -15,6 +15,12 @@ internal sealed class OpenFile(PosixFd fd, bool isDirectory, bool mayHaveSetId)
     /// </summary>
     public bool MayHaveSetId { get; set; } = mayHaveSetId;
 
+    /// <summary>
+    /// Whether the file is nodatacow (FS_NOCOW_FL), read once per handle: 0 = not read yet,
+    /// 1 = copy-on-write, 2 = nodatacow or unknown. The flag can only change while a file is empty.
+    /// </summary>
+    public int NoCow;
+
     /// <summary>Serialises seek+getdents on a directory handle.</summary>
     public Lock DirLock { get; } = new();
 }

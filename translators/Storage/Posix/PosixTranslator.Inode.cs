@@ -192,18 +192,25 @@ public sealed partial class PosixTranslator
     /// inode: a lock striped by GFID is held across reading and writing every key of the call, and
     /// a failure part-way restores the keys already written. Names follow
     /// <see cref="BrickXattrs.MayChangeCounter"/> (EPERM otherwise).
-    /// <para>Durability: when an increment turns a counter slot from zero to non-zero, the inode
-    /// is fsynced before the call returns (under the lock, so a concurrent xattrop that sees the
-    /// non-zero value cannot return before it is stable). The data fop that the increment guards
-    /// therefore never reaches the disk ahead of its pending marker. Other changes (increments of
-    /// an already non-zero slot, decrements, zero deltas) are not synced: the filesystem's journal
-    /// (Btrfs, ext4, xfs) writes an inode's metadata changes in order, so whatever prefix survives
-    /// a crash shows a slot non-zero from its durable zero-to-non-zero change until its decrement
-    /// to zero; a lost decrement only leaves a spurious pending mark, which heal clears. Cost: one
-    /// fsync per transaction that starts from clean counters (one per replicated write today; a
-    /// replicate that keeps counters raised across a burst, as GlusterFS's eager lock does, pays it
-    /// once per burst). Special files and symlinks, which cannot be opened for fsync, cost a
-    /// syncfs.</para>
+    /// <para>Durability: when an increment turns a counter slot from zero to non-zero, that change
+    /// reaches the disk no later than any change made to the inode after the call returns, so the
+    /// data fop that the increment guards never reaches the disk ahead of its pending marker.
+    /// Where the filesystem's ordering does not give that by itself, the inode is fsynced before
+    /// the call returns (under the lock, so a concurrent xattrop that sees the non-zero value cannot
+    /// return before it is stable). It does on Btrfs for copy-on-write regular files: new data
+    /// becomes visible only through the file extent items inserted when its writeback completes, in
+    /// a Btrfs transaction no older than the one that took the earlier xattr change, and
+    /// transactions commit whole and in order; an fsync of the file writes its xattrs to the log
+    /// tree with its extents; truncate and fallocate are metadata of later transactions as well.
+    /// So no fsync there. Directories (a new name can reach the log tree with a new file's fsync,
+    /// without its parent's xattrs), nodatacow files (written in place), other filesystems, special
+    /// files and symlinks keep the fsync (a syncfs for the last two, which cannot be opened).
+    /// Other changes (increments of an already non-zero slot, decrements, zero deltas) are not
+    /// synced: the filesystem's journal (Btrfs, ext4, xfs) writes an inode's metadata changes in
+    /// order, so whatever prefix survives a crash shows a slot non-zero from its durable
+    /// zero-to-non-zero change until its decrement to zero; a lost decrement only leaves a spurious
+    /// pending mark, which heal clears. Cost: one fsync per batch of replicate's eager lock
+    /// where the rule above needs it, none for data files on Btrfs.</para>
     /// </summary>
     public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
     {
@@ -252,7 +259,11 @@ public sealed partial class PosixTranslator
                     if (e != Errno.None) break;
                     undo.Add((key, existed ? raw : null));
                 }
-                if (e == Errno.None && mustSync) e = SyncInode(open, path, mode);
+                if (e == Errno.None && mustSync && MarkNeedsSync(open, path, mode))
+                {
+                    Interlocked.Increment(ref _markSyncs);
+                    e = SyncInode(open, path, mode);
+                }
                 if (e != Errno.None)
                 {
                     foreach (var (key, old) in undo)
@@ -266,6 +277,28 @@ public sealed partial class PosixTranslator
             return Done(FopResult<IReadOnlyDictionary<string, long[]>>.Success(result));
         }
     }
+
+    private long _markSyncs;
+
+    /// <summary>How many xattrops synced their inode (a counter left zero where the filesystem's ordering did not suffice).</summary>
+    internal long MarkSyncs => Interlocked.Read(ref _markSyncs);
+
+    /// <summary>Whether a counter's change from zero must be fsynced to precede later changes of the inode on disk (see <see cref="XattropAsync"/>).</summary>
+    private bool MarkNeedsSync(OpenFile? open, string path, uint mode)
+    {
+        if (!_btrfs || !ModeBits.IsRegular(mode)) return true;
+        if (open is not null)
+        {
+            if (open.NoCow == 0) open.NoCow = IsNoCow(open.Fd.Fd) ? 2 : 1;
+            return open.NoCow != 1;
+        }
+        var e = Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0, out var file);
+        if (e != Errno.None) return true;
+        using (file) return IsNoCow(file.Fd);
+    }
+
+    /// <summary>True for a nodatacow file, or when its flags cannot be read.</summary>
+    private static bool IsNoCow(int fd) => Sys.GetInodeFlags(fd, out int flags) != Errno.None || (flags & Libc.FS_NOCOW_FL) != 0;
 
     /// <summary>Makes the inode's metadata (its xattrs) stable: fsync of the inode, or syncfs where it cannot be opened.</summary>
     private Errno SyncInode(OpenFile? open, string path, uint mode)
