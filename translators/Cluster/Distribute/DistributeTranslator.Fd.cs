@@ -74,6 +74,9 @@ public sealed partial class DistributeTranslator
         {
             r = await OnFileGuardedAsync(ctx, gfid, c => c.SetattrAsync(ctx, gfid, fd is not null && ChildOf(fd) == c ? fd : null, request),
                 () => OnDirAllAsync(c => c.SetattrAsync(ctx, gfid, fd, request)));
+            // A file open here for reading that is gone from every child (unlinked, renamed over):
+            // its descriptor still reaches it, and nothing can migrate a file without a name.
+            if (IsAbsent(r.Error) && fd is not null && !fd.IsDirectory && ChildOf(fd) is { } reader) r = await reader.SetattrAsync(ctx, gfid, fd, request);
         }
         return r.Ok ? ForCaller(ctx, r.Value) : r.Error;
     }
