@@ -260,7 +260,7 @@ public sealed partial class DistributeTranslator
     public override async ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly)
     {
         if (!fd.TryGetContext(this, out DirState d)) return Errno.EBADF;
-        var results = await AllAsync(AllChildren.Where(i => d.Opened[i]).Select(i => Children[i].FsyncdirAsync(ctx, fd, dataOnly)));
+        var results = await AllAsync(AllChildren.Where(i => i < d.Opened.Length && d.Opened[i]).Select(i => Children[i].FsyncdirAsync(ctx, fd, dataOnly)));
         return results.FirstOrDefault(r => !r.Ok, FopResult.Success);
     }
 
@@ -299,7 +299,8 @@ public sealed partial class DistributeTranslator
         int budget = Math.Max(sizeHint, 512);
         while (child < Children.Count && budget > 0)
         {
-            if (child < 0 || !d.Opened[child])
+            // A child added after the opendir is not part of this listing.
+            if (child < 0 || child >= d.Opened.Length || !d.Opened[child])
             {
                 (child, cookie) = (child + 1, 0);
                 continue;
