@@ -48,6 +48,10 @@ public sealed class LookupOptimizeTests
         await using (var plain = await DistributeVolume.StartAsync(1, dhtOptions: "    option lookup-optimize off\n"))
             Assert.That(plain.Dht.CanReconfigure(["lookup-optimize"]), Is.Not.Null, "lookup-optimize is not a live option");
 
+        Assert.That((await v.Dht.SetxattrAsync(Root, Gfid.Root, DistributeTranslator.CommitXattr, new byte[4], 0)).Error, Is.EqualTo(Errno.EPERM),
+            "callers cannot set the volume commit");
+        Assert.That((await v.Dht.ListxattrAsync(Root, Gfid.Root)).Value, Does.Not.Contain(DistributeTranslator.CommitXattr));
+
         // Rebalance start: a new volume commit that no layout carries; every miss asks everyone again.
         Assert.That((await v.Dht.SetVolumeCommitAsync(77)).Error, Is.EqualTo(Errno.None));
         await using var other = v.Remount();

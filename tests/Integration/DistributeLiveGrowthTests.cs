@@ -73,11 +73,13 @@ public sealed class DistributeLiveGrowthTests
         for (int i = 0; i < 60; i++) expected[$"fresh/n{i}"] = $"fresh {i}\n";
 
         mgmtd.MustCtl("volume", "rebalance", "lv", "start");
+        System.Text.Json.JsonElement status = default;
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(240), () =>
         {
-            var s = mgmtd.Json("volume", "rebalance", "lv", "status");
-            return !s.GetProperty("running").GetBoolean() && s.GetProperty("state").GetString() == "completed";
-        }, "the rebalance completes");
+            status = mgmtd.Json("volume", "rebalance", "lv", "status");
+            return !status.GetProperty("running").GetBoolean() && status.GetProperty("state").GetString() != "starting";
+        }, "the rebalance ends");
+        Assert.That(status.GetProperty("state").GetString(), Is.EqualTo("completed"), status.ToString());
 
         // The same mount, after the layout fix: new names go where the new layouts hash them, the new brick included.
         for (int i = 0; i < 90; i++)

@@ -111,22 +111,22 @@ public sealed partial class DistributeTranslator
     // ---- xattrs: a directory's live on every copy ------------------------------------------------
 
     public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
-        (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
+        name == CommitXattr ? Errno.EPERM : (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
             () => OnDirAllAsync(c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags))))).AsPlain();
 
     public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        OnGfidAsync(gfid, c => c.GetxattrAsync(ctx, gfid, name), () => OnDirFirstAsync(c => c.GetxattrAsync(ctx, gfid, name)));
+        name == CommitXattr ? ValueTask.FromResult(FopResult<byte[]>.Fail(Errno.ENODATA)) : OnGfidAsync(gfid, c => c.GetxattrAsync(ctx, gfid, name), () => OnDirFirstAsync(c => c.GetxattrAsync(ctx, gfid, name)));
 
     /// <summary>Lists xattrs without distribute's own (layout and link-to are placement, not file data).</summary>
     public override async ValueTask<FopResult<IReadOnlyList<string>>> ListxattrAsync(FopContext ctx, Gfid gfid)
     {
         var r = await OnGfidAsync(gfid, c => c.ListxattrAsync(ctx, gfid), () => OnDirFirstAsync(c => c.ListxattrAsync(ctx, gfid)));
         if (!r.Ok) return r;
-        return r.Value.Where(n => n != LayoutXattr && n != LinktoXattr).ToList();
+        return r.Value.Where(n => n != LayoutXattr && n != LinktoXattr && n != CommitXattr).ToList();
     }
 
     public override async ValueTask<FopResult> RemovexattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
+        name == CommitXattr ? Errno.EPERM : (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
             () => OnDirAllAsync(c => Plain(c.RemovexattrAsync(ctx, gfid, name))))).AsPlain();
 
     // ---- internal fops: a file's data child; directories on the first child -------------------

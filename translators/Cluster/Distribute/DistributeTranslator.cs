@@ -47,9 +47,12 @@ public sealed partial class DistributeTranslator : Translator
     /// The volume's commit, on the root directory of every child: a directory whose layout
     /// carries the same commit is complete (every name on its hashed child or behind a link-to
     /// there), so lookup-optimize may answer a miss on the hashed child as ENOENT. Rebalance
-    /// changes it first and sets directories to it once it has made them complete.
+    /// changes it first and sets directories to it once it has made them complete. Outside the
+    /// bricks' reserved <c>trusted.brickfs.</c> names (which a brick keeps to the cluster
+    /// translators it knows), so this translator keeps callers from it itself: EPERM to set or
+    /// remove, ENODATA to read, never listed.
     /// </summary>
-    public const string CommitXattr = "trusted.brickfs.commit";
+    public const string CommitXattr = "trusted.brickfs-dht.commit";
 
     /// <summary>The volume commit of a volume nobody rebalanced: the commit mkdir and the first layouts carry.</summary>
     public const uint InitialCommit = 1;
