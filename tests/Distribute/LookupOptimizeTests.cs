@@ -1,6 +1,8 @@
 using Brickfs.ClientFuse.Host;
 using Brickfs.Translators.Cluster.Distribute;
+using System.Collections.Concurrent;
 using Brickfs.Translators.Core;
+using Brickfs.Translators.Debug;
 using Brickfs.Translators.Graph;
 using Brickfs.Translators.Storage;
 
@@ -169,5 +171,58 @@ public sealed class LookupOptimizeTests
         Assert.That(removed.Reason, Does.Contain("only appended"));
         Assert.That(dht.Children, Has.Count.EqualTo(3), "nothing changed");
         foreach (var g in grown.Added) await g.DisposeAsync();
+    }
+
+    /// <summary>Counts the fops that pass it, per fop.</summary>
+    private sealed class Counting : FopHookTranslator
+    {
+        public readonly ConcurrentDictionary<Fop, int> Calls = new();
+
+        protected override ValueTask<Errno> BeforeFopAsync(Fop fop, FopContext ctx)
+        {
+            Calls.AddOrUpdate(fop, 1, (_, n) => n + 1);
+            return ValueTask.FromResult(Errno.None);
+        }
+    }
+
+    /// <summary>
+    /// The requests a new small file costs, as the kernel asks for it (LOOKUP that misses, CREATE,
+    /// WRITE, FLUSH, RELEASE), with and without lookup-optimize: the figure behind the scaling
+    /// benchmark (every request is a round trip and CPU on client and brick).
+    /// </summary>
+    [TestCase(true, 1, 2)]
+    [TestCase(false, 3, 5)]
+    public async Task ANewFileCostsOneLookupRequestWhereTheHashedChildIsTrusted(bool optimize, int lookupRequests, int createRequests)
+    {
+        var counters = Enumerable.Range(0, 3).Select(i => new Counting { Name = $"count-{i}", TypeName = "debug/count" }).ToList();
+        for (int i = 0; i < 3; i++)
+        {
+            var brick = new Brickfs.Translators.Features.LocksTranslator { Name = $"locks-{i}", TypeName = "features/locks" };
+            brick.Attach(new MemoryStorageTranslator { Name = $"mem-{i}", TypeName = "storage/memory" });
+            counters[i].Attach(brick);
+        }
+        var dht = new DistributeTranslator(TranslatorOptions.From(DistributeTranslator.OptionSpecs, ("lookup-optimize", optimize ? "on" : "off")))
+        {
+            Name = "dht", TypeName = "cluster/distribute",
+        };
+        dht.Attach([.. counters]);
+        var d = await dht.MkdirAsync(Root, Gfid.Root, "d", 0x1ED, Gfid.NewRandom());
+        Assert.That(d.Error, Is.EqualTo(Errno.None));
+        await dht.LookupAsync(Root, d.Value.Gfid, "warm-up"); // layouts and sizes cached, as in a busy directory
+
+        int Total() => counters.Sum(c => c.Calls.Values.Sum());
+        int Of(Fop f) => counters.Sum(c => c.Calls.GetValueOrDefault(f));
+        foreach (var c in counters) c.Calls.Clear();
+        Assert.That((await dht.LookupAsync(Root, d.Value.Gfid, "new-file")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(Total(), Is.EqualTo(lookupRequests), "the kernel's LOOKUP of a new name");
+        foreach (var c in counters) c.Calls.Clear();
+        var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+        Assert.That((await dht.CreateAsync(Root, d.Value.Gfid, "new-file", 0x1A4, fd)).Error, Is.EqualTo(Errno.None));
+        Assert.That(Total(), Is.EqualTo(createRequests), $"CREATE: lookups {Of(Fop.Lookup)}, inodelk {Of(Fop.Inodelk)}, create {Of(Fop.Create)}");
+        foreach (var c in counters) c.Calls.Clear();
+        await dht.WriteAsync(Root, fd, 0, new byte[4096]);
+        await dht.FlushAsync(Root, fd);
+        await dht.ReleaseAsync(Root, fd);
+        TestContext.Out.WriteLine($"lookup-optimize {(optimize ? "on" : "off")}: LOOKUP {lookupRequests}, CREATE {createRequests}, WRITE+FLUSH+RELEASE {Total()} requests");
     }
 }
