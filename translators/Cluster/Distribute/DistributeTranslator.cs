@@ -76,7 +76,7 @@ public sealed partial class DistributeTranslator : Translator
         new("lookup-optimize", OptionType.Bool, "on",
             "a miss on the hashed child of a directory whose layout carries the volume commit (complete since the last rebalance) is ENOENT without asking the other children"),
         new("layout-refresh", OptionType.Seconds, "1",
-            "how long a directory's layout and the volume commit are reused before they are read again (rebalance waits twice this before changing layouts)"),
+            "how long a directory's layout and the volume commit are reused before they are read again (in the background up to twice this; rebalance waits three times this before changing layouts)"),
     ];
 
     public static TranslatorType Type { get; } = new("cluster/distribute", OptionSpecs, 1, DirCookie.MaxChildren,
@@ -263,9 +263,56 @@ public sealed partial class DistributeTranslator : Translator
     // ---- layouts ---------------------------------------------------------------------------
 
     /// <summary>The layout of directory <paramref name="dir"/>, from the cache or read (and repaired) from every child.</summary>
+    /// <remarks>
+    /// A layout older than layout-refresh is still used while one background read refreshes it,
+    /// up to twice layout-refresh; older, callers wait for that read. One read per directory at a
+    /// time: a busy directory's lookups do not each re-read it when it ages.
+    /// </remarks>
     internal async ValueTask<FopResult<DirLayout>> GetLayoutAsync(Gfid dir)
     {
-        if (_layouts.TryGetValue(dir, out var cached) && Environment.TickCount64 - cached.At < _layoutRefreshMs) return cached.Layout;
+        if (_layouts.TryGetValue(dir, out var cached))
+        {
+            long age = Environment.TickCount64 - cached.At;
+            if (age < _layoutRefreshMs) return cached.Layout;
+            if (age < 2 * _layoutRefreshMs)
+            {
+                _ = RefreshLayoutAsync(dir);
+                return cached.Layout;
+            }
+        }
+        return await RefreshLayoutAsync(dir);
+    }
+
+    /// <summary>Directory GFID -> the read of its layout in flight, shared by every caller meanwhile.</summary>
+    private readonly ConcurrentDictionary<Gfid, Task<FopResult<DirLayout>>> _refreshing = new();
+
+    private Task<FopResult<DirLayout>> RefreshLayoutAsync(Gfid dir)
+    {
+        if (_refreshing.TryGetValue(dir, out var running)) return running;
+        var done = new TaskCompletionSource<FopResult<DirLayout>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_refreshing.TryAdd(dir, done.Task)) return _refreshing.TryGetValue(dir, out var other) ? other : ReadLayoutAsync(dir).AsTask();
+        _ = ReadAsync();
+        return done.Task;
+
+        async Task ReadAsync()
+        {
+            try
+            {
+                var r = await ReadLayoutAsync(dir);
+                _refreshing.TryRemove(dir, out _);
+                done.SetResult(r);
+            }
+            catch (Exception e)
+            {
+                _refreshing.TryRemove(dir, out _);
+                done.SetException(e);
+            }
+        }
+    }
+
+    /// <summary>Reads the layout of <paramref name="dir"/> from every child (and the volume commit with the root's) and repairs it.</summary>
+    private async ValueTask<FopResult<DirLayout>> ReadLayoutAsync(Gfid dir)
+    {
         bool root = dir == Gfid.Root;
         var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(root ? InternalWithRootXattrs : InternalWithXattrs, dir, null));
         var holders = new List<(int Child, byte[]? Raw)>();

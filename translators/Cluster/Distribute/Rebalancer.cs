@@ -54,8 +54,9 @@ public sealed class RebalanceProgress
 /// <see cref="RebalanceProgress.Stopped"/> with a checkpoint a later run resumes from.
 /// With <c>decommissioned-bricks</c> set on the translator this is remove-brick's drain.
 /// <para>lookup-optimize: the run first sets a new volume commit, which no directory layout
-/// carries, and waits until every client has read it (twice layout-refresh), so no client trusts
-/// a hashed child alone while layouts change and files move. After the crawl (and twice
+/// carries, and waits until every client has read it, so no client trusts
+/// a hashed child alone while layouts change and files move (clients use a layout up to twice
+/// layout-refresh old; the run waits three times it). After the crawl (and three times
 /// layout-refresh after the last fix-layout, so every client creates by the new layouts) a last
 /// pass lists every directory, makes sure each name off its hashed child has a link-to there,
 /// and sets the directory's layout to the new commit: from then on a miss on the hashed child is
@@ -100,10 +101,10 @@ public sealed class Rebalancer(DistributeTranslator dht)
                 lock (_lock) _p.Commit = commit;
                 await SaveAsync(force: true);
             }
-            await Task.Delay(2 * dht.LayoutRefresh, cancellation);
+            await Task.Delay(3 * dht.LayoutRefresh, cancellation);
             await CrawlAsync(Gfid.Root, "/", cancellation);
             await RetryBusyAsync(cancellation);
-            var settle = 2 * dht.LayoutRefresh - TimeSpan.FromMilliseconds(Environment.TickCount64 - Interlocked.Read(ref _lastFixLayout));
+            var settle = 3 * dht.LayoutRefresh - TimeSpan.FromMilliseconds(Environment.TickCount64 - Interlocked.Read(ref _lastFixLayout));
             if (settle > TimeSpan.Zero) await Task.Delay(settle, cancellation);
             await MarkCompleteAsync(Gfid.Root, "/", cancellation);
             return await FinishAsync(RebalanceProgress.Completed, null);
