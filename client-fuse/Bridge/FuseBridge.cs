@@ -363,9 +363,29 @@ public sealed class FuseBridge : IFuseRequestHandler
         var arg = r.Arg<FuseGetattrIn>();
         FileHandle? fd = null;
         if ((arg.GetattrFlags & FuseConst.GetattrFh) != 0) _handles.TryGetValue(arg.Fh, out fd);
-        var res = await _top.StatAsync(Context(r), gfid, fd);
+        var ctx = Context(r);
+        var res = await _top.StatAsync(ctx, gfid, fd);
+        if (fd is null && IsGone(res.Error) && OpenFileOf(gfid) is { } held) res = await _top.StatAsync(ctx, gfid, held);
         if (res.Ok) ReplyAttr(r, res.Value);
         else Fail(r, res.Error);
+    }
+
+    private static bool IsGone(Errno e) => e is Errno.ESTALE or Errno.ENOENT;
+
+    /// <summary>
+    /// An open handle of the file <paramref name="gfid"/>, if this mount has one. The kernel sends
+    /// GETATTR and SETATTR of fstat/fchmod/fchown by node, without the handle, so a file that was
+    /// unlinked or renamed over while open is not found by its GFID any more; a local filesystem
+    /// still answers through the descriptor, and so does the graph when given the handle. Only
+    /// asked after such a miss, so the scan over open handles is off the common path.
+    /// </summary>
+    private FileHandle? OpenFileOf(Gfid gfid)
+    {
+        foreach (var fd in _handles.Values)
+        {
+            if (!fd.IsDirectory && fd.Gfid == gfid) return fd;
+        }
+        return null;
     }
 
     private const uint SetattrKnownBits = 0xDBF; // FATTR_* bits that SetattrValid mirrors (not FH, not LOCKOWNER)
@@ -388,7 +408,9 @@ public sealed class FuseBridge : IFuseRequestHandler
             Ctime = new Timespec((long)a.Ctime, a.CtimeNsec),
         };
         ulong owner = (a.Valid & FuseConst.FattrLockOwner) != 0 ? a.LockOwner : 0;
-        var res = await _top.SetattrAsync(Context(r, owner), gfid, fd, req);
+        var ctx = Context(r, owner);
+        var res = await _top.SetattrAsync(ctx, gfid, fd, req);
+        if (fd is null && IsGone(res.Error) && OpenFileOf(gfid) is { } held) res = await _top.SetattrAsync(ctx, gfid, held, req);
         if (res.Ok) ReplyAttr(r, res.Value);
         else Fail(r, res.Error);
     }

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Brickfs.Tests.Support;
 using Brickfs.Translators.Cluster.Distribute;
+using Brickfs.Translators.Core;
 
 namespace Brickfs.Tests.Integration;
 
@@ -65,6 +66,42 @@ public sealed class DistributeMountTests
         int on0 = v.DataFilesOn(0).Count, on1 = v.DataFilesOn(1).Count;
         Assert.That(on0 + on1, Is.EqualTo(2000), "every name has one data file");
         Assert.That(Math.Min(on0, on1), Is.GreaterThan(500), $"both bricks hold a fair share ({on0} / {on1})");
+    }
+
+    /// <summary>
+    /// What a reader of a name that is being replaced does between open and close: fstat (every
+    /// .NET open does one) and, rarer, fchmod on its descriptor. The kernel sends both by node,
+    /// without the handle, and after a rename over the file or an unlink its GFID names nothing
+    /// on any brick; a local filesystem still answers through the descriptor (the storm test's
+    /// "Stale file handle" came from this fstat).
+    /// </summary>
+    [Test]
+    public void AnOpenFileRenamedOverOrUnlinkedStillAnswersFstatAndFchmod()
+    {
+        using var v = new DistributedMountVolume(3);
+        Directory.CreateDirectory(v.PathOf("held"));
+        for (int i = 0; i < 6; i++)
+        {
+            string name = v.PathOf($"held/f{i}");
+            File.WriteAllText(name, $"old {i}\n");
+            using var fd = File.OpenHandle(name, FileMode.Open, FileAccess.Read);
+            int n = (int)fd.DangerousGetHandle();
+            if (i % 2 == 0)
+            {
+                File.WriteAllText(v.PathOf($"held/.f{i}.tmp"), $"the new content {i}\n");
+                File.Move(v.PathOf($"held/.f{i}.tmp"), name, overwrite: true);
+            }
+            else File.Delete(name);
+            string what = i % 2 == 0 ? "renamed over" : "unlinked";
+            Assert.That(Brickfs.Translators.Interop.Sys.Stat(n, "", out var st), Is.EqualTo(Errno.None), $"f{i} {what}: fstat of the open descriptor");
+            Assert.That(st.Size, Is.EqualTo((ulong)$"old {i}\n".Length), $"f{i} {what}: fstat sees the open file, not the new one");
+            Assert.That(Brickfs.Translators.Interop.Sys.FChmod(n, 0x180), Is.EqualTo(Errno.None), $"f{i} {what}: fchmod of the open descriptor");
+            Assert.That(Brickfs.Translators.Interop.Sys.Stat(n, "", out st), Is.EqualTo(Errno.None));
+            Assert.That(st.Mode & 0xFFF, Is.EqualTo(0x180), $"f{i} {what}: the mode fchmod set");
+            var buf = new byte[64];
+            Assert.That(System.Text.Encoding.ASCII.GetString(buf, 0, RandomAccess.Read(fd, buf, 0)), Is.EqualTo($"old {i}\n"));
+        }
+        Assert.That(Directory.GetFiles(v.PathOf("held")).Select(Path.GetFileName).Order(), Is.EqualTo(new[] { "f0", "f2", "f4" }));
     }
 
     [Test]

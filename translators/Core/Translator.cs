@@ -59,6 +59,23 @@ public abstract class Translator : IAsyncDisposable
     {
     }
 
+    /// <summary>
+    /// Whether this running translator can take the subvolumes named <paramref name="after"/>
+    /// instead of <paramref name="before"/> (add-brick or remove-brick reaching a mounted
+    /// client): null when it can, else why not. The default takes no change.
+    /// </summary>
+    public virtual string? CanChangeSubvolumes(IReadOnlyList<string> before, IReadOnlyList<string> after) =>
+        $"{this} cannot change its subvolumes while running";
+
+    /// <summary>
+    /// Takes <paramref name="children"/> as its subvolumes, in volfile order; called only after
+    /// <see cref="CanChangeSubvolumes"/> accepted the change. Children it keeps are the same
+    /// objects as before; new ones are built and started by the caller. Fops already in flight
+    /// may still use the old children; the caller stops removed ones only after they drained.
+    /// </summary>
+    public virtual ValueTask ChangeSubvolumesAsync(IReadOnlyList<Translator> children) =>
+        throw new NotSupportedException($"{this} cannot change its subvolumes while running");
+
     // ---- inode operations -------------------------------------------------------------
 
     /// <summary>Resolves <paramref name="name"/> in directory <paramref name="parent"/>.</summary>

@@ -34,6 +34,9 @@ public sealed class DirLayout
 
     public int ChildCount => _ranges.Length;
 
+    /// <summary>The same ranges under another commit (rebalance marking a directory complete).</summary>
+    public DirLayout WithCommit(uint commit) => new(commit, _ranges);
+
     /// <summary>Every hash belongs to exactly one child's range: no hole, no overlap.</summary>
     public bool IsComplete { get; }
 

@@ -23,7 +23,8 @@ public sealed partial class DistributeTranslator
     /// <summary>
     /// <see cref="LocateAsync"/> for a name about to be created, which is usually new: every child
     /// is asked at once, and when none has the name that is the answer (one round trip instead of
-    /// the hashed child's miss followed by everyone else's). Otherwise the full lookup runs.
+    /// the hashed child's miss followed by everyone else's). Otherwise (or where lookup-optimize
+    /// trusts the hashed child alone) the full lookup runs.
     /// </summary>
     private async ValueTask<FopResult<Located>> LocateNewAsync(FopContext ctx, Gfid parent, string name)
     {
@@ -31,10 +32,19 @@ public sealed partial class DistributeTranslator
         {
             var lr = await GetLayoutAsync(parent);
             if (!lr.Ok) return lr.Error;
+            if (await TrustsHashedAsync(lr.Value)) return await LocateAsync(ctx, parent, name);
             var all = await OnChildrenAsync(AllChildren, c => c.LookupAsync(ctx, parent, name));
             if (all.All(r => r.Error == Errno.ENOENT)) return Errno.ENOENT;
         }
         return await LocateAsync(ctx, parent, name);
+    }
+
+    /// <summary>Whether a create in <paramref name="parent"/> may skip the lookup (lookup-optimize trusts its hashed child).</summary>
+    private async ValueTask<bool> TrustsHashedForCreateAsync(Gfid parent)
+    {
+        if (!_lookupOptimize) return false;
+        var lr = await GetLayoutAsync(parent);
+        return lr.Ok && await TrustsHashedAsync(lr.Value);
     }
 
     private async ValueTask<FopResult<Iatt>> CreateOnHashedAsync(FopContext ctx, Gfid parent, string name, Gfid gfid,
@@ -61,7 +71,9 @@ public sealed partial class DistributeTranslator
     {
         for (int attempt = 0; ; attempt++)
         {
-            var loc = await LocateNewAsync(ctx, parent, name);
+            // Where the hashed child is trusted alone, the create itself asks it: an existing
+            // file there is opened, a link-to there sends this loop round through the lookup.
+            var loc = attempt == 0 && await TrustsHashedForCreateAsync(parent) ? Errno.ENOENT : await LocateNewAsync(ctx, parent, name);
             int child;
             ulong owner = 0;
             FopResult<Iatt> r;
@@ -70,13 +82,35 @@ public sealed partial class DistributeTranslator
             {
                 int i = ChildIndex(c);
                 ulong o = fd.CanWrite ? NewLockOwner() : 0;
-                if (o != 0)
+                FopResult<Iatt> made;
+                if (o != 0 && expected == fd.Gfid)
                 {
-                    var g = await GuardAsync(ctx, i, expected, o, exclusive: false);
-                    if (!g.Ok) return g.Error;
+                    // A new GFID: nothing can migrate a file before it exists, so the guard and
+                    // the create travel together (one round trip); a failed guard undoes the create.
+                    var guard = GuardAsync(ctx, i, expected, o, exclusive: false).AsTask();
+                    made = await c.CreateAsync(ctx, parent, name, mode, fd);
+                    var g = await guard;
+                    if (!g.Ok)
+                    {
+                        if (made.Ok)
+                        {
+                            await c.ReleaseAsync(ctx, fd);
+                            if (made.Value.Gfid == expected) await c.UnlinkAsync(Internal, parent, name);
+                        }
+                        return g.Error;
+                    }
                     if (!g.Value) o = 0;
                 }
-                var made = await c.CreateAsync(ctx, parent, name, mode, fd);
+                else
+                {
+                    if (o != 0)
+                    {
+                        var g = await GuardAsync(ctx, i, expected, o, exclusive: false);
+                        if (!g.Ok) return g.Error;
+                        if (!g.Value) o = 0;
+                    }
+                    made = await c.CreateAsync(ctx, parent, name, mode, fd);
+                }
                 if (o != 0 && (!made.Ok || made.Value.Gfid != expected))
                 {
                     await ReleaseGuardAsync(ctx, i, expected, o);
@@ -152,9 +186,11 @@ public sealed partial class DistributeTranslator
             }
         }
         holders.Sort();
-        var layout = await NewLayoutAsync(holders, 1);
+        // A new directory is complete by construction: it carries the volume commit at once.
+        var root = await GetLayoutAsync(Gfid.Root);
+        var layout = await NewLayoutAsync(holders, root.Ok ? _volumeCommit : InitialCommit);
         await WriteLayoutAsync(newGfid, layout, holders);
-        _layouts[newGfid] = layout;
+        CacheLayout(newGfid, layout);
         _dirs[newGfid] = 0;
         return ForCaller(ctx, MergeDirAttrs(copies));
     }

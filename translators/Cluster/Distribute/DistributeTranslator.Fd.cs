@@ -74,6 +74,9 @@ public sealed partial class DistributeTranslator
         {
             r = await OnFileGuardedAsync(ctx, gfid, c => c.SetattrAsync(ctx, gfid, fd is not null && ChildOf(fd) == c ? fd : null, request),
                 () => OnDirAllAsync(c => c.SetattrAsync(ctx, gfid, fd, request)));
+            // A file open here for reading that is gone from every child (unlinked, renamed over):
+            // its descriptor still reaches it, and nothing can migrate a file without a name.
+            if (IsAbsent(r.Error) && fd is not null && !fd.IsDirectory && ChildOf(fd) is { } reader) r = await reader.SetattrAsync(ctx, gfid, fd, request);
         }
         return r.Ok ? ForCaller(ctx, r.Value) : r.Error;
     }
@@ -108,22 +111,22 @@ public sealed partial class DistributeTranslator
     // ---- xattrs: a directory's live on every copy ------------------------------------------------
 
     public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
-        (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
+        name == CommitXattr ? Errno.EPERM : (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
             () => OnDirAllAsync(c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags))))).AsPlain();
 
     public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        OnGfidAsync(gfid, c => c.GetxattrAsync(ctx, gfid, name), () => OnDirFirstAsync(c => c.GetxattrAsync(ctx, gfid, name)));
+        name == CommitXattr ? ValueTask.FromResult(FopResult<byte[]>.Fail(Errno.ENODATA)) : OnGfidAsync(gfid, c => c.GetxattrAsync(ctx, gfid, name), () => OnDirFirstAsync(c => c.GetxattrAsync(ctx, gfid, name)));
 
     /// <summary>Lists xattrs without distribute's own (layout and link-to are placement, not file data).</summary>
     public override async ValueTask<FopResult<IReadOnlyList<string>>> ListxattrAsync(FopContext ctx, Gfid gfid)
     {
         var r = await OnGfidAsync(gfid, c => c.ListxattrAsync(ctx, gfid), () => OnDirFirstAsync(c => c.ListxattrAsync(ctx, gfid)));
         if (!r.Ok) return r;
-        return r.Value.Where(n => n != LayoutXattr && n != LinktoXattr).ToList();
+        return r.Value.Where(n => n != LayoutXattr && n != LinktoXattr && n != CommitXattr).ToList();
     }
 
     public override async ValueTask<FopResult> RemovexattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
+        name == CommitXattr ? Errno.EPERM : (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
             () => OnDirAllAsync(c => Plain(c.RemovexattrAsync(ctx, gfid, name))))).AsPlain();
 
     // ---- internal fops: a file's data child; directories on the first child -------------------
@@ -257,7 +260,7 @@ public sealed partial class DistributeTranslator
     public override async ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly)
     {
         if (!fd.TryGetContext(this, out DirState d)) return Errno.EBADF;
-        var results = await AllAsync(AllChildren.Where(i => d.Opened[i]).Select(i => Children[i].FsyncdirAsync(ctx, fd, dataOnly)));
+        var results = await AllAsync(AllChildren.Where(i => i < d.Opened.Length && d.Opened[i]).Select(i => Children[i].FsyncdirAsync(ctx, fd, dataOnly)));
         return results.FirstOrDefault(r => !r.Ok, FopResult.Success);
     }
 
@@ -296,7 +299,8 @@ public sealed partial class DistributeTranslator
         int budget = Math.Max(sizeHint, 512);
         while (child < Children.Count && budget > 0)
         {
-            if (child < 0 || !d.Opened[child])
+            // A child added after the opendir is not part of this listing.
+            if (child < 0 || child >= d.Opened.Length || !d.Opened[child])
             {
                 (child, cookie) = (child + 1, 0);
                 continue;

@@ -45,8 +45,45 @@ public sealed partial class DistributeTranslator
         var layout = await NewLayoutAsync([.. AllChildren], commit + 1, new DirLayout(commit, ranges));
         var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
         _dirs[dir] = 0;
-        _layouts[dir] = layout;
+        CacheLayout(dir, layout);
         return written.FirstOrDefault(w => !w.Ok, FopResult.Success) is { Ok: false } bad ? bad.Error : layout;
+    }
+
+    /// <summary>How long clients may go on using a layout or volume commit they read (layout-refresh).</summary>
+    public TimeSpan LayoutRefresh => TimeSpan.FromMilliseconds(_layoutRefreshMs);
+
+    /// <summary>
+    /// Whether <paramref name="name"/> in <paramref name="parent"/> can be found on its hashed
+    /// child alone: a directory, a file there, or a file elsewhere behind a link-to there (the
+    /// lookup puts a missing link-to). True also for a name gone meanwhile.
+    /// </summary>
+    internal async ValueTask<FopResult<bool>> EnsureOnHashedAsync(Gfid parent, string name)
+    {
+        var loc = await LocateAsync(Internal, parent, name);
+        if (IsAbsent(loc.Error)) return true;
+        if (!loc.Ok) return loc.Error;
+        var l = loc.Value;
+        return l.IsDir || l.DataChild == l.Hashed || l.LinktoOnHashed;
+    }
+
+    /// <summary>
+    /// Rewrites the complete layout of <paramref name="dir"/> (read afresh from every child) with
+    /// <paramref name="commit"/>: rebalance's mark that every name in it is on its hashed child or
+    /// behind a link-to there. EAGAIN when the layout is not complete; a child without the
+    /// directory fails the write, leaving the directory unmarked.
+    /// </summary>
+    internal async ValueTask<FopResult> SetLayoutCommitAsync(Gfid dir, uint commit)
+    {
+        _layouts.TryRemove(dir, out _);
+        var lr = await GetLayoutAsync(dir);
+        if (!lr.Ok) return lr.Error;
+        if (!lr.Value.IsComplete) return Errno.EAGAIN;
+        var layout = lr.Value.WithCommit(commit);
+        var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+        var bad = written.FirstOrDefault(w => !w.Ok, FopResult.Success);
+        if (bad.Ok) CacheLayout(dir, layout);
+        else _layouts.TryRemove(dir, out _);
+        return bad;
     }
 
     /// <summary>

@@ -43,6 +43,20 @@ public sealed partial class DistributeTranslator : Translator
     public const string LayoutXattr = "trusted.brickfs.layout";
     public const string LinktoXattr = "trusted.brickfs.linkto";
 
+    /// <summary>
+    /// The volume's commit, on the root directory of every child: a directory whose layout
+    /// carries the same commit is complete (every name on its hashed child or behind a link-to
+    /// there), so lookup-optimize may answer a miss on the hashed child as ENOENT. Rebalance
+    /// changes it first and sets directories to it once it has made them complete. Outside the
+    /// bricks' reserved <c>trusted.brickfs.</c> names (which a brick keeps to the cluster
+    /// translators it knows), so this translator keeps callers from it itself: EPERM to set or
+    /// remove, ENODATA to read, never listed.
+    /// </summary>
+    public const string CommitXattr = "trusted.brickfs-dht.commit";
+
+    /// <summary>The volume commit of a volume nobody rebalanced: the commit mkdir and the first layouts carry.</summary>
+    public const uint InitialCommit = 1;
+
     /// <summary>Xattrs of other Brickfs translators and of this one, never copied by migration.</summary>
     private const string InternalXattrPrefix = "trusted.brickfs.";
 
@@ -59,6 +73,10 @@ public sealed partial class DistributeTranslator : Translator
             "children being drained by remove-brick: new and fixed layouts give them no range and no new file lands on them"),
         new("statfs-interval", OptionType.Seconds, "5",
             "how long the children's sizes and free space (for weights and min-free-disk) are reused before statfs is asked again"),
+        new("lookup-optimize", OptionType.Bool, "on",
+            "a miss on the hashed child of a directory whose layout carries the volume commit (complete since the last rebalance) is ENOENT without asking the other children"),
+        new("layout-refresh", OptionType.Seconds, "1",
+            "how long a directory's layout and the volume commit are reused before they are read again (in the background up to twice this; rebalance waits three times this before changing layouts)"),
     ];
 
     public static TranslatorType Type { get; } = new("cluster/distribute", OptionSpecs, 1, DirCookie.MaxChildren,
@@ -67,14 +85,19 @@ public sealed partial class DistributeTranslator : Translator
     private readonly bool _lookupUnhashed;
     private readonly bool _weighted;
     private readonly int _minFreePercent;
-    private readonly HashSet<string> _decommissioned;
     private readonly long _statfsIntervalMs;
+    private readonly bool _lookupOptimize;
+    private readonly long _layoutRefreshMs;
+    private volatile HashSet<string> _decommissionedLive;
+
+    /// <summary>The volume commit as last read from the children's root directories (with the root's layout).</summary>
+    private uint _volumeCommit = InitialCommit;
 
     /// <summary>Child index -> its last statfs and when (Environment.TickCount64) it was taken.</summary>
     private readonly ConcurrentDictionary<int, (StatfsInfo Info, long At)> _space = new();
 
-    /// <summary>Directory GFID -> its layout over this translator's children.</summary>
-    private readonly ConcurrentDictionary<Gfid, DirLayout> _layouts = new();
+    /// <summary>Directory GFID -> its layout over this translator's children and when (Environment.TickCount64) it was read.</summary>
+    private readonly ConcurrentDictionary<Gfid, (DirLayout Layout, long At)> _layouts = new();
 
     /// <summary>Non-directory GFID -> the child holding its data (a hint: verified by the child's answer).</summary>
     private readonly ConcurrentDictionary<Gfid, int> _dataChild = new();
@@ -88,17 +111,56 @@ public sealed partial class DistributeTranslator : Translator
     private static readonly string[] DhtXattrs = [LinktoXattr, LayoutXattr];
     private static readonly FopContext Internal = FopContext.Internal();
     private static readonly FopContext InternalWithXattrs = new() { ClientId = "internal", XattrRequest = DhtXattrs };
+    private static readonly FopContext InternalWithRootXattrs = new() { ClientId = "internal", XattrRequest = [LayoutXattr, CommitXattr] };
 
     public DistributeTranslator(TranslatorOptions options)
     {
         _lookupUnhashed = options.GetBool("lookup-unhashed");
         _weighted = options.GetBool("weighted-rebalance");
         _minFreePercent = (int)options.GetInt("min-free-disk");
-        _decommissioned = [.. options.GetList("decommissioned-bricks")];
+        _decommissionedLive = [.. options.GetList("decommissioned-bricks")];
         _statfsIntervalMs = (long)options.GetSeconds("statfs-interval").TotalMilliseconds;
+        _lookupOptimize = options.GetBool("lookup-optimize");
+        _layoutRefreshMs = (long)options.GetSeconds("layout-refresh").TotalMilliseconds;
     }
 
     public DistributeTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
+
+    // ---- live changes: volume set, add-brick, remove-brick start ------------------------------
+
+    /// <summary>decommissioned-bricks changes live (remove-brick start and stop reach mounted clients).</summary>
+    public override string? CanReconfigure(IReadOnlyCollection<string> changed) =>
+        changed.All(k => k == "decommissioned-bricks") ? null : base.CanReconfigure(changed);
+
+    public override void Reconfigure(TranslatorOptions options) => _decommissionedLive = [.. options.GetList("decommissioned-bricks")];
+
+    /// <summary>
+    /// add-brick: children may be appended (a brick or a replica set each), never reordered, so
+    /// every child index held by open files, open directories, cached locations and readdir
+    /// offsets keeps meaning the same child. Removing children needs a new graph (remount).
+    /// </summary>
+    public override string? CanChangeSubvolumes(IReadOnlyList<string> before, IReadOnlyList<string> after)
+    {
+        if (after.Count <= before.Count || !after.Take(before.Count).SequenceEqual(before, StringComparer.Ordinal))
+            return $"{this} takes new subvolumes only appended to the ones it has (removing or reordering needs a remount)";
+        if (after.Count > DirCookie.MaxChildren) return $"{this} takes at most {DirCookie.MaxChildren} subvolumes";
+        return null;
+    }
+
+    /// <summary>
+    /// Appends the new children. Cached layouts stay valid (a new child owns no names until
+    /// fix-layout, which clients see within layout-refresh); sizes are read again for weights.
+    /// Directories appear on the new children as lookups heal them and as mkdir makes them.
+    /// </summary>
+    public override ValueTask ChangeSubvolumesAsync(IReadOnlyList<Translator> children)
+    {
+        if (CanChangeSubvolumes([.. Children.Select(c => c.Name)], [.. children.Select(c => c.Name)]) is { } why)
+            throw new ArgumentException(why, nameof(children));
+        Children = [.. children];
+        _space.Clear();
+        _layouts.Clear();
+        return ValueTask.CompletedTask;
+    }
 
     // ---- small helpers ---------------------------------------------------------------------
 
@@ -201,12 +263,61 @@ public sealed partial class DistributeTranslator : Translator
     // ---- layouts ---------------------------------------------------------------------------
 
     /// <summary>The layout of directory <paramref name="dir"/>, from the cache or read (and repaired) from every child.</summary>
+    /// <remarks>
+    /// A layout older than layout-refresh is still used while one background read refreshes it,
+    /// up to twice layout-refresh; older, callers wait for that read. One read per directory at a
+    /// time: a busy directory's lookups do not each re-read it when it ages.
+    /// </remarks>
     internal async ValueTask<FopResult<DirLayout>> GetLayoutAsync(Gfid dir)
     {
-        if (_layouts.TryGetValue(dir, out var cached)) return cached;
-        var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(InternalWithXattrs, dir, null));
+        if (_layouts.TryGetValue(dir, out var cached))
+        {
+            long age = Environment.TickCount64 - cached.At;
+            if (age < _layoutRefreshMs) return cached.Layout;
+            if (age < 2 * _layoutRefreshMs)
+            {
+                _ = RefreshLayoutAsync(dir);
+                return cached.Layout;
+            }
+        }
+        return await RefreshLayoutAsync(dir);
+    }
+
+    /// <summary>Directory GFID -> the read of its layout in flight, shared by every caller meanwhile.</summary>
+    private readonly ConcurrentDictionary<Gfid, Task<FopResult<DirLayout>>> _refreshing = new();
+
+    private Task<FopResult<DirLayout>> RefreshLayoutAsync(Gfid dir)
+    {
+        if (_refreshing.TryGetValue(dir, out var running)) return running;
+        var done = new TaskCompletionSource<FopResult<DirLayout>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_refreshing.TryAdd(dir, done.Task)) return _refreshing.TryGetValue(dir, out var other) ? other : ReadLayoutAsync(dir).AsTask();
+        _ = ReadAsync();
+        return done.Task;
+
+        async Task ReadAsync()
+        {
+            try
+            {
+                var r = await ReadLayoutAsync(dir);
+                _refreshing.TryRemove(dir, out _);
+                done.SetResult(r);
+            }
+            catch (Exception e)
+            {
+                _refreshing.TryRemove(dir, out _);
+                done.SetException(e);
+            }
+        }
+    }
+
+    /// <summary>Reads the layout of <paramref name="dir"/> from every child (and the volume commit with the root's) and repairs it.</summary>
+    private async ValueTask<FopResult<DirLayout>> ReadLayoutAsync(Gfid dir)
+    {
+        bool root = dir == Gfid.Root;
+        var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(root ? InternalWithRootXattrs : InternalWithXattrs, dir, null));
         var holders = new List<(int Child, byte[]? Raw)>();
         Errno firstError = Errno.None;
+        uint volumeCommit = 0;
         for (int i = 0; i < stats.Length; i++)
         {
             if (!stats[i].Ok)
@@ -216,10 +327,49 @@ public sealed partial class DistributeTranslator : Translator
             }
             if (!stats[i].Value.IsDirectory) return Errno.ENOTDIR;
             holders.Add((i, await LayoutXattrOfAsync(i, stats[i].Value)));
+            if (root && stats[i].Value.Xattrs is { } x && x.TryGetValue(CommitXattr, out var v) && v.Length == 4)
+                volumeCommit = Math.Max(volumeCommit, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(v));
         }
         if (holders.Count == 0) return firstError == Errno.None ? Errno.ESTALE : firstError;
+        if (root) _volumeCommit = volumeCommit == 0 ? InitialCommit : volumeCommit;
         _dirs[dir] = 0;
         return await SettleLayoutAsync(dir, holders);
+    }
+
+    private void CacheLayout(Gfid dir, DirLayout layout) => _layouts[dir] = (layout, Environment.TickCount64);
+
+    /// <summary>
+    /// Whether a miss on the hashed child of a directory with <paramref name="layout"/> means the
+    /// name exists nowhere (lookup-optimize): the layout is complete and carries the volume commit,
+    /// read no longer ago than layout-refresh (the root's layout is refreshed for it).
+    /// </summary>
+    private async ValueTask<bool> TrustsHashedAsync(DirLayout layout)
+    {
+        if (!_lookupOptimize || !layout.IsComplete) return false;
+        var root = await GetLayoutAsync(Gfid.Root);
+        return root.Ok && layout.Commit == _volumeCommit;
+    }
+
+    /// <summary>The volume commit as the children's root directories carry it now (read afresh).</summary>
+    internal async ValueTask<uint> ReadVolumeCommitAsync()
+    {
+        _layouts.TryRemove(Gfid.Root, out _);
+        await GetLayoutAsync(Gfid.Root);
+        return _volumeCommit;
+    }
+
+    /// <summary>
+    /// Sets the volume commit on every child's root directory (rebalance start): from then on no
+    /// directory layout carries it, so no client trusts a hashed child alone until rebalance has
+    /// made a directory complete again and set its layout to the new commit.
+    /// </summary>
+    internal async ValueTask<FopResult> SetVolumeCommitAsync(uint commit)
+    {
+        var value = new byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(value, commit);
+        var written = await OnChildrenAsync(AllChildren, c => Plain(c.SetxattrAsync(Internal, Gfid.Root, CommitXattr, value, 0)));
+        _volumeCommit = commit;
+        return written.FirstOrDefault(w => !w.Ok, true) is { Ok: false } bad ? bad.Error : FopResult.Success;
     }
 
     /// <summary>
@@ -254,7 +404,7 @@ public sealed partial class DistributeTranslator : Translator
             layout = await NewLayoutAsync([.. holders.Select(h => h.Child)], commit + 1);
             await WriteLayoutAsync(dir, layout, holders.Select(h => h.Child));
         }
-        _layouts[dir] = layout;
+        CacheLayout(dir, layout);
         return layout;
     }
 
@@ -278,7 +428,11 @@ public sealed partial class DistributeTranslator : Translator
         return DirLayout.KeepingOverlap(Children.Count, usable, weights, old, commit);
     }
 
-    private bool IsDecommissioned(int child) => _decommissioned.Count > 0 && _decommissioned.Contains(Children[child].Name);
+    private bool IsDecommissioned(int child)
+    {
+        var d = _decommissionedLive;
+        return d.Count > 0 && d.Contains(Children[child].Name);
+    }
 
     // ---- space: weights and min-free-disk --------------------------------------------------------
 
@@ -412,6 +566,7 @@ public sealed partial class DistributeTranslator : Translator
             }
             return await LookupEverywhereAsync(lctx, parent, name, hashed, a);
         }
+        if (r.Error == Errno.ENOENT && await TrustsHashedAsync(lr.Value)) return Errno.ENOENT;
         if (IsAbsent(r.Error) && (_lookupUnhashed || r.Error == Errno.ESTALE)) return await LookupEverywhereAsync(lctx, parent, name, hashed, null);
         return r.Error;
     }

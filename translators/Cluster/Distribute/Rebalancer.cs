@@ -32,6 +32,10 @@ public sealed class RebalanceProgress
     /// <summary>The directory being worked on and the listing offset after its last finished batch.</summary>
     public string? CurrentDir { get; set; }
     public long CurrentOffset { get; set; }
+    /// <summary>The volume commit this run set (0: not yet); a resumed run keeps it.</summary>
+    public uint Commit { get; set; }
+    /// <summary>Directories the run marked complete (their layouts carry <see cref="Commit"/>, lookup-optimize trusts them).</summary>
+    public long DirectoriesMarked { get; set; }
 
     public const int MaxProblems = 50;
 
@@ -49,6 +53,14 @@ public sealed class RebalanceProgress
 /// <see cref="CheckpointInterval"/>; cancellation stops between files and returns the state
 /// <see cref="RebalanceProgress.Stopped"/> with a checkpoint a later run resumes from.
 /// With <c>decommissioned-bricks</c> set on the translator this is remove-brick's drain.
+/// <para>lookup-optimize: the run first sets a new volume commit, which no directory layout
+/// carries, and waits until every client has read it, so no client trusts
+/// a hashed child alone while layouts change and files move (clients use a layout up to twice
+/// layout-refresh old; the run waits three times it). After the crawl (and three times
+/// layout-refresh after the last fix-layout, so every client creates by the new layouts) a last
+/// pass lists every directory, makes sure each name off its hashed child has a link-to there,
+/// and sets the directory's layout to the new commit: from then on a miss on the hashed child is
+/// an answer.</para>
 /// </summary>
 public sealed class Rebalancer(DistributeTranslator dht)
 {
@@ -56,6 +68,7 @@ public sealed class Rebalancer(DistributeTranslator dht)
     private readonly Lock _lock = new();
     private readonly List<(Gfid Parent, string Path, string Name)> _busy = [];
     private RebalanceProgress _p = new();
+    private long _lastFixLayout;
     private Func<RebalanceProgress, ValueTask>? _save;
     private long _lastSave;
 
@@ -78,8 +91,22 @@ public sealed class Rebalancer(DistributeTranslator dht)
         {
             var root = await dht.StatAsync(Ctx, Gfid.Root, null);
             if (!root.Ok) return await FinishAsync(RebalanceProgress.Failed, $"/: {root.Error}");
+            if (_p.Commit == 0)
+            {
+                uint was = await dht.ReadVolumeCommitAsync();
+                uint commit;
+                do commit = (uint)Random.Shared.NextInt64(2, uint.MaxValue); while (commit == was);
+                var set = await dht.SetVolumeCommitAsync(commit);
+                if (!set.Ok) return await FinishAsync(RebalanceProgress.Failed, $"/: setting the volume commit: {set.Error}");
+                lock (_lock) _p.Commit = commit;
+                await SaveAsync(force: true);
+            }
+            await Task.Delay(3 * dht.LayoutRefresh, cancellation);
             await CrawlAsync(Gfid.Root, "/", cancellation);
             await RetryBusyAsync(cancellation);
+            var settle = 3 * dht.LayoutRefresh - TimeSpan.FromMilliseconds(Environment.TickCount64 - Interlocked.Read(ref _lastFixLayout));
+            if (settle > TimeSpan.Zero) await Task.Delay(settle, cancellation);
+            await MarkCompleteAsync(Gfid.Root, "/", cancellation);
             return await FinishAsync(RebalanceProgress.Completed, null);
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
@@ -126,6 +153,7 @@ public sealed class Rebalancer(DistributeTranslator dht)
         State = p.State, Directories = p.Directories, FilesScanned = p.FilesScanned, FilesMoved = p.FilesMoved, BytesMoved = p.BytesMoved,
         Skipped = p.Skipped, Failures = p.Failures, Problems = [.. p.Problems], StartedUtc = p.StartedUtc, UpdatedUtc = p.UpdatedUtc, Runs = p.Runs,
         DoneTrees = [.. p.DoneTrees], DoneFiles = [.. p.DoneFiles], CurrentDir = p.CurrentDir, CurrentOffset = p.CurrentOffset,
+        Commit = p.Commit, DirectoriesMarked = p.DirectoriesMarked,
     };
 
     private void Problem(string what, bool failure)
@@ -149,6 +177,7 @@ public sealed class Rebalancer(DistributeTranslator dht)
             filesDone = _p.DoneFiles.Contains(path);
         }
         var fixedLayout = await dht.FixLayoutAsync(dir, cancellation);
+        Interlocked.Exchange(ref _lastFixLayout, Environment.TickCount64);
         if (!fixedLayout.Ok)
         {
             lock (_lock) Problem($"{path}: fix-layout: {fixedLayout.Error}", failure: true);
@@ -241,6 +270,59 @@ public sealed class Rebalancer(DistributeTranslator dht)
         {
             await dht.ReleasedirAsync(Ctx, fd);
         }
+    }
+
+    /// <summary>
+    /// The last pass: every name in <paramref name="dir"/> listed from a child other than its
+    /// hashed one gets its link-to checked (made where missing); when all are, the directory's
+    /// layout takes the run's commit. Then its subdirectories, in name order.
+    /// </summary>
+    private async Task MarkCompleteAsync(Gfid dir, string path, CancellationToken cancellation)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        var layout = await dht.GetLayoutAsync(dir);
+        if (!layout.Ok) return;
+        var subdirs = new List<(string Name, Gfid Gfid)>();
+        bool complete = layout.Value.IsComplete;
+        var fd = new FileHandle(dir, OpenFlags.ReadOnly, isDirectory: true);
+        if (!(await dht.OpendirAsync(Ctx, fd)).Ok) return;
+        try
+        {
+            long offset = 0;
+            while (true)
+            {
+                var batch = await dht.ReaddirplusAsync(Ctx, fd, offset, 64 << 10);
+                if (!batch.Ok)
+                {
+                    complete = false;
+                    break;
+                }
+                if (batch.Value.Count == 0) break;
+                foreach (var e in batch.Value)
+                {
+                    if (e.Name is "." or "..") continue;
+                    if (e.Attr?.IsDirectory ?? e.Type == 4)
+                    {
+                        if (e.Attr is { } a) subdirs.Add((e.Name, a.Gfid));
+                        continue;
+                    }
+                    var (child, _, mapped) = DirCookie.Unpack(e.NextOffset);
+                    if (!mapped && child == layout.Value.ChildFor(e.Name)) continue;
+                    var on = await dht.EnsureOnHashedAsync(dir, e.Name);
+                    if (!on.Ok || !on.Value) complete = false;
+                }
+                offset = batch.Value[^1].NextOffset;
+            }
+        }
+        finally
+        {
+            await dht.ReleasedirAsync(Ctx, fd);
+        }
+        if (complete && (await dht.SetLayoutCommitAsync(dir, _p.Commit)).Ok)
+        {
+            lock (_lock) _p.DirectoriesMarked++;
+        }
+        foreach (var (name, gfid) in subdirs.OrderBy(s => s.Name, StringComparer.Ordinal)) await MarkCompleteAsync(gfid, Join(path, name), cancellation);
     }
 
     /// <summary>Migrates one file and counts the outcome; busy files are queued for the retry round unless this is it.</summary>
