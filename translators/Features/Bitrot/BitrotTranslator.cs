@@ -630,8 +630,10 @@ public sealed partial class BitrotTranslator : Translator
         if (skip == 0 && len == data.Length) return data;
         if (len == 0)
         {
-            data.Dispose();
-            return DataBuffer.Empty;
+            // Not the shared DataBuffer.Empty: whoever receives it disposes it, and a disposed Empty
+            // throws on every later use (protocol/server then never answered a read at end of file).
+            data.Truncate(0);
+            return data;
         }
         if (!MemoryMarshal.TryGetArray<byte>(data.Memory, out var seg))
         {
