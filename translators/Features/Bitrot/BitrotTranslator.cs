@@ -318,6 +318,7 @@ public sealed partial class BitrotTranslator : Translator
         }
 
         s.DirtyLo = s.DirtyHi = 0;
+        s.DirtyStable = false; // what a crash left is on disk, but after a kill -9 maybe only in the page cache
         var dirty = await Child.GetxattrAsync(Ctx, s.Gfid, DirtyXattr);
         if (dirty.Ok && dirty.Value.Length == 16)
         {
@@ -358,12 +359,21 @@ public sealed partial class BitrotTranslator : Translator
     /// </summary>
     private async ValueTask ClearDirtyLockedAsync(FileState s, FileHandle? fd)
     {
-        await FlushAsync(s);
+        await FlushAsync(s, allLocked: true);
+        bool fresh = s.FreshRecordSynced;
+        s.FreshRecordSynced = false;
         if (s.RecordBehind || s.DirtyHi <= s.DirtyLo) return;
-        if (!await SyncDataAsync(s, fd)) return;
-        if (s.Record is { } rec && !(await Child.FsyncAsync(Ctx, rec, false)).Ok) return;
+        if (!fresh)
+        {
+            if (!await SyncDataAsync(s, fd)) return;
+            if (s.Record is { } rec && !(await Child.FsyncAsync(Ctx, rec, false)).Ok) return;
+        }
         var r = await Child.RemovexattrAsync(Ctx, s.Gfid, DirtyXattr);
-        if (r.Ok || r.Error == Errno.ENODATA || r.Error == Errno.ESTALE) s.DirtyLo = s.DirtyHi = 0;
+        if (r.Ok || r.Error == Errno.ENODATA || r.Error == Errno.ESTALE)
+        {
+            s.DirtyLo = s.DirtyHi = 0;
+            s.DirtyStable = false;
+        }
     }
 
     /// <summary>
@@ -385,24 +395,38 @@ public sealed partial class BitrotTranslator : Translator
     /// reach the disk before it, even on a nodatacow file whose writes land in place at any time.
     /// The marked range always reaches past end of file ([lo, ∞)), so appends and writes above it
     /// never widen it; a write below it halves its start at least, so a period costs one fsync
-    /// when the marker is set and at most log2(blocks) more, never one per write.
+    /// when the marker is set and at most log2(blocks) more, never one per write. A file without a
+    /// record on disk gets the marker without the fsync (no checksum on disk can contradict its
+    /// data; the marker only serves a process crash, whose page cache survives) until its record is
+    /// made mid-period (<see cref="FlushAsync"/>, <paramref name="force"/>).
     /// </summary>
-    private async ValueTask<Errno> MarkDirtyLockedAsync(FileState s, FileHandle? fd, long lo)
+    private async ValueTask<Errno> MarkDirtyLockedAsync(FileState s, FileHandle? fd, long lo, bool force = false)
     {
-        if (s.DirtyHi > s.DirtyLo && lo >= s.DirtyLo && s.DirtyHi == Unbounded) return Errno.None;
+        bool stable = s.Record is not null || force;
+        if (s.DirtyHi > s.DirtyLo && lo >= s.DirtyLo && s.DirtyHi == Unbounded && (s.DirtyStable || !stable)) return Errno.None;
         await s.MarkerLock.WaitAsync();
         try
         {
-            bool empty = s.DirtyHi <= s.DirtyLo;
-            if (!empty && lo >= s.DirtyLo && s.DirtyHi == Unbounded) return Errno.None;
-            long nlo = empty ? lo : Math.Max(0, Math.Min(lo, s.DirtyLo / 2));
-            var raw = new byte[16];
-            BinaryPrimitives.WriteInt64BigEndian(raw, nlo);
-            BinaryPrimitives.WriteInt64BigEndian(raw.AsSpan(8), Unbounded);
-            var r = await Child.SetxattrAsync(Ctx, s.Gfid, DirtyXattr, raw, 0);
-            // An unlinked file cannot be found again after a crash, so it needs no marker.
-            if (!r.Ok && r.Error != Errno.ESTALE && r.Error != Errno.ENOENT) return r.Error;
-            if (r.Ok && !await SyncDataAsync(s, fd)) return Errno.EIO;
+            stable = s.Record is not null || force;
+            bool empty = s.DirtyHi <= s.DirtyLo, covered = !empty && lo >= s.DirtyLo && s.DirtyHi == Unbounded;
+            if (covered && (s.DirtyStable || !stable)) return Errno.None;
+            long nlo = covered ? s.DirtyLo : empty ? lo : Math.Max(0, Math.Min(lo, s.DirtyLo / 2));
+            var r = FopResult.Success;
+            if (!covered)
+            {
+                var raw = new byte[16];
+                BinaryPrimitives.WriteInt64BigEndian(raw, nlo);
+                BinaryPrimitives.WriteInt64BigEndian(raw.AsSpan(8), Unbounded);
+                r = await Child.SetxattrAsync(Ctx, s.Gfid, DirtyXattr, raw, 0);
+                // An unlinked file cannot be found again after a crash, so it needs no marker.
+                if (!r.Ok && r.Error != Errno.ESTALE && r.Error != Errno.ENOENT) return r.Error;
+                s.DirtyStable = false;
+            }
+            if (stable && r.Ok)
+            {
+                if (!await SyncDataAsync(s, fd)) return Errno.EIO;
+                s.DirtyStable = true;
+            }
             s.DirtyLo = nlo;
             s.DirtyHi = Unbounded;
             return Errno.None;
@@ -429,11 +453,18 @@ public sealed partial class BitrotTranslator : Translator
     {
         s.AddPending(first, first + count);
         var (updates, pages) = s.Pending;
-        return updates >= FlushEvery || pages >= 64 ? await FlushAsync(s) : Errno.None;
+        return updates >= FlushEvery || pages >= 64 ? await FlushAsync(s, allLocked: false) : Errno.None;
     }
 
-    /// <summary>Writes every pending checksum to the record (creating it). A failure keeps them pending, and so the dirty marker.</summary>
-    private async ValueTask<Errno> FlushAsync(FileState s)
+    /// <summary>
+    /// Writes every pending checksum to the record (creating it). A failure keeps them pending, and
+    /// so the dirty marker. A file's first record must not reach the disk ahead of the data it
+    /// describes, which no marker covered (see <see cref="MarkDirtyLockedAsync"/>): holding every
+    /// block (<paramref name="allLocked"/>: load, close), the data is fsynced first, so a small
+    /// file written and closed costs one fsync; with writers in flight a stable marker over the
+    /// whole file is set first.
+    /// </summary>
+    private async ValueTask<Errno> FlushAsync(FileState s, bool allLocked)
     {
         await s.RecordLock.WaitAsync();
         try
@@ -441,17 +472,27 @@ public sealed partial class BitrotTranslator : Translator
             var runs = s.TakePending();
             if (runs.Count == 0) return Errno.None;
             Errno e = Errno.None;
+            bool fresh = false;
             if (s.Record is null)
+            {
+                if (allLocked ? !await SyncDataAsync(s, null) : await MarkDirtyLockedAsync(s, null, 0, force: true) != Errno.None) e = Errno.EIO;
+            }
+            if (s.Record is null && e == Errno.None)
             {
                 var rec = await Store.OpenAsync(s.Gfid, create: true);
                 if (!rec.Ok || rec.Value is null) e = rec.Ok ? Errno.EIO : rec.Error;
-                else s.Record = rec.Value;
+                else
+                {
+                    s.Record = rec.Value;
+                    fresh = allLocked;
+                }
             }
             foreach (var (first, sums) in runs)
             {
                 if (e == Errno.None) e = await Store.WriteAsync(s.Record!, first, sums);
                 if (e != Errno.None) s.AddPending(first, first + sums.Length);
             }
+            s.FreshRecordSynced = fresh && e == Errno.None;
             return e;
         }
         finally
