@@ -116,6 +116,21 @@ public abstract class BitrotContract
     // ---- round trip -------------------------------------------------------------------------------
 
     [Test]
+    public async Task EveryReadAtEndOfAnUnalignedFileReturnsABufferOfItsOwn()
+    {
+        var fd = await CreateAsync("eof");
+        await WriteAsync(fd, 0, Random(new Random(3), Block + 100));
+        for (int i = 0; i < 3; i++)
+        {
+            var r = await Bitrot.ReadAsync(Ctx, fd, Block + 100, Block);
+            Assert.That(r.Error, Is.EqualTo(Errno.None));
+            // The receiver owns and disposes it (protocol/server does after sending): a shared buffer would be dead for the next read.
+            using var b = r.Value;
+            Assert.That(b.Span.Length, Is.Zero, $"read {i} at end of file");
+        }
+    }
+
+    [Test]
     public async Task UnalignedWritesAndReadsReturnWhatWasWritten()
     {
         var rng = new Random(7);

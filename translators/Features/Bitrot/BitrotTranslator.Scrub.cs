@@ -327,6 +327,9 @@ public sealed partial class BitrotTranslator
             for (int at = 0; at < data.Length; at += _blockSize, blocks++)
             {
                 if (s.Sum(first + blocks) != 0) continue;
+                // The data signed may still be only in the page cache: the marker keeps the new
+                // checksums from being trusted after a power cut until close has synced both.
+                if (signed == 0 && await MarkDirtyLockedAsync(s, reader, first) != Errno.None) return true;
                 s.Set(first + blocks, [BlockSum(data.Span.Slice(at, Math.Min(_blockSize, data.Length - at)))]);
                 signed++;
             }

@@ -23,13 +23,15 @@ namespace Brickfs.Translators.Features.Bitrot;
 /// back from the child first). Writes to disjoint blocks of a file run side by side; writes to
 /// the same blocks, truncates and fallocates wait for each other (<see cref="BlockLocks"/>); files
 /// never wait for each other, and reads take no lock.</item>
-/// <item>Order on disk, and why no crash gives a false verdict: a dirty marker
-/// (<see cref="DirtyXattr"/>, a block range) is set on the file before data in that range
-/// changes, then data, then checksums to memory; the record gets them in batches, and the marker
-/// is cleared when the last user of the file lets go with the record up to date. Whoever loads a file that still carries the marker (the process died
-/// between the steps, possibly leaving a torn block) re-hashes the marked blocks instead of
-/// judging them. The range grows geometrically, so a stream of appends costs a few xattr updates,
-/// not one per write.</item>
+/// <item>Order on disk, and why no crash of the process or the power gives a false verdict: a
+/// dirty marker (<see cref="DirtyXattr"/>, blocks [lo, ∞)) is set on the file and fsynced before
+/// data in that range changes, then data, then checksums to memory; the record gets them in
+/// batches, and the marker is cleared when the last user of the file lets go, after the record
+/// is up to date and both the file and the record were fsynced. Whoever loads a file that still
+/// carries the marker (a crash between the steps, possibly leaving a torn block) re-hashes the
+/// marked blocks instead of judging them. The range reaches past end of file and its start at
+/// least halves when it moves, so a period costs one fsync when the marker is set, a few more
+/// at most, and one of data and record at the end, never one per write (DESIGN.md, Crash semantics).</item>
 /// <item>A read verifies every block it touches (a partial-block read reads the whole block
 /// from the child). A mismatch is re-checked under the file lock, so a read racing a write is
 /// never judged; a real mismatch marks the file bad (<see cref="BadFileXattr"/> on the brick
@@ -307,11 +309,16 @@ public sealed partial class BitrotTranslator : Translator
             else
             {
                 s.Replace(loaded.Value.Sums);
-                if (loaded.Value.Longer) await Store.TruncateAsync(record, blocks); // entries past end of file (a crash mid-truncate) mean nothing
+                // Entries past end of file (a crash mid-truncate) mean nothing; stably gone before
+                // a truncate up could bring them back over zeros.
+                if (loaded.Value.Longer && await Store.TruncateAsync(record, blocks) is var t
+                    && (t != Errno.None || !(await Child.FsyncAsync(Ctx, record, false)).Ok))
+                    return t != Errno.None ? t : Errno.EIO;
             }
         }
 
         s.DirtyLo = s.DirtyHi = 0;
+        s.DirtyStable = false; // what a crash left is on disk, but after a kill -9 maybe only in the page cache
         var dirty = await Child.GetxattrAsync(Ctx, s.Gfid, DirtyXattr);
         if (dirty.Ok && dirty.Value.Length == 16)
         {
@@ -322,8 +329,7 @@ public sealed partial class BitrotTranslator : Translator
             if (e != Errno.None) return e;
             RecoveredBlocks += Math.Max(0, Math.Min(hi, blocks) - Math.Max(lo, 0));
         }
-        await FlushAsync(s);
-        if (!s.RecordBehind && s.DirtyHi > s.DirtyLo) await ClearDirtyLockedAsync(s);
+        await ClearDirtyLockedAsync(s, fd);
         s.Loaded = true;
         return Errno.None;
     }
@@ -334,8 +340,7 @@ public sealed partial class BitrotTranslator : Translator
     private async ValueTask CloseLockedAsync(FileState s)
     {
         if (!s.Loaded) return;
-        await FlushAsync(s);
-        if (!s.RecordBehind && s.DirtyHi > s.DirtyLo) await ClearDirtyLockedAsync(s);
+        await ClearDirtyLockedAsync(s, null);
         if (s.Record is { } r) await Store.CloseAsync(r);
         if (s.Reader is { } rd) await Child.ReleaseAsync(Ctx, rd);
         s.Record = null;
@@ -344,22 +349,87 @@ public sealed partial class BitrotTranslator : Translator
         s.Loaded = false;
     }
 
-    private async ValueTask ClearDirtyLockedAsync(FileState s)
+    /// <summary>
+    /// Writes the pending checksums and, when nothing is left pending, clears the dirty marker,
+    /// but only after the data file and the record are stable on disk (fsync of both): after a
+    /// power cut a cleared marker must never meet a block whose data or checksum was still in the
+    /// page cache when it was cleared (a COW commit carries the xattr removal without waiting for
+    /// delayed data; a nodatacow data write lands whenever writeback takes it). A failed fsync
+    /// keeps the marker: the worst it costs is a re-hash. Call holding every block.
+    /// </summary>
+    private async ValueTask ClearDirtyLockedAsync(FileState s, FileHandle? fd)
     {
+        await FlushAsync(s, allLocked: true);
+        bool fresh = s.FreshRecordSynced;
+        s.FreshRecordSynced = false;
+        if (s.RecordBehind || s.DirtyHi <= s.DirtyLo) return;
+        if (!fresh)
+        {
+            if (!await SyncDataAsync(s, fd)) return;
+            if (s.Record is { } rec && !(await Child.FsyncAsync(Ctx, rec, false)).Ok) return;
+        }
         var r = await Child.RemovexattrAsync(Ctx, s.Gfid, DirtyXattr);
-        if (r.Ok || r.Error == Errno.ENODATA || r.Error == Errno.ESTALE) s.DirtyLo = s.DirtyHi = 0;
+        if (r.Ok || r.Error == Errno.ENODATA || r.Error == Errno.ESTALE)
+        {
+            s.DirtyLo = s.DirtyHi = 0;
+            s.DirtyStable = false;
+        }
     }
 
     /// <summary>
-    /// Records on disk that blocks [lo, hi) may change before their checksums do. Widens the
-    /// marked range geometrically so that sequential writers rarely touch the xattr.
+    /// fsync of the data file (data, and its xattrs with it: Btrfs logs an inode's xattrs with
+    /// it), through the caller's descriptor or the state's private reader. True when it is stable
+    /// or gone (an unlinked file cannot be found after a crash).
     /// </summary>
-    private async ValueTask<Errno> MarkDirtyLockedAsync(FileState s, long lo, long hi)
+    private async ValueTask<bool> SyncDataAsync(FileState s, FileHandle? fd)
     {
+        var h = fd ?? await ReaderAsync(s, null);
+        if (h is null) return false;
+        var r = await Child.FsyncAsync(Ctx, h, false);
+        return r.Ok || r.Error == Errno.ESTALE || r.Error == Errno.ENOENT;
+    }
+
+    /// <summary>
+    /// Records on disk, stably, that blocks from <paramref name="lo"/> on may change before their checksums do; returns
+    /// once an fsync of the file carries the marker, so no data or record write that follows can
+    /// reach the disk before it, even on a nodatacow file whose writes land in place at any time.
+    /// The marked range always reaches past end of file ([lo, ∞)), so appends and writes above it
+    /// never widen it; a write below it halves its start at least, so a period costs one fsync
+    /// when the marker is set and at most log2(blocks) more, never one per write. A file without a
+    /// record on disk gets the marker without the fsync (no checksum on disk can contradict its
+    /// data; the marker only serves a process crash, whose page cache survives) until its record is
+    /// made mid-period (<see cref="FlushAsync"/>, <paramref name="force"/>).
+    /// </summary>
+    private async ValueTask<Errno> MarkDirtyLockedAsync(FileState s, FileHandle? fd, long lo, bool force = false)
+    {
+        bool stable = s.Record is not null || force;
+        if (s.DirtyHi > s.DirtyLo && lo >= s.DirtyLo && s.DirtyHi == Unbounded && (s.DirtyStable || !stable)) return Errno.None;
         await s.MarkerLock.WaitAsync();
         try
         {
-            return await MarkDirtyMarkerLockedAsync(s, lo, hi);
+            stable = s.Record is not null || force;
+            bool empty = s.DirtyHi <= s.DirtyLo, covered = !empty && lo >= s.DirtyLo && s.DirtyHi == Unbounded;
+            if (covered && (s.DirtyStable || !stable)) return Errno.None;
+            long nlo = covered ? s.DirtyLo : empty ? lo : Math.Max(0, Math.Min(lo, s.DirtyLo / 2));
+            var r = FopResult.Success;
+            if (!covered)
+            {
+                var raw = new byte[16];
+                BinaryPrimitives.WriteInt64BigEndian(raw, nlo);
+                BinaryPrimitives.WriteInt64BigEndian(raw.AsSpan(8), Unbounded);
+                r = await Child.SetxattrAsync(Ctx, s.Gfid, DirtyXattr, raw, 0);
+                // An unlinked file cannot be found again after a crash, so it needs no marker.
+                if (!r.Ok && r.Error != Errno.ESTALE && r.Error != Errno.ENOENT) return r.Error;
+                s.DirtyStable = false;
+            }
+            if (stable && r.Ok)
+            {
+                if (!await SyncDataAsync(s, fd)) return Errno.EIO;
+                s.DirtyStable = true;
+            }
+            s.DirtyLo = nlo;
+            s.DirtyHi = Unbounded;
+            return Errno.None;
         }
         finally
         {
@@ -367,29 +437,8 @@ public sealed partial class BitrotTranslator : Translator
         }
     }
 
-    private async ValueTask<Errno> MarkDirtyMarkerLockedAsync(FileState s, long lo, long hi)
-    {
-        bool empty = s.DirtyHi <= s.DirtyLo;
-        if (!empty && lo >= s.DirtyLo && hi <= s.DirtyHi) return Errno.None;
-        long nlo = lo, nhi = hi;
-        if (!empty)
-        {
-            long width = s.DirtyHi - s.DirtyLo;
-            nlo = Math.Min(lo, s.DirtyLo);
-            nhi = Math.Max(hi, s.DirtyHi);
-            if (nhi > s.DirtyHi) nhi = Math.Max(nhi, s.DirtyLo + 2 * width);
-            if (nlo < s.DirtyLo) nlo = Math.Max(0, Math.Min(nlo, s.DirtyHi - 2 * width));
-        }
-        var raw = new byte[16];
-        BinaryPrimitives.WriteInt64BigEndian(raw, nlo);
-        BinaryPrimitives.WriteInt64BigEndian(raw.AsSpan(8), nhi);
-        var r = await Child.SetxattrAsync(Ctx, s.Gfid, DirtyXattr, raw, 0);
-        // An unlinked file cannot be found again after a crash, so it needs no marker.
-        if (!r.Ok && r.Error != Errno.ESTALE && r.Error != Errno.ENOENT) return r.Error;
-        s.DirtyLo = nlo;
-        s.DirtyHi = nhi;
-        return Errno.None;
-    }
+    /// <summary>The end of every marked range: past any end of file (recovery stops at end of file).</summary>
+    private const long Unbounded = long.MaxValue / 2;
 
     /// <summary>Record updates gathered before one flush: a streaming writer writes the record once per 32 MiB (64 KiB blocks), a random writer once per 512 writes.</summary>
     private const int FlushEvery = 512;
@@ -404,11 +453,18 @@ public sealed partial class BitrotTranslator : Translator
     {
         s.AddPending(first, first + count);
         var (updates, pages) = s.Pending;
-        return updates >= FlushEvery || pages >= 64 ? await FlushAsync(s) : Errno.None;
+        return updates >= FlushEvery || pages >= 64 ? await FlushAsync(s, allLocked: false) : Errno.None;
     }
 
-    /// <summary>Writes every pending checksum to the record (creating it). A failure keeps them pending, and so the dirty marker.</summary>
-    private async ValueTask<Errno> FlushAsync(FileState s)
+    /// <summary>
+    /// Writes every pending checksum to the record (creating it). A failure keeps them pending, and
+    /// so the dirty marker. A file's first record must not reach the disk ahead of the data it
+    /// describes, which no marker covered (see <see cref="MarkDirtyLockedAsync"/>): holding every
+    /// block (<paramref name="allLocked"/>: load, close), the data is fsynced first, so a small
+    /// file written and closed costs one fsync; with writers in flight a stable marker over the
+    /// whole file is set first.
+    /// </summary>
+    private async ValueTask<Errno> FlushAsync(FileState s, bool allLocked)
     {
         await s.RecordLock.WaitAsync();
         try
@@ -416,17 +472,27 @@ public sealed partial class BitrotTranslator : Translator
             var runs = s.TakePending();
             if (runs.Count == 0) return Errno.None;
             Errno e = Errno.None;
+            bool fresh = false;
             if (s.Record is null)
+            {
+                if (allLocked ? !await SyncDataAsync(s, null) : await MarkDirtyLockedAsync(s, null, 0, force: true) != Errno.None) e = Errno.EIO;
+            }
+            if (s.Record is null && e == Errno.None)
             {
                 var rec = await Store.OpenAsync(s.Gfid, create: true);
                 if (!rec.Ok || rec.Value is null) e = rec.Ok ? Errno.EIO : rec.Error;
-                else s.Record = rec.Value;
+                else
+                {
+                    s.Record = rec.Value;
+                    fresh = allLocked;
+                }
             }
             foreach (var (first, sums) in runs)
             {
                 if (e == Errno.None) e = await Store.WriteAsync(s.Record!, first, sums);
                 if (e != Errno.None) s.AddPending(first, first + sums.Length);
             }
+            s.FreshRecordSynced = fresh && e == Errno.None;
             return e;
         }
         finally
@@ -563,6 +629,8 @@ public sealed partial class BitrotTranslator : Translator
         var s = st.Value;
         using (await s.Blocks.LockAllAsync())
         {
+            // The record's own truncate may be lost in a power cut while the file regrows over it.
+            if (s.Record is not null && await MarkDirtyLockedAsync(s, fd, 0) != Errno.None) return;
             s.Trim(0);
             if (s.Record is { } rec) await Store.TruncateAsync(rec, 0);
             if (s.Bad) await ClearBadLockedAsync(s);
@@ -630,8 +698,10 @@ public sealed partial class BitrotTranslator : Translator
         if (skip == 0 && len == data.Length) return data;
         if (len == 0)
         {
-            data.Dispose();
-            return DataBuffer.Empty;
+            // Not the shared DataBuffer.Empty: whoever receives it disposes it, and a disposed Empty
+            // throws on every later use (protocol/server then never answered a read at end of file).
+            data.Truncate(0);
+            return data;
         }
         if (!MemoryMarshal.TryGetArray<byte>(data.Memory, out var seg))
         {
@@ -653,8 +723,8 @@ public sealed partial class BitrotTranslator : Translator
         var s = st.Value;
         if (!_enabled)
         {
-            await DropRecordAsync(s);
-            return await Child.WriteAsync(ctx, fd, offset, data);
+            var d = await DropRecordAsync(s);
+            return d != Errno.None ? d : await Child.WriteAsync(ctx, fd, offset, data);
         }
         // Writes to disjoint blocks go on side by side; an append does not know its blocks before
         // it holds the file's size still, so it takes them all.
@@ -674,7 +744,7 @@ public sealed partial class BitrotTranslator : Translator
             var e = await HashWriteLockedAsync(s, fd, at, data.Span.Length, first, last, sums, data);
             if (e != Errno.None) return e;
 
-            e = await MarkDirtyLockedAsync(s, first, last + 1);
+            e = await MarkDirtyLockedAsync(s, fd, first);
             if (e != Errno.None) return e;
             var w = await Child.WriteAsync(ctx, fd, offset, data);
             if (!w.Ok || w.Value != data.Length)
@@ -738,17 +808,27 @@ public sealed partial class BitrotTranslator : Translator
     }
 
     /// <summary>With bitrot off, a modified file's checksums would go stale: drop them (it is unsigned again).</summary>
-    private async ValueTask DropRecordAsync(FileState s)
+    private async ValueTask<Errno> DropRecordAsync(FileState s)
     {
-        if (s.Count == 0 && s.Record is null) return;
+        if (s.Count == 0 && s.Record is null) return Errno.None;
         using (await s.Blocks.LockAllAsync())
         {
-            if (s.Count == 0 && s.Record is null) return;
+            if (s.Count == 0 && s.Record is null) return Errno.None;
             s.Replace([]);
             s.TakePending();
-            if (s.Record is { } rec) await Store.CloseAsync(rec);
+            if (s.Record is { } rec)
+            {
+                // Emptied and synced before the unlink (whose own durability would need the
+                // directory synced): a power cut must not bring back checksums of what the caller
+                // writes next. Until that holds the caller's change is refused.
+                var t = await Store.TruncateAsync(rec, 0);
+                if (t == Errno.None && await Child.FsyncAsync(Ctx, rec, false) is { Ok: false } f) t = f.Error;
+                if (t != Errno.None) return t;
+                await Store.CloseAsync(rec);
+            }
             s.Record = null;
             await Store.RemoveAsync(s.Gfid);
+            return Errno.None;
         }
     }
 
@@ -778,8 +858,8 @@ public sealed partial class BitrotTranslator : Translator
         {
             if (!_enabled)
             {
-                await DropRecordAsync(s);
-                return await Child.SetattrAsync(ctx, gfid, fd, request);
+                var d = await DropRecordAsync(s);
+                return d != Errno.None ? d : await Child.SetattrAsync(ctx, gfid, fd, request);
             }
             using (await s.Blocks.LockAllAsync()) return await TruncateLockedAsync(ctx, s, gfid, fd, request);
         }
@@ -796,9 +876,11 @@ public sealed partial class BitrotTranslator : Translator
         long oldSize = before.Value.Size, newSize = request.Size;
         bool partialTail = newSize < oldSize && (newSize & (_blockSize - 1)) != 0;
         long tail = newSize >> _blockShift;
-        if (partialTail)
+        if (newSize < oldSize)
         {
-            var e = await MarkDirtyLockedAsync(s, tail, tail + 1);
+            // Past the new end the record keeps stale checksums until its own truncate is on disk;
+            // a later truncate up would meet them over zeros, so those blocks are marked too.
+            var e = await MarkDirtyLockedAsync(s, fd, tail);
             if (e != Errno.None) return e;
         }
         var r = await Child.SetattrAsync(ctx, gfid, fd, request);
@@ -823,15 +905,15 @@ public sealed partial class BitrotTranslator : Translator
         var s = st.Value;
         if (!_enabled)
         {
-            await DropRecordAsync(s);
-            return await Child.FallocateAsync(ctx, fd, mode, offset, length);
+            var d = await DropRecordAsync(s);
+            return d != Errno.None ? d : await Child.FallocateAsync(ctx, fd, mode, offset, length);
         }
         using (await s.Blocks.LockAllAsync())
         {
             bool shifts = (mode & (FallocateMode.CollapseRange | FallocateMode.InsertRange)) != 0;
             long first = offset >> _blockShift;
             long last = shifts ? long.MaxValue / 2 : (offset + length - 1) >> _blockShift;
-            var e = await MarkDirtyLockedAsync(s, first, last + 1);
+            var e = await MarkDirtyLockedAsync(s, fd, first);
             if (e != Errno.None) return e;
             var r = await Child.FallocateAsync(ctx, fd, mode, offset, length);
             // Whatever the outcome, the checksums follow what is now on disk.

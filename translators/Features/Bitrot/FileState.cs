@@ -45,6 +45,12 @@ internal sealed class FileState
     /// <summary>The block range [DirtyLo, DirtyHi) recorded in the dirty marker on disk; empty when DirtyHi &lt;= DirtyLo. Changed under <see cref="MarkerLock"/>.</summary>
     public long DirtyLo, DirtyHi;
 
+    /// <summary>The marker on disk was fsynced with the file (a file with a record needs that before anything the marker covers is issued).</summary>
+    public bool DirtyStable;
+
+    /// <summary>The last flush made the record, after an fsync of the file, with every block held: nothing in it can be ahead of the data, so the marker may go without more fsyncs.</summary>
+    public bool FreshRecordSynced;
+
     /// <summary>Pages of the record (<see cref="PageEntries"/> checksums each) holding checksums not yet written there, and updates since the last flush.</summary>
     private readonly HashSet<long> _pendPages = [];
     private long _pendCount;
