@@ -13,6 +13,17 @@ internal sealed class ThrowingStatTranslator : Translator
         throw new InvalidOperationException("deliberate failure in stat");
 }
 
+/// <summary>Answers every read with a data buffer it already gave back (a translator bug the server must survive).</summary>
+internal sealed class ReleasedBufferReadTranslator : Translator
+{
+    public override ValueTask<FopResult<DataBuffer>> ReadAsync(FopContext ctx, FileHandle fd, long offset, int size)
+    {
+        var released = DataBuffer.Rent(Math.Max(size, 1));
+        released.Dispose();
+        return ValueTask.FromResult<FopResult<DataBuffer>>(released);
+    }
+}
+
 /// <summary>A brick (storage/memory) behind a protocol/server on a loopback TCP port.</summary>
 internal sealed class TcpBrick : IAsyncDisposable
 {
@@ -88,6 +99,25 @@ public class ProtocolBehaviourTests
         Assert.That((await net.Client.StatAsync(Ctx, fd.Gfid, null)).Error, Is.EqualTo(Errno.EIO));
         Assert.That((await net.Client.LookupAsync(Ctx, Gfid.Root, "f")).Ok, Is.True);
         Assert.That(net.LogText.ToString(), Does.Contain("deliberate failure in stat"));
+    }
+
+    [Test]
+    public async Task AReadAnsweredWithAReleasedBufferGetsEioInsteadOfNoAnswer()
+    {
+        await using var net = await MemoryNetwork.StartAsync(new ReleasedBufferReadTranslator { Name = "released", TypeName = "test/released" });
+        var fd = await Kit.CreateAsync(net.Client, "f");
+        var read = await net.Client.ReadAsync(Ctx, fd, 0, 4096).AsTask().WaitAsync(Kit.Deadline);
+        Assert.That(read.Error, Is.EqualTo(Errno.EIO));
+        Assert.That((await net.Client.LookupAsync(Ctx, Gfid.Root, "f")).Ok, Is.True, "the connection carries on");
+        Assert.That(net.LogText.ToString(), Does.Contain("released data buffer"));
+    }
+
+    [Test]
+    public void TheSharedEmptyBufferSurvivesBeingDisposedByEachHolder()
+    {
+        DataBuffer.Empty.Dispose();
+        DataBuffer.Empty.Dispose();
+        Assert.That(DataBuffer.Empty.Memory.Length, Is.Zero);
     }
 
     [TestCase("memory")]

@@ -23,6 +23,7 @@ public sealed class DataBuffer : IDisposable
         _return = returnTo;
     }
 
+    /// <summary>The shared empty buffer: any number of holders may dispose it, it stays usable.</summary>
     public static readonly DataBuffer Empty = new([], 0, 0, null);
 
     /// <summary>A buffer of <paramref name="capacity"/> bytes rented from the shared pool.</summary>
@@ -52,6 +53,7 @@ public sealed class DataBuffer : IDisposable
 
     public void Dispose()
     {
+        if (ReferenceEquals(this, Empty)) return;
         var a = Interlocked.Exchange(ref _array, null);
         if (a is not null && a.Length > 0) _return?.Invoke(a);
     }

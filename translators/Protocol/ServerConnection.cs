@@ -386,9 +386,21 @@ internal sealed class ServerConnection : IFrameHandler
                 cts.Dispose();
             }
         }
+        ReadOnlyMemory<byte> payload = default;
         try
         {
-            await SendQuietlyAsync(FrameKind.Reply, (int)fop, id, reply, replyBulk is null ? default : replyBulk.Memory);
+            if (replyBulk is not null) payload = replyBulk.Memory;
+        }
+        catch (ObjectDisposedException)
+        {
+            // A translator answered with a buffer already given back: its bytes are gone, but the
+            // client must still get an answer rather than wait on this request forever.
+            _server.Log.Write('E', _server.Name, $"{Who}: {fop} request {id} answered with a released data buffer; answering EIO");
+            reply = Fail(Errno.EIO);
+        }
+        try
+        {
+            await SendQuietlyAsync(FrameKind.Reply, (int)fop, id, reply, payload);
         }
         finally
         {
