@@ -63,6 +63,10 @@ public sealed class DistributeLiveGrowthTests
             "the mount applied the grown volfile");
         Assert.That(File.ReadAllText(MountLog), Does.Contain("lv-dht.subvolumes="), "the new brick was attached to distribute");
         Assert.That(File.ReadAllText(MountLog), Does.Not.Contain("volfile.changed-needs-remount"));
+        // The new protocol/client connects in the background; until it has, distribute places
+        // new directories on the bricks it reaches (rebalance's fix-layout extends them later).
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(60), () => File.ReadAllText(MountLog).Contains("[lv-client-2] connected to brick", StringComparison.Ordinal),
+            "the mount connected to the new brick");
 
         // A directory made now is laid out over all three bricks at once.
         Directory.CreateDirectory(Path.Combine(_mnt, "fresh"));
