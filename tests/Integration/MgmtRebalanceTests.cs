@@ -10,32 +10,9 @@ namespace Brickfs.Tests.Integration;
 /// </summary>
 [NonParallelizable]
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-public sealed class MgmtRebalanceTests
+public sealed class MgmtRebalanceTests : ScratchMountTest
 {
-    private readonly List<IDisposable> _owned = [];
-    private string _work = "", _mnt = "";
-
-    [SetUp]
-    public void SetUp()
-    {
-        _work = Directory.CreateTempSubdirectory("brickfs-mgmt-rebalance-").FullName;
-        _mnt = Directory.CreateDirectory(Path.Combine(_work, "mnt")).FullName;
-    }
-
-    [TearDown]
-    public void TearDown()
-    {
-        Shell.Sh($"umount '{_mnt}' 2>/dev/null || umount -l '{_mnt}' 2>/dev/null", TimeSpan.FromSeconds(30));
-        for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
-        _owned.Clear();
-        Directory.Delete(_work, recursive: true);
-    }
-
-    private T Own<T>(T d) where T : IDisposable
-    {
-        _owned.Add(d);
-        return d;
-    }
+    protected override string ScratchPrefix => "brickfs-mgmt-rebalance-";
 
     private void Mount(MgmtdProcess mgmtd)
     {
