@@ -105,9 +105,11 @@ public sealed class MgmtClusterEndToEndTests
         Assert.That(_c.InfoEverywhere("ev").Distinct().Count(), Is.EqualTo(1));
         Assert.That(Node(2).Json("volume", "info", "ev").GetProperty("brickCount").GetInt32(), Is.EqualTo(4));
         await _c.WaitBricksOnlineAsync("ev");
-        // A mounted client learns of the new brick only on a remount for now (CLUSTER.md: a graph switch is the next step).
-        Umount(mnt);
-        Mount("ev", mnt);
+        // The mounted client takes the new brick in place (CLUSTER.md): no remount.
+        string mountLog = Path.Combine(_c.Work, "mnt.log");
+        await Eventually.HoldsAsync(TimeSpan.FromSeconds(120), () => File.ReadAllText(mountLog).Contains("[ev-client-3] connected to brick", StringComparison.Ordinal),
+            "the mount attached and connected the added brick");
+        Assert.That(File.ReadAllText(mountLog), Does.Not.Contain("volfile.changed-needs-remount"));
 
         // rebalance start and status on node 2, until done: files move onto the new brick, none is lost.
         Assert.That(Node(2).MustCtl("volume", "rebalance", "ev", "start").Stdout, Does.StartWith("rebalance of volume ev: "));
