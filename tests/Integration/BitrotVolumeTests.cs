@@ -225,33 +225,6 @@ public sealed class BitrotVolumeTests
         Assert.That(v.MarkedBad(0, "only"), Is.True);
     }
 
-    /// <summary>Reads a file whole through a client graph (no kernel page cache in the way); the errno if any read fails.</summary>
-    private static async Task<(Brickfs.Translators.Core.Errno Error, byte[] Data)> ReadThroughGraphAsync(TranslatorGraph client, string name)
-    {
-        var ctx = Brickfs.Translators.Core.FopContext.Internal();
-        var l = await client.Top.LookupAsync(ctx, Brickfs.Translators.Core.Gfid.Root, name);
-        if (!l.Ok) return (l.Error, []);
-        var fd = new Brickfs.Translators.Core.FileHandle(l.Value.Gfid, Brickfs.Translators.Core.OpenFlags.ReadOnly);
-        var o = await client.Top.OpenAsync(ctx, fd);
-        if (!o.Ok) return (o.Error, []);
-        try
-        {
-            using var all = new MemoryStream();
-            while (true)
-            {
-                var r = await client.Top.ReadAsync(ctx, fd, all.Length, 1 << 20);
-                if (!r.Ok) return (r.Error, all.ToArray());
-                using var b = r.Value;
-                if (b.Length == 0) return (Brickfs.Translators.Core.Errno.None, all.ToArray());
-                all.Write(b.Span);
-            }
-        }
-        finally
-        {
-            await client.Top.ReleaseAsync(ctx, fd);
-        }
-    }
-
     [Test]
     public async Task KillingBrickdInTheMiddleOfHeavyWritesGivesNoFalsePositiveAfterRestart()
     {
@@ -296,7 +269,7 @@ public sealed class BitrotVolumeTests
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => client.All.OfType<Brickfs.Translators.Protocol.ProtocolClientTranslator>().All(c => c.IsConnected), "the client reaches the restarted brick");
         for (int i = 0; i < Files; i++)
         {
-            var (error, data) = await ReadThroughGraphAsync(client, $"w{i}");
+            var (error, data) = await GraphFiles.ReadAllAsync(client.Top, $"w{i}");
             Assert.That(error, Is.EqualTo(Brickfs.Translators.Core.Errno.None), $"w{i} reads after the restart: no false verdict");
             Assert.That(data, Is.EqualTo(File.ReadAllBytes(v.OnBrick(0, $"w{i}"))), $"w{i} reads as the brick holds it");
             Assert.That(v.MarkedBad(0, $"w{i}"), Is.False, $"w{i} is not marked bad");
@@ -463,7 +436,7 @@ public sealed class BitrotVolumeTests
         v.Bricks[0].Start();
         await using var client = await v.ClientGraphAsync();
         await Eventually.HoldsAsync(TimeSpan.FromSeconds(30), () => client.All.OfType<Brickfs.Translators.Protocol.ProtocolClientTranslator>().All(c => c.IsConnected), "the client reaches the restarted brick");
-        var (error, read) = await ReadThroughGraphAsync(client, "fsx");
+        var (error, read) = await GraphFiles.ReadAllAsync(client.Top, "fsx");
         Assert.That(error, Is.EqualTo(Brickfs.Translators.Core.Errno.None), "every block verifies after a restart");
         Assert.That(read, Is.EqualTo(model));
         var scrub = (await ScrubControl.ScrubAndWaitAsync(client.Top, TimeSpan.FromMilliseconds(200))).Single();
