@@ -261,7 +261,10 @@ public static class Program
         var watch = Task.CompletedTask;
         if (ManagedSource(options) is { } source)
         {
-            var watcher = new VolfileWatcher(source, options.BackupVolfileServers, graph, File.ReadAllText(options.Volfile!), options.Volfile!, log);
+            var watcher = new VolfileWatcher(source, options.BackupVolfileServers, graph, File.ReadAllText(options.Volfile!), options.Volfile!, log)
+            {
+                SubvolumesAdded = added => mount.Bridge.WatchLockLoss(added.All),
+            };
             watch = Task.Run(() => watcher.RunAsync(watchStop.Token));
         }
         if (await Task.WhenAny(mount.Completion, shutdown.Task) == shutdown.Task)

@@ -61,9 +61,18 @@ public sealed class FuseBridge : IFuseRequestHandler
         _top = top;
         _options = options ?? new FuseBridgeOptions();
         _entries = new EntryTracker(_options.EntryTimeout);
-        // Files whose locks a client lost are fenced below; their cached pages must not answer
-        // reads the fenced handle would refuse (LEASES.md).
-        foreach (var client in Graph(top).OfType<Brickfs.Translators.Protocol.ProtocolClientTranslator>())
+        WatchLockLoss(Graph(top));
+    }
+
+    /// <summary>
+    /// Files whose locks a brick connection lost are fenced below; their cached pages must not
+    /// answer reads the fenced handle would refuse (LEASES.md). Called for the graph at mount and
+    /// again for each subvolume attached while mounted (a brick added live), so every
+    /// protocol/client's loss reaches the kernel cache.
+    /// </summary>
+    public void WatchLockLoss(IEnumerable<Translator> translators)
+    {
+        foreach (var client in translators.OfType<Brickfs.Translators.Protocol.ProtocolClientTranslator>())
             client.LocksLost += gfid => InvalidateInode(gfid, 0, -1);
     }
 

@@ -33,6 +33,13 @@ public sealed class VolfileWatcher(VolumeSource source, IReadOnlyList<string> ba
 
     private string _text = volfileText;
 
+    /// <summary>
+    /// Told about each subgraph built for a new subvolume once it started and before it is
+    /// attached, so before any lock is taken through it (the mount hooks its protocol/clients'
+    /// lock-loss notices to the kernel cache).
+    /// </summary>
+    public Action<TranslatorGraph>? SubvolumesAdded { get; init; }
+
     /// <summary>Polls until <paramref name="ct"/> ends; never throws for a server that is down or answers badly.</summary>
     public async Task RunAsync(CancellationToken ct)
     {
@@ -93,7 +100,7 @@ public sealed class VolfileWatcher(VolumeSource source, IReadOnlyList<string> ba
     public async Task ApplyAsync(string text)
     {
         var running = graph.All.Concat(_added.SelectMany(g => g.All)).ToList();
-        var result = await TryReconfigureAsync(running, _text, text);
+        var result = await TryReconfigureAsync(running, _text, text, started: SubvolumesAdded);
         _text = text;
         _added.AddRange(result.Added);
         if (result.Reason is { } reason)
@@ -134,8 +141,9 @@ public sealed class VolfileWatcher(VolumeSource source, IReadOnlyList<string> ba
     /// subtree is built from <paramref name="newText"/> alone (it may not share volumes with the
     /// running graph), started, and attached after every check passed. <paramref name="running"/>
     /// is every translator of the running graph, including subvolumes added before.
+    /// <paramref name="started"/> sees each new subtree once it started, before it is attached.
     /// </summary>
-    public static async Task<Outcome> TryReconfigureAsync(IReadOnlyList<Translator> running, string oldText, string newText, TranslatorRegistry? registry = null)
+    public static async Task<Outcome> TryReconfigureAsync(IReadOnlyList<Translator> running, string oldText, string newText, TranslatorRegistry? registry = null, Action<TranslatorGraph>? started = null)
     {
         registry ??= TranslatorRegistry.Builtin;
         var plan = Plan(running, oldText, newText, registry, subvolumeChanges: true);
@@ -148,6 +156,7 @@ public sealed class VolfileWatcher(VolumeSource source, IReadOnlyList<string> ba
                 var g = GraphBuilder.Build(declarations, "<new volfile>", registry);
                 built[name] = g;
                 await g.InitAsync(CancellationToken.None);
+                started?.Invoke(g);
             }
         }
         catch (VolfileException e)

@@ -173,6 +173,26 @@ public sealed class LookupOptimizeTests
         foreach (var g in grown.Added) await g.DisposeAsync();
     }
 
+    [Test]
+    public async Task EachSubtreeBuiltForANewSubvolumeIsHandedOverStartedAndBeforeItIsAttached()
+    {
+        // The mount hooks the new subtree's lock-loss notices here: nothing may go through it first.
+        string two = Volfile(2), three = Volfile(3);
+        await using var graph = GraphBuilder.BuildText(two);
+        await graph.InitAsync(CancellationToken.None);
+        var dht = graph.Find<DistributeTranslator>();
+        var seen = new List<(string Top, int ChildrenThen, Errno Probe)>();
+        var grown = await VolfileWatcher.TryReconfigureAsync(graph.All, two, three, started: g =>
+        {
+            var probe = g.Top.StatAsync(Root, Gfid.Root, null).AsTask().GetAwaiter().GetResult().Error;
+            seen.Add((g.Top.Name, dht.Children.Count, probe));
+        });
+        Assert.That(grown.Reason, Is.Null);
+        Assert.That(seen, Is.EqualTo(new[] { ("brick-2", 2, Errno.None) }), "once, started (answers a stat), not yet a child of dht");
+        Assert.That(dht.Children, Has.Count.EqualTo(3));
+        foreach (var g in grown.Added) await g.DisposeAsync();
+    }
+
     /// <summary>Counts the fops that pass it, per fop.</summary>
     private sealed class Counting : FopHookTranslator
     {
