@@ -75,6 +75,52 @@ public class PosixMarkSyncTests
     }
 
     [Test]
+    public async Task AMarkGoesDownOnlyAfterTheDataWrittenUnderItIsOnDisk()
+    {
+        using var image = new BtrfsImage("clearsync", 1L << 30);
+        var t = await StartAsync(image.Subvolume("b"));
+        try
+        {
+            var (f, fd) = await CreateAsync(t, "f");
+            var up = new Dictionary<string, long[]> { [Pending] = [1, 0, 0] };
+            var down = new Dictionary<string, long[]> { [Pending] = [-1, 0, 0] };
+            async Task<long> SyncsOf(Dictionary<string, long[]> delta, FileHandle? through)
+            {
+                long before = t.ClearSyncs;
+                Assert.That((await t.XattropAsync(Root, f, through, delta)).Error, Is.EqualTo(Errno.None));
+                return t.ClearSyncs - before;
+            }
+
+            Assert.That(await SyncsOf(up, fd), Is.EqualTo(0));
+            Assert.That(await SyncsOf(down, fd), Is.EqualTo(0), "nothing written: nothing to sync");
+
+            Assert.That(await SyncsOf(up, fd), Is.EqualTo(0));
+            Assert.That((await t.WriteAsync(Root, fd, 0, new byte[4096])).Error, Is.EqualTo(Errno.None));
+            Assert.That(await SyncsOf(up, null), Is.EqualTo(0), "an increment never waits for data");
+            Assert.That(await SyncsOf(down, null), Is.EqualTo(1), "unsynced data under the mark: synced first, also by GFID");
+            Assert.That(await SyncsOf(down, fd), Is.EqualTo(0), "already synced by the decrement before");
+
+            Assert.That(await SyncsOf(up, fd), Is.EqualTo(0));
+            Assert.That((await t.WriteAsync(Root, fd, 4096, new byte[4096])).Error, Is.EqualTo(Errno.None));
+            Assert.That((await t.FsyncAsync(Root, fd, dataOnly: true)).Error, Is.EqualTo(Errno.None));
+            Assert.That(await SyncsOf(down, fd), Is.EqualTo(0), "the application's fdatasync already made it stable");
+
+            var other = new FileHandle(f, OpenFlags.ReadWrite);
+            Assert.That((await t.OpenAsync(Root, other)).Error, Is.EqualTo(Errno.None));
+            Assert.That(await SyncsOf(up, fd), Is.EqualTo(0));
+            Assert.That((await t.WriteAsync(Root, other, 0, new byte[10])).Error, Is.EqualTo(Errno.None));
+            await t.ReleaseAsync(Root, fd);
+            Assert.That(await SyncsOf(down, null), Is.EqualTo(1), "a write through another handle of the inode counts as well");
+            await t.ReleaseAsync(Root, other);
+            Assert.That(t.UnsyncedInodes, Is.EqualTo(0), "nothing is kept once the handles that wrote are closed");
+        }
+        finally
+        {
+            await t.DisposeAsync();
+        }
+    }
+
+    [Test]
     public async Task OffBtrfsEveryFirstMarkIsSynced()
     {
         var brick = Path.Combine(Path.GetTempPath(), "brickfs-marksync-" + Guid.NewGuid().ToString("N")[..12]);

@@ -21,6 +21,28 @@ internal sealed class OpenFile(PosixFd fd, bool isDirectory, bool mayHaveSetId)
     /// </summary>
     public int NoCow;
 
+    /// <summary>The inode's write tracking once this handle wrote (see PosixTranslator.Durability.cs).</summary>
+    public UnsyncedWrites? Unsynced;
+
     /// <summary>Serialises seek+getdents on a directory handle.</summary>
     public Lock DirLock { get; } = new();
+}
+
+/// <summary>
+/// Writes through open handles of one inode: <see cref="Written"/> counts completed writes,
+/// <see cref="Synced"/> is the count a completed sync covered (a sync covers the writes that
+/// completed before it started). <see cref="Handles"/> = handles that wrote and are open;
+/// -1 once the entry is retired.
+/// </summary>
+internal sealed class UnsyncedWrites
+{
+    public long Written;
+    public long Synced;
+    public int Handles;
+
+    public void MarkSynced(long upTo)
+    {
+        long seen;
+        while ((seen = Interlocked.Read(ref Synced)) < upTo && Interlocked.CompareExchange(ref Synced, upTo, seen) != seen) { }
+    }
 }

@@ -72,7 +72,9 @@ public sealed partial class PosixTranslator
             using (Creds.As(ctx)) e = Sys.PWrite(open.Fd.Fd, data.Span, offset, out n);
         }
         else e = Sys.PWrite(open.Fd.Fd, data.Span, offset, out n);
-        return Done(e != Errno.None ? e : FopResult<int>.Success(n));
+        if (e != Errno.None) return Done<int>(e);
+        NoteWrite(open, fd.Gfid);
+        return Done(FopResult<int>.Success(n));
     }
 
     public override ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd) =>
@@ -80,14 +82,18 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd)
     {
-        if (fd.RemoveContext(this, out var state) && state is OpenFile open) open.Fd.Dispose();
+        if (fd.RemoveContext(this, out var state) && state is OpenFile open)
+        {
+            ForgetWrites(open, fd.Gfid);
+            open.Fd.Dispose();
+        }
         return Done(FopResult.Success);
     }
 
     public override ValueTask<FopResult> ReleasedirAsync(FopContext ctx, FileHandle fd) => ReleaseAsync(ctx, fd);
 
     public override ValueTask<FopResult> FsyncAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
-        Done(Handle(fd, out var open) is var e && e != Errno.None ? e : Sys.FSync(open.Fd.Fd, dataOnly));
+        Done(Handle(fd, out var open) is var e && e != Errno.None ? e : SyncNoting(open, dataOnly));
 
     public override ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
         Done(Handle(fd, out var open) is var e && e != Errno.None ? e : Sys.FSync(open.Fd.Fd, dataOnly));

@@ -211,6 +211,9 @@ public sealed partial class PosixTranslator
     /// zero-to-non-zero change until its decrement to zero; a lost decrement only leaves a spurious
     /// pending mark, which heal clears. Cost: one fsync per batch of replicate's eager lock
     /// where the rule above needs it, none for data files on Btrfs.</para>
+    /// <para>A decrement itself must not reach the disk ahead of the data it stops guarding: when
+    /// writes through this brick's handles of a regular file are not yet synced, the file is
+    /// fdatasynced first (PosixTranslator.Durability.cs).</para>
     /// </summary>
     public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
     {
@@ -237,6 +240,8 @@ public sealed partial class PosixTranslator
         using (lease)
         {
             var path = Sys.ProcPath(lease.Fd);
+            var synced = SyncBeforeClear(gfid, open, path, deltas, mode);
+            if (synced != Errno.None) return Done<IReadOnlyDictionary<string, long[]>>(synced);
             var result = new Dictionary<string, long[]>(deltas.Count, StringComparer.Ordinal);
             var undo = new List<(string Key, byte[]? Old)>(deltas.Count);
             lock (_xattropLocks[(uint)gfid.GetHashCode() % XattropStripes])

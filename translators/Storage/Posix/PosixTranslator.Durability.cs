@@ -1,0 +1,96 @@
+using System.Collections.Concurrent;
+using Brickfs.Translators.Core;
+using Brickfs.Translators.Interop;
+using Brickfs.Translators.Storage.Posix;
+
+namespace Brickfs.Translators.Storage;
+
+// A pending counter may go down only once the data it guards is on disk. Buffered writes reach
+// Btrfs's disk format when their writeback completes, which may be after the transaction that
+// commits the counter's decrement; a power cut in between would leave this copy without the
+// data and without the mark saying so, while the other copies have it: the copies differ and
+// nothing records it. So a decrement of a regular file's counter first fdatasyncs the file when
+// writes through this brick's handles are not yet synced (AFR's ensure-durability does the same
+// with an fsync before its post-op). Files nobody wrote since their last fsync cost nothing: a
+// SQLite database or journal is already synced when its batch ends.
+public sealed partial class PosixTranslator
+{
+    /// <summary>Inodes with handles that wrote (entries live while such a handle is open).</summary>
+    private readonly ConcurrentDictionary<Gfid, UnsyncedWrites> _unsynced = new();
+
+    private long _clearSyncs;
+
+    /// <summary>How many decrements had to sync their file first (tests).</summary>
+    internal long ClearSyncs => Interlocked.Read(ref _clearSyncs);
+
+    /// <summary>How many inodes are tracked (tests: none once the handles that wrote are closed).</summary>
+    internal int UnsyncedInodes => _unsynced.Count;
+
+    /// <summary>After a write through <paramref name="open"/> completed.</summary>
+    private void NoteWrite(OpenFile open, Gfid gfid)
+    {
+        var u = open.Unsynced;
+        while (u is null)
+        {
+            var candidate = _unsynced.GetOrAdd(gfid, static _ => new UnsyncedWrites());
+            lock (candidate)
+            {
+                if (candidate.Handles < 0) continue; // its last handle just left: take a fresh one
+                candidate.Handles++;
+                open.Unsynced = u = candidate;
+            }
+        }
+        Interlocked.Increment(ref u.Written);
+    }
+
+    /// <summary>At release: the inode's entry goes with the last handle that wrote.</summary>
+    private void ForgetWrites(OpenFile open, Gfid gfid)
+    {
+        if (open.Unsynced is not { } u) return;
+        open.Unsynced = null;
+        lock (u)
+        {
+            if (--u.Handles > 0) return;
+            u.Handles = -1;
+            _unsynced.TryRemove(new KeyValuePair<Gfid, UnsyncedWrites>(gfid, u));
+        }
+    }
+
+    /// <summary>fsync/fdatasync of <paramref name="fd"/> (the inode's unsynced writes up to its start are synced once it succeeds).</summary>
+    private Errno SyncNoting(OpenFile open, bool dataOnly)
+    {
+        var u = open.Unsynced;
+        long upTo = u is null ? 0 : Interlocked.Read(ref u.Written);
+        var e = Sys.FSync(open.Fd.Fd, dataOnly);
+        if (e == Errno.None && u is not null) u.MarkSynced(upTo);
+        return e;
+    }
+
+    /// <summary>
+    /// Before a decrement of <paramref name="gfid"/>'s counters: fdatasync the file if writes
+    /// through this brick completed since its last sync. A failure fails the decrement (the
+    /// mark stays, which is always safe).
+    /// </summary>
+    private Errno SyncBeforeClear(Gfid gfid, OpenFile? open, string path, IReadOnlyDictionary<string, long[]> deltas, uint mode)
+    {
+        if (!ModeBits.IsRegular(mode) || !_unsynced.TryGetValue(gfid, out var u)) return Errno.None;
+        long upTo = Interlocked.Read(ref u.Written);
+        if (upTo <= Interlocked.Read(ref u.Synced) || !deltas.Values.Any(d => d.Any(x => x < 0))) return Errno.None;
+        Interlocked.Increment(ref _clearSyncs);
+        Errno e;
+        if (open is not null && !open.IsDirectory)
+        {
+            e = Sys.FSync(open.Fd.Fd, dataOnly: true);
+        }
+        else
+        {
+            e = Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0, out var file);
+            if (e == Errno.None)
+            {
+                using (file) e = Sys.FSync(file.Fd, dataOnly: true);
+            }
+        }
+        if (e == Errno.None) u.MarkSynced(upTo);
+        return e;
+    }
+}
