@@ -40,6 +40,9 @@ internal sealed class UnsyncedWrites
     public long Synced;
     public int Handles;
 
+    /// <summary>Held by whoever syncs the file through this tracking, so a second sync waits for the first and finds nothing left.</summary>
+    public readonly Lock SyncLock = new();
+
     public void MarkSynced(long upTo)
     {
         long seen;

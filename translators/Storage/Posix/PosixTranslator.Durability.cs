@@ -59,11 +59,14 @@ public sealed partial class PosixTranslator
     /// <summary>fsync/fdatasync of <paramref name="fd"/> (the inode's unsynced writes up to its start are synced once it succeeds).</summary>
     private Errno SyncNoting(OpenFile open, bool dataOnly)
     {
-        var u = open.Unsynced;
-        long upTo = u is null ? 0 : Interlocked.Read(ref u.Written);
-        var e = Sys.FSync(open.Fd.Fd, dataOnly);
-        if (e == Errno.None && u is not null) u.MarkSynced(upTo);
-        return e;
+        if (open.Unsynced is not { } u) return Sys.FSync(open.Fd.Fd, dataOnly);
+        lock (u.SyncLock)
+        {
+            long upTo = Interlocked.Read(ref u.Written);
+            var e = Sys.FSync(open.Fd.Fd, dataOnly);
+            if (e == Errno.None) u.MarkSynced(upTo);
+            return e;
+        }
     }
 
     /// <summary>
@@ -73,10 +76,23 @@ public sealed partial class PosixTranslator
     /// </summary>
     private Errno SyncBeforeClear(Gfid gfid, OpenFile? open, string path, IReadOnlyDictionary<string, long[]> deltas, uint mode)
     {
-        if (!ModeBits.IsRegular(mode) || !_unsynced.TryGetValue(gfid, out var u)) return Errno.None;
-        long upTo = Interlocked.Read(ref u.Written);
-        if (upTo <= Interlocked.Read(ref u.Synced) || !deltas.Values.Any(d => d.Any(x => x < 0))) return Errno.None;
-        Interlocked.Increment(ref _clearSyncs);
+        if (!ModeBits.IsRegular(mode) || !_unsynced.TryGetValue(gfid, out var u) || !deltas.Values.Any(d => d.Any(x => x < 0))) return Errno.None;
+        if (Interlocked.Read(ref u.Written) <= Interlocked.Read(ref u.Synced)) return Errno.None;
+        // An fsync of the file may be running (replicate sends its post-op beside the
+        // application's fsync): wait for it rather than sync the same data a second time.
+        lock (u.SyncLock)
+        {
+            long upTo = Interlocked.Read(ref u.Written);
+            if (upTo <= Interlocked.Read(ref u.Synced)) return Errno.None;
+            Interlocked.Increment(ref _clearSyncs);
+            var e = SyncData(open, path);
+            if (e == Errno.None) u.MarkSynced(upTo);
+            return e;
+        }
+    }
+
+    private static Errno SyncData(OpenFile? open, string path)
+    {
         Errno e;
         if (open is not null && !open.IsDirectory)
         {
@@ -90,7 +106,6 @@ public sealed partial class PosixTranslator
                 using (file) e = Sys.FSync(file.Fd, dataOnly: true);
             }
         }
-        if (e == Errno.None) u.MarkSynced(upTo);
         return e;
     }
 }
