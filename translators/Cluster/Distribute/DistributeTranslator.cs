@@ -386,10 +386,10 @@ public sealed partial class DistributeTranslator : Translator
     /// <summary>
     /// The inodelk domain of the layout lock. Every writer of a directory's layout (fix-layout, a
     /// lookup's repair or filling in of empty entries, rebalance's mark) holds it exclusively on
-    /// the first child while it reads the layout afresh and writes it. A
-    /// layout read without it may be another writer's half written (fix-layout writes the
-    /// children one by one, so its old and new entries, with different commits, are briefly
-    /// mixed); a repair of that would overwrite the new layout with one of its own.
+    /// the first child while it reads the layout afresh and writes it. A layout read without it
+    /// may be another writer's half written (fix-layout writes the children one by one, so its
+    /// old and new entries, with different commits, are briefly mixed); a repair of that would
+    /// overwrite the new layout with one of its own.
     /// </summary>
     public const string LayoutDomain = "brickfs.dht.layout";
 
@@ -399,10 +399,10 @@ public sealed partial class DistributeTranslator : Translator
     /// <summary>
     /// Runs <paramref name="write"/> holding the layout lock of <paramref name="dir"/> on the first
     /// child (every writer uses it, as for other directory inode locks; its brick need not hold
-    /// the directory). Without the lock where the child has no
-    /// inode locks (in-memory bricks without features/locks); the lock's error when it is not
-    /// granted within <see cref="LayoutLockWait"/> (EINTR) or the child is unreachable, so no
-    /// layout is rewritten while the first child cannot be asked.
+    /// the directory). Without the lock where the child has no inode locks (in-memory bricks
+    /// without features/locks); the lock's error when it is not granted within
+    /// <see cref="LayoutLockWait"/> (EINTR) or the child is unreachable, so no layout is rewritten
+    /// while the first child cannot be asked.
     /// </summary>
     private async ValueTask<FopResult<T>> UnderLayoutLockAsync<T>(Gfid dir, Func<ValueTask<FopResult<T>>> write)
     {
@@ -447,10 +447,10 @@ public sealed partial class DistributeTranslator : Translator
     /// Builds the layout from the xattrs of the children holding the directory (in child order)
     /// and caches it. A complete layout with an entry on every holder is used as read. Anything
     /// that needs writing (a holder without an entry, an incomplete layout) is decided again under
-    /// the layout lock (<see cref="LayoutDomain"/>) from a fresh read, so what was read
-    /// half way through another writer's fix-layout is never repaired over it: a complete layout
-    /// is kept (children without an entry get an explicit empty one); an incomplete one is
-    /// replaced by a new layout over the holders with a higher commit. A complete layout whose
+    /// the layout lock (<see cref="LayoutDomain"/>) from a fresh read, so what was read half way
+    /// through another writer's fix-layout is never repaired over it: a complete layout is kept
+    /// (children without an entry get an explicit empty one); an incomplete one is replaced by a
+    /// new layout over the holders with a higher commit. A complete layout whose
     /// empty entries could not be written is still served; an incomplete one that could not be
     /// repaired answers the layout lock's error.
     /// </summary>
