@@ -174,13 +174,16 @@ public sealed class DistributeVolume : IAsyncDisposable
     }
 
     /// <summary>The layout as stored in the bricks' xattrs (not the translator's cache).</summary>
-    public async Task<DirLayout> LayoutOnBricksAsync(Gfid dir)
+    public Task<DirLayout> LayoutOnBricksAsync(Gfid dir) => LayoutOnBricksAsync(Bricks, dir);
+
+    /// <summary>The layout of <paramref name="dir"/> as stored in the xattrs of <paramref name="bricks"/>.</summary>
+    public static async Task<DirLayout> LayoutOnBricksAsync(IReadOnlyList<Translator> bricks, Gfid dir)
     {
-        var ranges = new DirLayout.Range?[Bricks.Count];
+        var ranges = new DirLayout.Range?[bricks.Count];
         uint commit = 0;
-        for (int i = 0; i < Bricks.Count; i++)
+        for (int i = 0; i < bricks.Count; i++)
         {
-            var x = await Bricks[i].GetxattrAsync(Root, dir, DistributeTranslator.LayoutXattr);
+            var x = await bricks[i].GetxattrAsync(Root, dir, DistributeTranslator.LayoutXattr);
             if (!x.Ok) continue;
             Assert.That(DirLayout.TryDecodeEntry(x.Value, out uint c, out var range), Is.True);
             ranges[i] = range;

@@ -35,19 +35,31 @@ public sealed partial class DistributeTranslator
     /// waits for a shared one (cancelled by the caller's context), never for an exclusive one
     /// (EAGAIN when anyone holds it). True when held; false when the child has no inode locks.
     /// </summary>
-    private async ValueTask<FopResult<bool>> GuardAsync(FopContext ctx, int child, Gfid gfid, ulong owner, bool exclusive)
+    private ValueTask<FopResult<bool>> GuardAsync(FopContext ctx, int child, Gfid gfid, ulong owner, bool exclusive) =>
+        InodeLockAsync(ctx, MigrationDomain, child, gfid, owner, exclusive, wait: !exclusive);
+
+    private ValueTask ReleaseGuardAsync(FopContext ctx, int child, Gfid gfid, ulong owner) =>
+        InodeUnlockAsync(ctx, MigrationDomain, child, gfid, owner);
+
+    /// <summary>
+    /// An inode lock of this translator's own (the migration guard, the layout lock) on
+    /// <paramref name="child"/>, owned by <paramref name="owner"/>; with <paramref name="wait"/>
+    /// it waits until granted or the caller's context is cancelled (EINTR). True when held; false
+    /// when the child has no inode locks (ENOSYS: in-memory bricks without features/locks).
+    /// </summary>
+    private async ValueTask<FopResult<bool>> InodeLockAsync(FopContext ctx, string domain, int child, Gfid gfid, ulong owner, bool exclusive, bool wait)
     {
         var lctx = new FopContext { ClientId = ctx.ClientId, Cancellation = ctx.Cancellation, LockOwner = owner };
         var lk = new FileLock { Type = exclusive ? LockType.Write : LockType.Read, Owner = owner, ClientId = ctx.ClientId };
-        var r = await Children[child].InodelkAsync(lctx, MigrationDomain, gfid, exclusive ? LockCommand.Set : LockCommand.SetWait, lk);
+        var r = await Children[child].InodelkAsync(lctx, domain, gfid, wait ? LockCommand.SetWait : LockCommand.Set, lk);
         if (r.Ok) return true;
         return r.Error is Errno.ENOSYS or Errno.ENOTSUP ? false : r.Error;
     }
 
-    private async ValueTask ReleaseGuardAsync(FopContext ctx, int child, Gfid gfid, ulong owner)
+    private async ValueTask InodeUnlockAsync(FopContext ctx, string domain, int child, Gfid gfid, ulong owner)
     {
         var lctx = new FopContext { ClientId = ctx.ClientId, LockOwner = owner };
-        await Children[child].InodelkAsync(lctx, MigrationDomain, gfid, LockCommand.Set, new FileLock { Type = LockType.Unlock, Owner = owner, ClientId = ctx.ClientId });
+        await Children[child].InodelkAsync(lctx, domain, gfid, LockCommand.Set, new FileLock { Type = LockType.Unlock, Owner = owner, ClientId = ctx.ClientId });
     }
 
     /// <summary>

@@ -24,9 +24,14 @@ public sealed partial class DistributeTranslator
     /// by size unless weighted-rebalance is off; decommissioned children get none), with a
     /// higher commit (after add-brick or remove-brick start). The directory must exist on every child:
     /// look it up first (which recreates it on new children); otherwise ESTALE. Files whose names
-    /// now hash elsewhere stay put and are found by lookup-unhashed until migrated.
+    /// now hash elsewhere stay put and are found by lookup-unhashed until migrated. Holds the
+    /// layout lock (<see cref="LayoutDomain"/>) from the read to the last write, so no client
+    /// repairs the layout it finds half written meanwhile.
     /// </summary>
-    public async ValueTask<FopResult<DirLayout>> FixLayoutAsync(Gfid dir, CancellationToken cancellation = default)
+    public ValueTask<FopResult<DirLayout>> FixLayoutAsync(Gfid dir, CancellationToken cancellation = default) =>
+        UnderLayoutLockAsync<DirLayout>(dir, () => FixLayoutLockedAsync(dir, cancellation));
+
+    private async ValueTask<FopResult<DirLayout>> FixLayoutLockedAsync(Gfid dir, CancellationToken cancellation)
     {
         var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(InternalWithXattrs, dir, null));
         uint commit = 0;
@@ -67,24 +72,25 @@ public sealed partial class DistributeTranslator
     }
 
     /// <summary>
-    /// Rewrites the complete layout of <paramref name="dir"/> (read afresh from every child) with
-    /// <paramref name="commit"/>: rebalance's mark that every name in it is on its hashed child or
-    /// behind a link-to there. EAGAIN when the layout is not complete; a child without the
-    /// directory fails the write, leaving the directory unmarked.
+    /// Rewrites the complete layout of <paramref name="dir"/> (read afresh from every child, under
+    /// the layout lock) with <paramref name="commit"/>: rebalance's mark that every name in it is
+    /// on its hashed child or behind a link-to there. EAGAIN when the layout is not complete; a
+    /// child without the directory fails the write, leaving the directory unmarked.
     /// </summary>
-    internal async ValueTask<FopResult> SetLayoutCommitAsync(Gfid dir, uint commit)
-    {
-        _layouts.TryRemove(dir, out _);
-        var lr = await GetLayoutAsync(dir);
-        if (!lr.Ok) return lr.Error;
-        if (!lr.Value.IsComplete) return Errno.EAGAIN;
-        var layout = lr.Value.WithCommit(commit);
-        var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
-        var bad = written.FirstOrDefault(w => !w.Ok, FopResult.Success);
-        if (bad.Ok) CacheLayout(dir, layout);
-        else _layouts.TryRemove(dir, out _);
-        return bad;
-    }
+    internal async ValueTask<FopResult> SetLayoutCommitAsync(Gfid dir, uint commit) =>
+        (await UnderLayoutLockAsync<DirLayout>(dir, async () =>
+        {
+            var holders = await ReadHoldersAsync(dir);
+            if (!holders.Ok) return holders.Error;
+            var read = AssembleLayout(holders.Value).Layout;
+            if (!read.IsComplete) return Errno.EAGAIN;
+            var layout = read.WithCommit(commit);
+            var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+            var bad = written.FirstOrDefault(w => !w.Ok, FopResult.Success);
+            if (bad.Ok) CacheLayout(dir, layout);
+            else _layouts.TryRemove(dir, out _);
+            return bad.Ok ? layout : bad.Error;
+        })).AsPlain();
 
     /// <summary>
     /// Moves file <paramref name="name"/> of <paramref name="parent"/> to the child its name

@@ -313,6 +313,17 @@ public sealed partial class DistributeTranslator : Translator
     /// <summary>Reads the layout of <paramref name="dir"/> from every child (and the volume commit with the root's) and repairs it.</summary>
     private async ValueTask<FopResult<DirLayout>> ReadLayoutAsync(Gfid dir)
     {
+        var holders = await ReadHoldersAsync(dir);
+        return holders.Ok ? await SettleLayoutAsync(dir, holders.Value) : holders.Error;
+    }
+
+    /// <summary>
+    /// The children holding directory <paramref name="dir"/>, in child order, each with its
+    /// layout xattr (null: none); the volume commit is read with the root's. ESTALE when no child
+    /// holds it.
+    /// </summary>
+    private async ValueTask<FopResult<List<(int Child, byte[]? Raw)>>> ReadHoldersAsync(Gfid dir)
+    {
         bool root = dir == Gfid.Root;
         var stats = await OnChildrenAsync(AllChildren, c => c.StatAsync(root ? InternalWithRootXattrs : InternalWithXattrs, dir, null));
         var holders = new List<(int Child, byte[]? Raw)>();
@@ -333,7 +344,7 @@ public sealed partial class DistributeTranslator : Translator
         if (holders.Count == 0) return firstError == Errno.None ? Errno.ESTALE : firstError;
         if (root) _volumeCommit = volumeCommit == 0 ? InitialCommit : volumeCommit;
         _dirs[dir] = 0;
-        return await SettleLayoutAsync(dir, holders);
+        return holders;
     }
 
     private void CacheLayout(Gfid dir, DirLayout layout) => _layouts[dir] = (layout, Environment.TickCount64);
@@ -373,11 +384,49 @@ public sealed partial class DistributeTranslator : Translator
     }
 
     /// <summary>
-    /// Builds the layout from the xattrs of the children holding the directory and repairs it:
-    /// a complete layout is kept (children without an entry get an explicit empty one); an
-    /// incomplete one is replaced by an even split over the holders with a higher commit.
+    /// The inodelk domain of the layout lock. Every writer of a directory's layout (fix-layout, a
+    /// lookup's repair or filling in of empty entries, rebalance's mark) holds it exclusively on
+    /// the first child while it reads the layout afresh and writes it. A layout read without it
+    /// may be another writer's half written (fix-layout writes the children one by one, so its
+    /// old and new entries, with different commits, are briefly mixed); a repair of that would
+    /// overwrite the new layout with one of its own.
     /// </summary>
-    private async ValueTask<DirLayout> SettleLayoutAsync(Gfid dir, IReadOnlyList<(int Child, byte[]? Raw)> holders)
+    public const string LayoutDomain = "brickfs.dht.layout";
+
+    /// <summary>How long a layout writer waits for the layout lock; its holder keeps it for one read and one write of the layout.</summary>
+    private static readonly TimeSpan LayoutLockWait = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Runs <paramref name="write"/> holding the layout lock of <paramref name="dir"/> on the first
+    /// child (every writer uses it, as for other directory inode locks; its brick need not hold
+    /// the directory). Without the lock where the child has no inode locks (in-memory bricks
+    /// without features/locks); the lock's error when it is not granted within
+    /// <see cref="LayoutLockWait"/> (EINTR) or the child is unreachable, so no layout is rewritten
+    /// while the first child cannot be asked.
+    /// </summary>
+    private async ValueTask<FopResult<T>> UnderLayoutLockAsync<T>(Gfid dir, Func<ValueTask<FopResult<T>>> write)
+    {
+        const int child = 0;
+        ulong owner = NewLockOwner();
+        using var wait = new CancellationTokenSource(LayoutLockWait);
+        var ctx = new FopContext { ClientId = Internal.ClientId, Cancellation = wait.Token };
+        var held = await InodeLockAsync(ctx, LayoutDomain, child, dir, owner, exclusive: true, wait: true);
+        if (!held.Ok) return held.Error;
+        try
+        {
+            return await write();
+        }
+        finally
+        {
+            if (held.Value) await InodeUnlockAsync(Internal, LayoutDomain, child, dir, owner);
+        }
+    }
+
+    /// <summary>
+    /// The layout of a directory from the xattrs of the children holding it (in child order), and
+    /// the holders without an entry.
+    /// </summary>
+    private (DirLayout Layout, List<int> Missing) AssembleLayout(IReadOnlyList<(int Child, byte[]? Raw)> holders)
     {
         var ranges = new DirLayout.Range?[Children.Count];
         var missing = new List<int>();
@@ -391,17 +440,50 @@ public sealed partial class DistributeTranslator : Translator
             }
             else missing.Add(child);
         }
-        var layout = new DirLayout(commit, ranges);
+        return (new DirLayout(commit, ranges), missing);
+    }
+
+    /// <summary>
+    /// Builds the layout from the xattrs of the children holding the directory (in child order)
+    /// and caches it. A complete layout with an entry on every holder is used as read. Anything
+    /// that needs writing (a holder without an entry, an incomplete layout) is decided again under
+    /// the layout lock (<see cref="LayoutDomain"/>) from a fresh read, so what was read half way
+    /// through another writer's fix-layout is never repaired over it: a complete layout is kept
+    /// (children without an entry get an explicit empty one); an incomplete one is replaced by a
+    /// new layout over the holders with a higher commit. A complete layout whose
+    /// empty entries could not be written is still served; an incomplete one that could not be
+    /// repaired answers the layout lock's error.
+    /// </summary>
+    private async ValueTask<FopResult<DirLayout>> SettleLayoutAsync(Gfid dir, IReadOnlyList<(int Child, byte[]? Raw)> holders)
+    {
+        var (layout, missing) = AssembleLayout(holders);
+        if (!layout.IsComplete || missing.Count > 0)
+        {
+            var repaired = await UnderLayoutLockAsync<DirLayout>(dir, async () =>
+            {
+                var fresh = await ReadHoldersAsync(dir);
+                return fresh.Ok ? await RepairLayoutAsync(dir, fresh.Value) : fresh.Error;
+            });
+            if (repaired.Ok || !layout.IsComplete) return repaired;
+        }
+        CacheLayout(dir, layout);
+        return layout;
+    }
+
+    /// <summary>The repair of <see cref="SettleLayoutAsync"/>, from a read made under the layout lock.</summary>
+    private async ValueTask<FopResult<DirLayout>> RepairLayoutAsync(Gfid dir, IReadOnlyList<(int Child, byte[]? Raw)> holders)
+    {
+        var (layout, missing) = AssembleLayout(holders);
         if (layout.IsComplete)
         {
             if (missing.Count > 0)
             {
-                await AllAsync(missing.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, DirLayout.EncodeEntry(commit, null), 0)));
+                await AllAsync(missing.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, DirLayout.EncodeEntry(layout.Commit, null), 0)));
             }
         }
         else
         {
-            layout = await NewLayoutAsync([.. holders.Select(h => h.Child)], commit + 1);
+            layout = await NewLayoutAsync([.. holders.Select(h => h.Child)], layout.Commit + 1);
             await WriteLayoutAsync(dir, layout, holders.Select(h => h.Child));
         }
         CacheLayout(dir, layout);
