@@ -207,10 +207,11 @@ public sealed partial class ReplicateTranslator
     /// <summary>Durable only when a write quorum of data children has synced (the arbiter votes with its metadata).</summary>
     public override async ValueTask<FopResult> FsyncAsync(FopContext ctx, FileHandle fd, bool dataOnly)
     {
-        var postOp = EndEagerBatchAsync(fd.Gfid, fd).AsTask();
-        var r = await SyncAsync(fd, i => Children[i].FsyncAsync(ctx, fd, dataOnly));
-        await postOp;
-        return r;
+        // The sync goes out first: a brick syncs unsynced data before a decrement
+        // (storage/posix), and a post-op that finds this sync running waits for it instead.
+        var sync = SyncAsync(fd, i => Children[i].FsyncAsync(ctx, fd, dataOnly)).AsTask();
+        await EndEagerBatchAsync(fd.Gfid, fd);
+        return await sync;
     }
 
     public override ValueTask<FopResult> FsyncdirAsync(FopContext ctx, FileHandle fd, bool dataOnly) =>
