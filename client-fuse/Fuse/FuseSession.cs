@@ -419,7 +419,27 @@ public sealed class FuseSession : IAsyncDisposable
 
     // ---- replies --------------------------------------------------------------------------
 
-    public void ReplyError(FuseRequest request, int errno) => Reply(request, errno, default);
+    public void ReplyError(FuseRequest request, int errno)
+    {
+        if (errno == EIO) NoteIoError(request);
+        Reply(request, errno, default);
+    }
+
+    private const int EIO = 5;
+    private long _ioErrorSecond;
+    private int _ioErrorsLogged;
+
+    /// <summary>
+    /// An I/O error handed to a program is worth a line for whoever runs the mount (which request,
+    /// on which node); at most 10 lines a second, so a program that keeps using a fenced handle
+    /// does not flood the log.
+    /// </summary>
+    private void NoteIoError(FuseRequest request)
+    {
+        long second = Environment.TickCount64 / 1000;
+        if (Interlocked.Exchange(ref _ioErrorSecond, second) != second) Interlocked.Exchange(ref _ioErrorsLogged, 0);
+        if (Interlocked.Increment(ref _ioErrorsLogged) <= 10) _log.Warn("fuse.eio", $"dir={MountPoint} request={request} pid={request.Header.Pid}");
+    }
 
     public void ReplyOk(FuseRequest request) => Reply(request, 0, default);
 

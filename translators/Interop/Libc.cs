@@ -117,6 +117,25 @@ internal static unsafe partial class Libc
     [LibraryImport(L, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int IoctlGetInt(int fd, ulong request, out int value);
 
+    /// <summary>struct fiemap without its extent array (fm_extent_count 0: the kernel only counts).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FiemapHeader
+    {
+        public ulong Start;
+        public ulong Length;
+        public uint Flags;
+        public uint MappedExtents;
+        public uint ExtentCount;
+        public uint Reserved;
+    }
+
+    /// <summary>_IOWR('f', 11, struct fiemap).</summary>
+    public const ulong FS_IOC_FIEMAP = 0xC020660B;
+    public const uint FIEMAP_FLAG_SYNC = 0x1;
+
+    [LibraryImport(L, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int IoctlFiemap(int fd, ulong request, ref FiemapHeader map);
+
     [LibraryImport(L, EntryPoint = "mkdirat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int MkdirAt(int dirfd, string path, uint mode);
 

@@ -9,10 +9,16 @@ namespace Brickfs.Translators.Storage;
 // Btrfs's disk format when their writeback completes, which may be after the transaction that
 // commits the counter's decrement; a power cut in between would leave this copy without the
 // data and without the mark saying so, while the other copies have it: the copies differ and
-// nothing records it. So a decrement of a regular file's counter first fdatasyncs the file when
-// writes through this brick's handles are not yet synced (AFR's ensure-durability does the same
-// with an fsync before its post-op). Files nobody wrote since their last fsync cost nothing: a
-// SQLite database or journal is already synced when its batch ends.
+// nothing records it. So before a decrement of a regular file's counter, when writes through
+// this brick's handles are not yet synced, the brick makes the data go first:
+// - on Btrfs it writes the file back and waits for its ordered extents (FIEMAP with
+//   FIEMAP_FLAG_SYNC, which waits for them since Linux 6.1): the file extent items are then in
+//   the running transaction, the decrement joins that one or a later one, and transactions
+//   commit whole and in order (with a device flush before the superblock). No log tree write
+//   and no flush of its own, unlike fdatasync;
+// - elsewhere it fdatasyncs the file (AFR's ensure-durability fsyncs before its post-op).
+// Files nobody wrote since their last fsync cost nothing: a SQLite database or journal is
+// already synced when its batch ends.
 public sealed partial class PosixTranslator
 {
     /// <summary>Inodes with handles that wrote (entries live while such a handle is open).</summary>
@@ -20,7 +26,7 @@ public sealed partial class PosixTranslator
 
     private long _clearSyncs;
 
-    /// <summary>How many decrements had to sync their file first (tests).</summary>
+    /// <summary>How many decrements had to write their file back first (tests).</summary>
     internal long ClearSyncs => Interlocked.Read(ref _clearSyncs);
 
     /// <summary>How many inodes are tracked (tests: none once the handles that wrote are closed).</summary>
@@ -91,21 +97,14 @@ public sealed partial class PosixTranslator
         }
     }
 
-    private static Errno SyncData(OpenFile? open, string path)
+    /// <summary>Orders the file's written data ahead of anything changed after this returns (see above).</summary>
+    private Errno SyncData(OpenFile? open, string path)
     {
-        Errno e;
-        if (open is not null && !open.IsDirectory)
-        {
-            e = Sys.FSync(open.Fd.Fd, dataOnly: true);
-        }
-        else
-        {
-            e = Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0, out var file);
-            if (e == Errno.None)
-            {
-                using (file) e = Sys.FSync(file.Fd, dataOnly: true);
-            }
-        }
-        return e;
+        if (open is not null && !open.IsDirectory) return DataFirst(open.Fd.Fd);
+        var e = Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0, out var file);
+        if (e != Errno.None) return e;
+        using (file) return DataFirst(file.Fd);
     }
+
+    private Errno DataFirst(int fd) => _btrfs ? Sys.WriteBackAndWait(fd) : Sys.FSync(fd, dataOnly: true);
 }

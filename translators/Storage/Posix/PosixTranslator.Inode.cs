@@ -212,8 +212,8 @@ public sealed partial class PosixTranslator
     /// pending mark, which heal clears. Cost: one fsync per batch of replicate's eager lock
     /// where the rule above needs it, none for data files on Btrfs.</para>
     /// <para>A decrement itself must not reach the disk ahead of the data it stops guarding: when
-    /// writes through this brick's handles of a regular file are not yet synced, the file is
-    /// fdatasynced first (PosixTranslator.Durability.cs).</para>
+    /// writes through this brick's handles of a regular file are not yet synced, they are made to
+    /// go first (PosixTranslator.Durability.cs).</para>
     /// </summary>
     public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
     {
