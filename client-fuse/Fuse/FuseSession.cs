@@ -421,11 +421,10 @@ public sealed class FuseSession : IAsyncDisposable
 
     public void ReplyError(FuseRequest request, int errno)
     {
-        if (errno == EIO) NoteIoError(request);
+        if (errno == Native.EIO) NoteIoError(request);
         Reply(request, errno, default);
     }
 
-    private const int EIO = 5;
     private long _ioErrorSecond;
     private int _ioErrorsLogged;
 

@@ -24,6 +24,7 @@ internal static unsafe partial class Native
 
     public const int EINTR = 4;
     public const int ENOENT = 2;
+    public const int EIO = 5;
     public const int ENODEV = 19;
     public const int EAGAIN = 11;
     public const int ENOSYS = 38;

@@ -76,9 +76,9 @@ public sealed partial class PosixTranslator
     }
 
     /// <summary>
-    /// Before a decrement of <paramref name="gfid"/>'s counters: fdatasync the file if writes
-    /// through this brick completed since its last sync. A failure fails the decrement (the
-    /// mark stays, which is always safe).
+    /// Before a decrement of <paramref name="gfid"/>'s counters: makes the file's data go first
+    /// (see above) if writes through this brick completed since its last sync. A failure fails
+    /// the decrement (the mark stays, which is always safe).
     /// </summary>
     private Errno SyncBeforeClear(Gfid gfid, OpenFile? open, string path, IReadOnlyDictionary<string, long[]> deltas, uint mode)
     {
@@ -100,8 +100,8 @@ public sealed partial class PosixTranslator
     /// <summary>Orders the file's written data ahead of anything changed after this returns (see above).</summary>
     private Errno SyncData(OpenFile? open, string path)
     {
-        if (open is not null && !open.IsDirectory) return DataFirst(open.Fd.Fd);
-        var e = Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0, out var file);
+        if (open is not null) return DataFirst(open.Fd.Fd);
+        var e = OpenForSync(path, ModeBits.Regular, out var file);
         if (e != Errno.None) return e;
         using (file) return DataFirst(file.Fd);
     }

@@ -297,7 +297,7 @@ public sealed partial class PosixTranslator
             if (open.NoCow == 0) open.NoCow = IsNoCow(open.Fd.Fd) ? 2 : 1;
             return open.NoCow != 1;
         }
-        var e = Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY, 0, out var file);
+        var e = OpenForSync(path, mode, out var file);
         if (e != Errno.None) return true;
         using (file) return IsNoCow(file.Fd);
     }
@@ -310,9 +310,12 @@ public sealed partial class PosixTranslator
     {
         if (open is not null) return Sys.FSync(open.Fd.Fd, dataOnly: false);
         if (!ModeBits.IsRegular(mode) && !ModeBits.IsDirectory(mode)) return Sys.SyncFs(_syncFd!.Fd);
-        int flags = Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY | (ModeBits.IsDirectory(mode) ? Libc.O_DIRECTORY : 0);
-        var e = Sys.OpenAt(Libc.AT_FDCWD, path, flags, 0, out var file);
+        var e = OpenForSync(path, mode, out var file);
         if (e != Errno.None) return e;
         using (file) return Sys.FSync(file.Fd, dataOnly: false);
     }
+
+    /// <summary>Opens a regular file or directory by its resolved (/proc) path, read-only, to sync it or ask its flags.</summary>
+    private static Errno OpenForSync(string path, uint mode, out PosixFd file) =>
+        Sys.OpenAt(Libc.AT_FDCWD, path, Libc.O_RDONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY | (ModeBits.IsDirectory(mode) ? Libc.O_DIRECTORY : 0), 0, out file);
 }
