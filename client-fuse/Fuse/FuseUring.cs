@@ -287,7 +287,11 @@ internal sealed class FuseUringQueue : IDisposable
         while (!_stopping && _live > 0)
         {
             DrainCommits();
-            Volatile.Write(ref _sleeping, 1);
+            // A full fence, not a release store: the check of _commits below must not be read
+            // before other threads can see _sleeping = 1, or a commit enqueued in between finds
+            // _sleeping = 0 (no wake) while this thread goes to sleep on an empty-looking queue
+            // (the store-load reordering x86 allows). Commit's exchange is the other half.
+            Interlocked.Exchange(ref _sleeping, 1);
             bool wait = _commits.IsEmpty && !_stopping;
             e = ring.Enter(wait ? 1u : 0u);
             Volatile.Write(ref _sleeping, 0);

@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using Brickfs.ClientFuse.Fuse;
+using Brickfs.ClientFuse.Bridge;
+using Brickfs.ClientFuse.Host;
 using Brickfs.Translators.Core;
+using Brickfs.Translators.Storage;
 
 namespace Brickfs.Tests.Fuse;
 
@@ -129,6 +132,74 @@ public class UringTransportTests
                 if (!p.HasExited) p.Kill();
                 p.Dispose();
             }
+        }
+    }
+
+    /// <summary>Passes every fop on from a thread-pool thread, so every reply reaches its queue from another thread.</summary>
+    private sealed class RepliesFromOtherThreads : Brickfs.Translators.Debug.FopHookTranslator
+    {
+        protected override async ValueTask<Errno> BeforeFopAsync(Fop fop, FopContext ctx)
+        {
+            await Task.Yield();
+            return Errno.None;
+        }
+    }
+
+    private const string CreateStatUnlinkScript = """
+        import os, sys
+        d, n = sys.argv[1], int(sys.argv[2])
+        for i in range(n):
+            p = f"{d}/f{i}"
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, b"x" * 100)
+            os.close(fd)
+            os.stat(p)
+            os.unlink(p)
+        print("done")
+        """;
+
+    /// <summary>
+    /// A reply made on another thread is handed to the queue thread, which may be about to
+    /// sleep in io_uring_enter: it must always be woken (a lost wake-up left a create waiting
+    /// until some other request happened to arrive on that CPU). Two busy callers, one per CPU,
+    /// and tens of thousands of handed-over replies; a lost one stalls its caller for good.
+    /// </summary>
+    [Test, CancelAfter(240_000)]
+    public async Task RepliesHandedOverFromOtherThreadsAreNeverLeftWaiting()
+    {
+        AssertUringEnabled();
+        var memory = new MemoryStorageTranslator();
+        var hop = new RepliesFromOtherThreads();
+        hop.Attach(memory);
+        string dir = FuseTest.TempDir("uring-handover");
+        var mount = await FuseMount.StartAsync(hop, dir, Uring, new FuseBridgeOptions(), Log.Null);
+        var procs = new List<Process>();
+        try
+        {
+            Assert.That(mount.Session.TransportInUse, Is.EqualTo(FuseTransport.Uring));
+            var cpus = OnlineCpus();
+            for (int w = 0; w < 2; w++)
+            {
+                Directory.CreateDirectory(Path.Combine(dir, $"w{w}"));
+                procs.Add(FuseTest.Start("taskset", "-c", cpus[w % cpus.Length].ToString(), "python3", "-c", CreateStatUnlinkScript, Path.Combine(dir, $"w{w}"), "25000"));
+            }
+            foreach (var p in procs)
+            {
+                // About 7 requests per round: 175,000 per caller. Without the fix one stalled within ~10,000.
+                Assert.That(p.WaitForExit(180_000), Is.True, "a caller is still waiting for a reply after 3 minutes");
+                Assert.That(p.ExitCode, Is.Zero, p.StandardError.ReadToEnd());
+            }
+        }
+        finally
+        {
+            foreach (var p in procs)
+            {
+                if (!p.HasExited) p.Kill();
+                p.Dispose();
+            }
+            await mount.UnmountAsync();
+            await mount.DisposeAsync();
+            FuseTest.ForceUnmount(dir);
         }
     }
 }
