@@ -25,7 +25,8 @@ public sealed record FuseSessionOptions
     public ushort MaxBackground { get; init; } = 64;
     public ushort CongestionThreshold { get; init; } = 48;
     public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(30);
-    public FuseTransport Transport { get; init; } = FuseTransport.Dev;
+    /// <summary>io_uring when the kernel offers it (about twice the small-request rate of /dev/fuse here), else /dev/fuse.</summary>
+    public FuseTransport Transport { get; init; } = FuseTransport.Auto;
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>

@@ -157,6 +157,7 @@ internal sealed class FuseUringQueue : IDisposable
     private const int MaxDepth = 256;
 
     private readonly FuseSession _session;
+    private readonly Action<FuseRequest> _dispatch;
     private readonly int _devFd;
     private readonly int _maxPayload;
     private readonly Log _log;
@@ -182,6 +183,7 @@ internal sealed class FuseUringQueue : IDisposable
     public FuseUringQueue(FuseSession session, int devFd, int qid, int maxPayload, Log log)
     {
         _session = session;
+        _dispatch = session.DispatchRequest;
         _devFd = devFd;
         Qid = qid;
         _maxPayload = maxPayload;
@@ -361,7 +363,12 @@ internal sealed class FuseUringQueue : IDisposable
             Commit(entry, BinaryPrimitives.ReadUInt64LittleEndian(entry.Buffer.AsSpan(8)), 5 /* EIO */, default, default);
             return;
         }
-        _session.DispatchRequest(request);
+        // An fsync of a local brick can take tens of milliseconds; run inline it would hold up
+        // every other request of this CPU. Everything else runs inline until its first await.
+        if (request.Opcode is FuseOpcode.Fsync or FuseOpcode.Fsyncdir)
+            ThreadPool.UnsafeQueueUserWorkItem(_dispatch, request, preferLocal: false);
+        else
+            _session.DispatchRequest(request);
     }
 
     /// <summary>

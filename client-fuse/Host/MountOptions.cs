@@ -28,7 +28,7 @@ public sealed record MountOptions
     public TimeSpan? EntryTimeout { get; init; }
     public TimeSpan? NegativeTimeout { get; init; }
     public int ReaderThreads { get; init; } = 4;
-    public FuseTransport Transport { get; init; } = FuseTransport.Dev;
+    public FuseTransport Transport { get; init; } = FuseTransport.Auto;
     public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
     public IReadOnlyList<string> Ignored { get; init; } = [];
     /// <summary>The parsed SPEC when the volfile comes from brickfs-mgmtd (no --volfile given).</summary>
@@ -58,10 +58,10 @@ public sealed record MountOptions
                negative-timeout=SEC    kernel cache time of missing names (default 0; 3600 likewise)
                reader-threads=N        threads reading /dev/fuse (default 4)
                fuse-transport=auto|dev|uring
-                                       how requests travel: /dev/fuse reads (dev, the default),
-                                       or per-CPU io_uring queues (uring: kernel 6.14+ with
-                                       /sys/module/fuse/parameters/enable_uring = Y; still
-                                       experimental); auto takes io_uring when offered
+                                       how requests travel: per-CPU io_uring queues (uring:
+                                       kernel 6.14+ with /sys/module/fuse/parameters/enable_uring
+                                       = Y), or /dev/fuse reads (dev); auto (the default) takes
+                                       io_uring when the kernel offers it, else /dev/fuse
                ro                      mount read-only
              generic options (rw, defaults, _netdev, noauto, nofail, ...) are ignored
           -f                    stay in the foreground, log to stderr
