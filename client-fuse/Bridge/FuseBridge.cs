@@ -340,6 +340,50 @@ public sealed class FuseBridge : IFuseRequestHandler
         else Fail(r, res.Error);
     }
 
+    /// <summary>Answers an entry fop in the directory the request names (its node), which the fop changed.</summary>
+    private void ReplyNewEntry(FuseRequest r, FopResult<Iatt> res, Gfid parent, string name)
+    {
+        _nodes.DirChanged(r.NodeId);
+        ReplyEntryResult(r, res, parent, name);
+        if (res.Ok) PrefetchDirStat(r, parent);
+    }
+
+    // ---- the directory GETATTR after an entry change ------------------------------------------
+
+    /// <summary>
+    /// After a create, unlink, mkdir ... in a directory the kernel drops the directory's
+    /// attributes, and its next permission check there (the path walk of the next create in the
+    /// same directory) sends a GETATTR of it: one more round trip to the bricks on the critical
+    /// path of every file created. A stat of the directory sent right after the change answers
+    /// that GETATTR instead: it was asked after the change, so it shows it, and it is answered
+    /// while the application is still writing and closing the file. It answers one GETATTR, only
+    /// if no other change of the directory through this mount came after it began (the caller
+    /// counted the change before replying), and only within the attribute timeout, the
+    /// staleness the kernel accepts for attributes anyway. With attribute-timeout=0 nothing is
+    /// kept. Runs after the reply; a stat that fails just leaves the GETATTR to the graph.
+    /// </summary>
+    private void PrefetchDirStat(FuseRequest r, Gfid dir)
+    {
+        if (_options.AttributeTimeout <= TimeSpan.Zero) return;
+        long changes = _nodes.ChangesOf(r.NodeId);
+        if (changes == 0) return;
+        var ctx = new FopContext
+        {
+            Uid = r.Header.Uid, Gid = r.Header.Gid, Pid = r.Header.Pid, Groups = _groups.Get(r.Header.Pid), ClientId = _options.ClientId,
+        };
+        Task<FopResult<Iatt>> stat;
+        try
+        {
+            stat = _top.StatAsync(ctx, dir, null).AsTask();
+        }
+        catch (Exception)
+        {
+            return; // a translator bug shows up again, and is answered, on the GETATTR itself
+        }
+        long until = Environment.TickCount64 + (long)Math.Min(_options.AttributeTimeout.TotalMilliseconds, int.MaxValue);
+        _nodes.KeepDirStat(r.NodeId, new NodeTable.DirStat(changes, until, stat));
+    }
+
     // ---- inode operations -----------------------------------------------------------------
 
     private async ValueTask LookupAsync(FuseRequest r)
@@ -369,6 +413,23 @@ public sealed class FuseBridge : IFuseRequestHandler
     private async ValueTask GetattrAsync(FuseRequest r)
     {
         if (!Node(r, out var gfid)) return;
+        if (_nodes.TakeDirStat(r.NodeId) is { } kept)
+        {
+            FopResult<Iatt> k;
+            try
+            {
+                k = await kept;
+            }
+            catch (Exception)
+            {
+                k = FopResult<Iatt>.Fail(Errno.EIO);
+            }
+            if (k.Ok)
+            {
+                ReplyAttr(r, k.Value);
+                return;
+            }
+        }
         var arg = r.Arg<FuseGetattrIn>();
         FileHandle? fd = null;
         if ((arg.GetattrFlags & FuseConst.GetattrFh) != 0) _handles.TryGetValue(arg.Fh, out fd);
@@ -420,6 +481,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         var ctx = Context(r, owner);
         var res = await _top.SetattrAsync(ctx, gfid, fd, req);
         if (fd is null && IsGone(res.Error) && OpenFileOf(gfid) is { } held) res = await _top.SetattrAsync(ctx, gfid, held, req);
+        _nodes.DirChanged(r.NodeId);
         if (res.Ok) ReplyAttr(r, res.Value);
         else Fail(r, res.Error);
     }
@@ -462,7 +524,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var parent)) return;
         var a = r.Arg<FuseMknodIn>();
         string name = r.Name(Marshal.SizeOf<FuseMknodIn>());
-        ReplyEntryResult(r, await _top.MknodAsync(Context(r), parent, name, a.Mode, a.Rdev, Gfid.NewRandom()), parent, name);
+        ReplyNewEntry(r, await _top.MknodAsync(Context(r), parent, name, a.Mode, a.Rdev, Gfid.NewRandom()), parent, name);
     }
 
     private async ValueTask MkdirAsync(FuseRequest r)
@@ -470,7 +532,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var parent)) return;
         var a = r.Arg<FuseMkdirIn>();
         string name = r.Name(Marshal.SizeOf<FuseMkdirIn>());
-        ReplyEntryResult(r, await _top.MkdirAsync(Context(r), parent, name, a.Mode, Gfid.NewRandom()), parent, name);
+        ReplyNewEntry(r, await _top.MkdirAsync(Context(r), parent, name, a.Mode, Gfid.NewRandom()), parent, name);
     }
 
     private async ValueTask SymlinkAsync(FuseRequest r)
@@ -478,14 +540,17 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var parent)) return;
         string name = r.Name(0, out int next);
         string target = r.Name(next);
-        ReplyEntryResult(r, await _top.SymlinkAsync(Context(r), parent, name, target, Gfid.NewRandom()), parent, name);
+        ReplyNewEntry(r, await _top.SymlinkAsync(Context(r), parent, name, target, Gfid.NewRandom()), parent, name);
     }
 
     private async ValueTask UnlinkAsync(FuseRequest r, bool dir)
     {
         if (!Node(r, out var parent)) return;
         string name = r.Name(0);
-        ReplyPlain(r, dir ? await _top.RmdirAsync(Context(r), parent, name) : await _top.UnlinkAsync(Context(r), parent, name));
+        var res = dir ? await _top.RmdirAsync(Context(r), parent, name) : await _top.UnlinkAsync(Context(r), parent, name);
+        _nodes.DirChanged(r.NodeId);
+        ReplyPlain(r, res);
+        if (res.Ok) PrefetchDirStat(r, parent);
     }
 
     private async ValueTask RenameAsync(FuseRequest r, bool v2)
@@ -513,7 +578,10 @@ public sealed class FuseBridge : IFuseRequestHandler
         }
         string oldName = r.Name(offset, out int next);
         string newName = r.Name(next);
-        ReplyPlain(r, await _top.RenameAsync(Context(r), oldParent, oldName, newParent, newName, flags));
+        var res = await _top.RenameAsync(Context(r), oldParent, oldName, newParent, newName, flags);
+        _nodes.DirChanged(r.NodeId);
+        _nodes.DirChanged(newDir);
+        ReplyPlain(r, res);
     }
 
     private async ValueTask LinkAsync(FuseRequest r)
@@ -526,7 +594,7 @@ public sealed class FuseBridge : IFuseRequestHandler
             return;
         }
         string name = r.Name(Marshal.SizeOf<FuseLinkIn>());
-        ReplyEntryResult(r, await _top.LinkAsync(Context(r), target, newParent, name), newParent, name);
+        ReplyNewEntry(r, await _top.LinkAsync(Context(r), target, newParent, name), newParent, name);
     }
 
     // ---- open files -------------------------------------------------------------------------
@@ -606,7 +674,13 @@ public sealed class FuseBridge : IFuseRequestHandler
             }
         }
         _handles[fh] = fd;
-        r.Session.Reply(r, Entry(Remember(attr.Gfid, parent, name), attr), new FuseOpenOut { Fh = fh });
+        ulong node = Remember(attr.Gfid, parent, name);
+        // A file this create made has no file capability: the kernel's probe for one before the
+        // first write (see GetxattrAsync) needs no round trip.
+        if (!existed) _nodes.NoteNoCapability(node, Environment.TickCount64 + (long)Math.Min(_options.AttributeTimeout.TotalMilliseconds, int.MaxValue));
+        _nodes.DirChanged(r.NodeId);
+        r.Session.Reply(r, Entry(node, attr), new FuseOpenOut { Fh = fh });
+        PrefetchDirStat(r, parent);
     }
 
     private async ValueTask ReadAsync(FuseRequest r)
@@ -789,6 +863,15 @@ public sealed class FuseBridge : IFuseRequestHandler
 
     private static bool IsReserved(string name) => name.StartsWith(ReservedXattrPrefix, StringComparison.Ordinal);
 
+    /// <summary>
+    /// The kernel asks for this xattr before the first write after each attribute refresh (to
+    /// drop a file capability on write). A file created through this mount is known to have
+    /// none, for the attribute timeout: long enough for that probe, and no staler than the
+    /// attributes (another client's setcap shows within it; a write through a brick drops a
+    /// capability there anyway). A set or remove of it through this mount forgets the note.
+    /// </summary>
+    private const string CapabilityXattr = "security.capability";
+
     private async ValueTask SetxattrAsync(FuseRequest r)
     {
         if (!Node(r, out var gfid)) return;
@@ -800,7 +883,10 @@ public sealed class FuseBridge : IFuseRequestHandler
             return;
         }
         var value = r.PayloadMemory(next, (int)a.Size);
-        ReplyPlain(r, await _top.SetxattrAsync(Context(r), gfid, name, value, (int)a.Flags));
+        if (name == CapabilityXattr) _nodes.ForgetNoCapability(r.NodeId);
+        var res = await _top.SetxattrAsync(Context(r), gfid, name, value, (int)a.Flags);
+        _nodes.DirChanged(r.NodeId);
+        ReplyPlain(r, res);
     }
 
     private async ValueTask GetxattrAsync(FuseRequest r)
@@ -808,7 +894,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (!Node(r, out var gfid)) return;
         var a = r.Arg<FuseGetxattrIn>();
         string name = r.Name(Marshal.SizeOf<FuseGetxattrIn>());
-        if (IsReserved(name))
+        if (IsReserved(name) || (name == CapabilityXattr && _nodes.KnownWithoutCapability(r.NodeId)))
         {
             Fail(r, Errno.ENODATA);
             return;
@@ -854,7 +940,10 @@ public sealed class FuseBridge : IFuseRequestHandler
             Fail(r, Errno.EPERM);
             return;
         }
-        ReplyPlain(r, await _top.RemovexattrAsync(Context(r), gfid, name));
+        if (name == CapabilityXattr) _nodes.ForgetNoCapability(r.NodeId);
+        var res = await _top.RemovexattrAsync(Context(r), gfid, name);
+        _nodes.DirChanged(r.NodeId);
+        ReplyPlain(r, res);
     }
 
     // ---- directories ----------------------------------------------------------------------------

@@ -22,7 +22,19 @@ internal sealed class NodeTable
 
         /// <summary>The mode in the newest attributes handed to the kernel (0 = none yet).</summary>
         public uint Mode;
+
+        /// <summary>Until this time (Environment.TickCount64) the file is known to have no security.capability.</summary>
+        public long NoCapabilityUntil;
+
+        /// <summary>Entry changes made through this mount in the directory (and changes of its own attributes).</summary>
+        public long Changes;
+
+        /// <summary>A stat of the directory started after its latest change, for the GETATTR the kernel sends next.</summary>
+        public DirStat? Prefetched;
     }
+
+    /// <summary>A stat of a directory begun when it had seen <paramref name="Changes"/> changes.</summary>
+    public sealed record DirStat(long Changes, long Until, Task<FopResult<Iatt>> Stat);
 
     private readonly ConcurrentDictionary<ulong, Node> _byId = new();
     private readonly Dictionary<Gfid, Node> _byGfid = new();
@@ -123,6 +135,55 @@ internal sealed class NodeTable
 
     /// <summary>The mode the kernel was last given for <paramref name="nodeId"/>; 0 when unknown.</summary>
     public uint ModeOf(ulong nodeId) => _byId.TryGetValue(nodeId, out var n) ? Volatile.Read(ref n.Mode) : 0;
+
+    /// <summary>Notes that <paramref name="nodeId"/> has no security.capability, as known now, until <paramref name="until"/>.</summary>
+    public void NoteNoCapability(ulong nodeId, long until)
+    {
+        if (_byId.TryGetValue(nodeId, out var n)) Volatile.Write(ref n.NoCapabilityUntil, until);
+    }
+
+    /// <summary>Forgets what <see cref="NoteNoCapability"/> noted (a capability is being set or removed).</summary>
+    public void ForgetNoCapability(ulong nodeId)
+    {
+        if (_byId.TryGetValue(nodeId, out var n)) Volatile.Write(ref n.NoCapabilityUntil, 0);
+    }
+
+    /// <summary>True while <paramref name="nodeId"/> is known to have no security.capability.</summary>
+    public bool KnownWithoutCapability(ulong nodeId) =>
+        _byId.TryGetValue(nodeId, out var n) && Environment.TickCount64 < Volatile.Read(ref n.NoCapabilityUntil);
+
+    /// <summary>
+    /// Counts a change of directory <paramref name="nodeId"/> made through this mount (an entry
+    /// added, removed or renamed, or its attributes set); a stat begun before it no longer
+    /// answers for the directory. Returns the new count (0 for a node the kernel does not hold).
+    /// </summary>
+    public long DirChanged(ulong nodeId)
+    {
+        if (!_byId.TryGetValue(nodeId, out var n)) return 0;
+        Volatile.Write(ref n.Prefetched, null);
+        return Interlocked.Increment(ref n.Changes);
+    }
+
+    /// <summary>How many changes of directory <paramref name="nodeId"/> were counted (0 for a node the kernel does not hold).</summary>
+    public long ChangesOf(ulong nodeId) => _byId.TryGetValue(nodeId, out var n) ? Volatile.Read(ref n.Changes) : 0;
+
+    /// <summary>Keeps <paramref name="stat"/>, begun after change <paramref name="changes"/>, for the directory's next GETATTR.</summary>
+    public void KeepDirStat(ulong nodeId, DirStat stat)
+    {
+        if (_byId.TryGetValue(nodeId, out var n) && Volatile.Read(ref n.Changes) == stat.Changes) Volatile.Write(ref n.Prefetched, stat);
+    }
+
+    /// <summary>
+    /// Takes the kept stat of directory <paramref name="nodeId"/> if no change came after it
+    /// began and it has not expired; each kept stat answers one GETATTR.
+    /// </summary>
+    public Task<FopResult<Iatt>>? TakeDirStat(ulong nodeId)
+    {
+        if (!_byId.TryGetValue(nodeId, out var n)) return null;
+        var kept = Interlocked.Exchange(ref n.Prefetched, null);
+        if (kept is null || kept.Changes != Volatile.Read(ref n.Changes) || Environment.TickCount64 >= kept.Until) return null;
+        return kept.Stat;
+    }
 
     public ulong LookupsOf(ulong nodeId)
     {

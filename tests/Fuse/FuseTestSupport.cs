@@ -128,8 +128,14 @@ internal sealed class RecordingTranslator : Translator
         return r;
     }
 
-    public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
-        name == ThrowingXattr ? throw new InvalidOperationException("injected translator bug") : base.GetxattrAsync(ctx, gfid, name);
+    /// <summary>Names of the getxattrs that reached the graph.</summary>
+    public ConcurrentQueue<string> Getxattrs { get; } = new();
+
+    public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name)
+    {
+        Getxattrs.Enqueue(name);
+        return name == ThrowingXattr ? throw new InvalidOperationException("injected translator bug") : base.GetxattrAsync(ctx, gfid, name);
+    }
 }
 
 /// <summary>
