@@ -134,9 +134,10 @@ public sealed class FuseBridge : IFuseRequestHandler
     /// A lock point (contract 3): once a lock is granted, nothing this mount cached about the file
     /// may be served. Drops the inode's pages and attributes and every dentry handed out in its
     /// parent directory that the kernel may still trust (SQLite's <c>-journal</c> probes), before
-    /// the grant is answered. Runs on the thread pool, never on a /dev/fuse reader: a notification
-    /// can wait for page or directory locks that requests still being read must release. The
-    /// kernel holds no inode lock while it waits for the lock reply, so that wait is not one.
+    /// the grant is answered. Runs on the thread pool, never on a thread that takes requests in (a
+    /// /dev/fuse reader or an io_uring queue thread): a notification can wait for page or
+    /// directory locks that requests still being read must release. The kernel holds no inode
+    /// lock while it waits for the lock reply, so that wait is not one.
     /// A sole client has nothing to drop: what its kernel caches came from its own requests.
     /// </summary>
     private async ValueTask InvalidateAtLockAsync(Gfid gfid)
