@@ -12,8 +12,8 @@ namespace Brickfs.Bench;
 ///   brickfs-bench protocol --help                        (wire round trips without FUSE)
 ///   brickfs-bench --bitrot-micro DIR [ROUNDS]       (features/bitrot's own cost in-process; see BitrotMicro)
 /// --only runs some workloads: seqwrite, seqread, randread, randwrite, small, sqlite.
-/// --repeat=N measures each fio and sqlite workload N times, the targets taking turns, and reports the
-/// median per target: on a loaded machine one run of each is mostly noise.
+/// --repeat=N measures each fio, small-file and sqlite workload N times, the targets taking turns,
+/// and reports the median per target: on a loaded machine one run of each is mostly noise.
 /// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
 ///   brickfs-bench --scaling [--quick] NAME=DIR ...     small files from 8 parallel workers and
 ///                                                      ls -l of a 10,000-file directory only
@@ -71,6 +71,7 @@ public static class Program
         int repeat = args.FirstOrDefault(a => a.StartsWith("--repeat=", StringComparison.Ordinal)) is { } rp
             && int.TryParse(rp["--repeat=".Length..], out int n) && n > 0 ? n : 1;
         var figures = new List<Figure>();
+        string Repeated = repeat > 1 ? $", median of {repeat}" : "";
         void Measure(string workload, string unit, Func<Target, double> run)
         {
             var runs = targets.ToDictionary(t => t.Name, _ => new List<double>());
@@ -83,9 +84,9 @@ public static class Program
                     Console.Error.WriteLine($"  {workload} on {t.Name}: {v:0.##} {unit} (load {File.ReadAllText("/proc/loadavg").Split(' ')[0]})");
                 }
             }
-            figures.Add(new Figure(workload + (repeat > 1 ? $", median of {repeat}" : ""), unit,
-                runs.ToDictionary(p => p.Key, p => p.Value.Order().ElementAt(p.Value.Count / 2))));
+            figures.Add(new Figure(workload + Repeated, unit, runs.ToDictionary(p => p.Key, p => Median(p.Value))));
         }
+        static double Median(IEnumerable<double> values) => values.Order().ElementAt(values.Count() / 2);
 
         if (args.Contains("--locks"))
         {
@@ -121,12 +122,15 @@ public static class Program
 
         if (only.Contains("small"))
         {
-            var small = new Dictionary<string, (double Create, double Stat, double Read, double Delete)>();
-            foreach (var t in targets) small[t.Name] = SmallFiles(t, smallFiles);
-            figures.Add(new Figure($"small files: create {smallFiles} (4 KiB)", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Create)));
-            figures.Add(new Figure($"small files: stat {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Stat)));
-            figures.Add(new Figure($"small files: read {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Read)));
-            figures.Add(new Figure($"small files: delete {smallFiles}", "files/s", small.ToDictionary(p => p.Key, p => p.Value.Delete)));
+            // Like the other workloads, --repeat=N runs it N times with the targets taking turns
+            // and reports each figure's median.
+            var small = targets.ToDictionary(t => t.Name, _ => new List<(double Create, double Stat, double Read, double Delete)>());
+            for (int r = 0; r < repeat; r++)
+                foreach (var t in targets) small[t.Name].Add(SmallFiles(t, smallFiles));
+            figures.Add(new Figure($"small files: create {smallFiles} (4 KiB){Repeated}", "files/s", small.ToDictionary(p => p.Key, p => Median(p.Value.Select(v => v.Create)))));
+            figures.Add(new Figure($"small files: stat {smallFiles}{Repeated}", "files/s", small.ToDictionary(p => p.Key, p => Median(p.Value.Select(v => v.Stat)))));
+            figures.Add(new Figure($"small files: read {smallFiles}{Repeated}", "files/s", small.ToDictionary(p => p.Key, p => Median(p.Value.Select(v => v.Read)))));
+            figures.Add(new Figure($"small files: delete {smallFiles}{Repeated}", "files/s", small.ToDictionary(p => p.Key, p => Median(p.Value.Select(v => v.Delete)))));
         }
         if (only.Contains("sqlite"))
             Measure($"sqlite3 insert transactions ({sqliteTx}, DELETE journal, synchronous=FULL)", "tx/s", t => Sqlite(t, sqliteTx));
