@@ -235,7 +235,12 @@ public sealed class FuseBridge : IFuseRequestHandler
 
     // ---- helpers -------------------------------------------------------------------------
 
-    private FopContext Context(FuseRequest r, ulong lockOwner = 0) => new()
+    /// <summary>
+    /// The caller's context for a fop made for <paramref name="r"/>. A fop that
+    /// <paramref name="outlivesRequest"/> (started for the request but awaited after its reply)
+    /// does not take the request's interrupt, whose source goes with the request.
+    /// </summary>
+    private FopContext Context(FuseRequest r, ulong lockOwner = 0, bool outlivesRequest = false) => new()
     {
         Uid = r.Header.Uid,
         Gid = r.Header.Gid,
@@ -244,8 +249,12 @@ public sealed class FuseBridge : IFuseRequestHandler
         LockOwner = lockOwner,
         ClientId = _options.ClientId,
         RequestId = r.Unique,
-        Cancellation = r.Cancellation,
+        Cancellation = outlivesRequest ? CancellationToken.None : r.Cancellation,
     };
+
+    /// <summary>When what the bridge learns now stops counting: the attribute timeout from now (Environment.TickCount64).</summary>
+    private long AttributeDeadline() =>
+        Environment.TickCount64 + (long)Math.Min(_options.AttributeTimeout.TotalMilliseconds, int.MaxValue);
 
     private static void Fail(FuseRequest r, Errno e) => r.Session.ReplyError(r, ToKernel(e));
 
@@ -368,21 +377,16 @@ public sealed class FuseBridge : IFuseRequestHandler
         if (_options.AttributeTimeout <= TimeSpan.Zero) return;
         long changes = _nodes.ChangesOf(r.NodeId);
         if (changes == 0) return;
-        var ctx = new FopContext
-        {
-            Uid = r.Header.Uid, Gid = r.Header.Gid, Pid = r.Header.Pid, Groups = _groups.Get(r.Header.Pid), ClientId = _options.ClientId,
-        };
         Task<FopResult<Iatt>> stat;
         try
         {
-            stat = _top.StatAsync(ctx, dir, null).AsTask();
+            stat = _top.StatAsync(Context(r, outlivesRequest: true), dir, null).AsTask();
         }
         catch (Exception)
         {
             return; // a translator bug shows up again, and is answered, on the GETATTR itself
         }
-        long until = Environment.TickCount64 + (long)Math.Min(_options.AttributeTimeout.TotalMilliseconds, int.MaxValue);
-        _nodes.KeepDirStat(r.NodeId, new NodeTable.DirStat(changes, until, stat));
+        _nodes.KeepDirStat(r.NodeId, new NodeTable.DirStat(changes, AttributeDeadline(), stat));
     }
 
     // ---- inode operations -----------------------------------------------------------------
@@ -678,7 +682,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         ulong node = Remember(attr.Gfid, parent, name);
         // A file this create made has no file capability: the kernel's probe for one before the
         // first write (see GetxattrAsync) needs no round trip.
-        if (!existed) _nodes.NoteNoCapability(node, Environment.TickCount64 + (long)Math.Min(_options.AttributeTimeout.TotalMilliseconds, int.MaxValue));
+        if (!existed) _nodes.NoteNoCapability(node, AttributeDeadline());
         _nodes.DirChanged(r.NodeId);
         r.Session.Reply(r, Entry(node, attr), new FuseOpenOut { Fh = fh });
         PrefetchDirStat(r, parent);

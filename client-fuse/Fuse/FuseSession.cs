@@ -303,7 +303,7 @@ public sealed class FuseSession : IAsyncDisposable
     private void Failed(FuseRequest request, Exception e)
     {
         _log.Error("fuse.handler-failed", $"dir={MountPoint} op={request.Opcode} unique={request.Unique} node={request.NodeId} errno=EIO error=\"{e.GetType().Name}: {e.Message}\"");
-        if (TakesReply(request.Opcode)) ReplyError(request, 5 /* EIO */);
+        if (TakesReply(request.Opcode)) ReplyError(request, Native.EIO);
     }
 
     private void Finish(FuseRequest request)

@@ -360,7 +360,7 @@ internal sealed class FuseUringQueue : IDisposable
         var request = Unpack(entry);
         if (request is null)
         {
-            Commit(entry, BinaryPrimitives.ReadUInt64LittleEndian(entry.Buffer.AsSpan(8)), 5 /* EIO */, default, default);
+            Commit(entry, BinaryPrimitives.ReadUInt64LittleEndian(entry.Buffer.AsSpan(8)), Native.EIO, default, default);
             return;
         }
         // An fsync of a local brick can take tens of milliseconds; run inline it would hold up
@@ -405,7 +405,7 @@ internal sealed class FuseUringQueue : IDisposable
         if (n > _maxPayload)
         {
             _log.Error("fuse.uring-reply-too-big", $"qid={Qid} unique={unique} bytes={n}");
-            errno = 5; // EIO
+            errno = Native.EIO;
             a = b = default;
             n = 0;
         }

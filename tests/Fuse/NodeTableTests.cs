@@ -13,13 +13,20 @@ public class NodeTableTests
 
     private static long Later => Environment.TickCount64 + 60_000;
 
-    [Test]
-    public async Task AKeptDirectoryStatAnswersOnceWhenNoChangeCameAfterIt()
+    /// <summary>A table holding one directory, changed once, with a stat (nlink 3) kept after that change until <paramref name="until"/>.</summary>
+    private static (NodeTable Table, ulong Dir) WithKeptDirStat(long until)
     {
         var t = new NodeTable();
         ulong dir = t.Remember(Gfid.NewRandom());
         long c = t.DirChanged(dir);
-        t.KeepDirStat(dir, new NodeTable.DirStat(c, Later, StatOf(3)));
+        t.KeepDirStat(dir, new NodeTable.DirStat(c, until, StatOf(3)));
+        return (t, dir);
+    }
+
+    [Test]
+    public async Task AKeptDirectoryStatAnswersOnceWhenNoChangeCameAfterIt()
+    {
+        var (t, dir) = WithKeptDirStat(Later);
         var kept = t.TakeDirStat(dir);
         Assert.That(kept, Is.Not.Null);
         Assert.That((await kept!).Value.Nlink, Is.EqualTo(3u));
@@ -29,10 +36,7 @@ public class NodeTableTests
     [Test]
     public void AChangeAfterTheStatBeganOutdatesIt()
     {
-        var t = new NodeTable();
-        ulong dir = t.Remember(Gfid.NewRandom());
-        long c = t.DirChanged(dir);
-        t.KeepDirStat(dir, new NodeTable.DirStat(c, Later, StatOf(3)));
+        var (t, dir) = WithKeptDirStat(Later);
         t.DirChanged(dir);
         Assert.That(t.TakeDirStat(dir), Is.Null);
     }
@@ -51,10 +55,7 @@ public class NodeTableTests
     [Test]
     public void AnExpiredStatIsNotUsed()
     {
-        var t = new NodeTable();
-        ulong dir = t.Remember(Gfid.NewRandom());
-        long c = t.DirChanged(dir);
-        t.KeepDirStat(dir, new NodeTable.DirStat(c, Environment.TickCount64 - 1, StatOf(3)));
+        var (t, dir) = WithKeptDirStat(Environment.TickCount64 - 1);
         Assert.That(t.TakeDirStat(dir), Is.Null);
     }
 
@@ -75,10 +76,7 @@ public class NodeTableTests
     [Test]
     public void AForgottenNodeKeepsNothing()
     {
-        var t = new NodeTable();
-        ulong dir = t.Remember(Gfid.NewRandom());
-        long c = t.DirChanged(dir);
-        t.KeepDirStat(dir, new NodeTable.DirStat(c, Later, StatOf(3)));
+        var (t, dir) = WithKeptDirStat(Later);
         t.NoteNoCapability(dir, Later);
         t.Forget(dir, 1);
         Assert.That(t.TakeDirStat(dir), Is.Null);
