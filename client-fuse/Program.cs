@@ -246,6 +246,7 @@ public static class Program
                 ReadOnly = options.ReadOnly,
                 ReaderThreads = options.ReaderThreads,
                 Transport = options.Transport,
+                ReadaheadKiB = options.ReadaheadKiB,
             }, bridgeOptions, log);
         }
         catch (FuseMountException e)

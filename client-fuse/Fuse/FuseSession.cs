@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
 using Brickfs.ClientFuse.Host;
@@ -27,6 +28,14 @@ public sealed record FuseSessionOptions
     public TimeSpan InitTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>io_uring when the kernel offers it (about twice the small-request rate of /dev/fuse here), else /dev/fuse.</summary>
     public FuseTransport Transport { get; init; } = FuseTransport.Auto;
+    /// <summary>
+    /// The mount's read-ahead window in KiB, set through the mount's backing-device entry in
+    /// sysfs once INIT is answered (the kernel caps what INIT may ask at its 128 KiB default).
+    /// 4 MiB is what Btrfs gives itself; each window costs a brick round trip, so small windows
+    /// leave a sequential reader waiting on the network. Null leaves the kernel's default.
+    /// </summary>
+    public int? ReadaheadKiB { get; init; } = DefaultReadaheadKiB;
+    public const int DefaultReadaheadKiB = 4096;
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>
@@ -366,6 +375,7 @@ public sealed class FuseSession : IAsyncDisposable
         };
         Negotiated = new FuseNegotiated(FuseConst.KernelVersion, minor, kernelFlags, flags, reply.MaxWrite, maxPages, reply.MaxReadahead);
         Reply(request, 0, MemoryMarshal.AsBytes(new ReadOnlySpan<FuseInitOut>(in reply)));
+        SetReadahead();
         _log.Info("fuse.init", $"dir={MountPoint} kernel={init.Major}.{init.Minor} proto=7.{minor} flags=0x{flags:x} max_write={reply.MaxWrite} max_pages={maxPages}");
         if (_uring is not null)
         {
@@ -383,6 +393,25 @@ public sealed class FuseSession : IAsyncDisposable
             return;
         }
         _ready.TrySetResult();
+    }
+
+    /// <summary>
+    /// Writes the read-ahead window into the mount's backing device (bdi 0:conn). The kernel
+    /// applied our INIT reply while the reply was written, so this comes after it and stays.
+    /// A failure costs speed only: logged, the mount goes on.
+    /// </summary>
+    private void SetReadahead()
+    {
+        if (_options.ReadaheadKiB is not { } kib || _connectionId is null) return;
+        string path = $"/sys/class/bdi/0:{_connectionId}/read_ahead_kb";
+        try
+        {
+            File.WriteAllText(path, kib.ToString(CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warn("fuse.readahead", $"dir={MountPoint} path={path} error=\"{e.Message}\"; the kernel's default stays");
+        }
     }
 
     private void HandleInterrupt(FuseRequest request)

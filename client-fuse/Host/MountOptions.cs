@@ -29,6 +29,7 @@ public sealed record MountOptions
     public TimeSpan? NegativeTimeout { get; init; }
     public int ReaderThreads { get; init; } = 4;
     public FuseTransport Transport { get; init; } = FuseTransport.Auto;
+    public int ReadaheadKiB { get; init; } = FuseSessionOptions.DefaultReadaheadKiB;
     public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
     public IReadOnlyList<string> Ignored { get; init; } = [];
     /// <summary>The parsed SPEC when the volfile comes from brickfs-mgmtd (no --volfile given).</summary>
@@ -62,6 +63,8 @@ public sealed record MountOptions
                                        kernel 6.14+ with /sys/module/fuse/parameters/enable_uring
                                        = Y), or /dev/fuse reads (dev); auto (the default) takes
                                        io_uring when the kernel offers it, else /dev/fuse
+               readahead-kb=KIB        read-ahead window of sequential reads (default 4096, as
+                                       Btrfs uses; 0 turns read-ahead off)
                ro                      mount read-only
              generic options (rw, defaults, _netdev, noauto, nofail, ...) are ignored
           -f                    stay in the foreground, log to stderr
@@ -167,6 +170,7 @@ public sealed record MountOptions
                 "negative-timeout" => o with { NegativeTimeout = Seconds(key, Value()) },
                 "reader-threads" => o with { ReaderThreads = Threads(Value()) },
                 "fuse-transport" => o with { Transport = ParseTransport(Value()) },
+                "readahead-kb" => o with { ReadaheadKiB = Kib(Value()) },
                 "ro" => o with { ReadOnly = true },
                 "rw" => o with { ReadOnly = false },
                 "fuse-device" => o with { FuseDevice = Value() },
@@ -194,6 +198,11 @@ public sealed record MountOptions
         "uring" or "io_uring" => FuseTransport.Uring,
         _ => throw new UsageException($"option fuse-transport={v}: must be auto, dev or uring"),
     };
+
+    private static int Kib(string v) =>
+        int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n is >= 0 and <= 1 << 20
+            ? n
+            : throw new UsageException($"option readahead-kb={v}: must be 0..1048576");
 
     private static int Threads(string v) =>
         int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 64

@@ -305,4 +305,29 @@ public class MountProgramTests
         }
         AssertOneLineError(FuseTest.Run(FuseTest.MountProgram, ["--volfile", _volfile, "-o", "fuse-transport=carrier-pigeon", _dir]), "fuse-transport=carrier-pigeon: must be auto, dev or uring");
     }
+
+    /// <summary>
+    /// The mount's read-ahead window is Btrfs's 4 MiB unless -o readahead-kb says otherwise:
+    /// the kernel's own 128 KiB would leave sequential readers waiting a round trip per window.
+    /// </summary>
+    [Test, CancelAfter(60_000)]
+    public void TheReadaheadWindowFollowsTheOption()
+    {
+        foreach (var (extra, expected) in new[] { (Array.Empty<string>(), "4096"), (["-o", "readahead-kb=512"], "512") })
+        {
+            var r = Mount(extra);
+            Assert.That(r.Exit, Is.Zero, r.Err);
+            Assert.That(File.ReadAllText(BackingDeviceEntry(_dir, "read_ahead_kb")).Trim(), Is.EqualTo(expected), string.Join(' ', extra));
+            Assert.That(FuseTest.Run("umount", [_dir]).Exit, Is.Zero);
+            FuseTest.Eventually(() => !FuseTest.IsMounted(_dir), TimeSpan.FromSeconds(15), "unmounted");
+        }
+        AssertOneLineError(FuseTest.Run(FuseTest.MountProgram, ["--volfile", _volfile, "-o", "readahead-kb=lots", _dir]), "readahead-kb=lots: must be 0..1048576");
+    }
+
+    /// <summary>/sys/class/bdi/MAJOR:MINOR/NAME of the filesystem mounted on <paramref name="dir"/>.</summary>
+    private static string BackingDeviceEntry(string dir, string name)
+    {
+        var fields = File.ReadLines("/proc/self/mountinfo").Select(l => l.Split(' ')).Last(f => f[4] == dir);
+        return $"/sys/class/bdi/{fields[2]}/{name}";
+    }
 }
