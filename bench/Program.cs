@@ -15,7 +15,8 @@ namespace Brickfs.Bench;
 /// --repeat=N measures each fio, small-file and sqlite workload N times, the targets taking turns,
 /// and reports the median per target: on a loaded machine one run of each is mostly noise.
 /// Needs fio and sqlite3 on PATH and root (it drops the page cache before read workloads).
-///   brickfs-bench --scaling [--quick] NAME=DIR ...     small files from 8 parallel workers and
+///   brickfs-bench --scaling [--quick] NAME=DIR ...     small files from 8 parallel workers (in one
+///                                                      directory, then a directory per worker) and
 ///                                                      ls -l of a 10,000-file directory only
 /// --locks runs only the lock workloads (issue 5): the sqlite3 counter from one and from four
 /// processes (BEGIN IMMEDIATE; UPDATE; COMMIT, every update checked: zero lost) and the
@@ -54,12 +55,16 @@ public static class Program
         {
             int files = quick ? 2000 : 10_000;
             var par = new Dictionary<string, (double Create, double Stat, double Ls)>();
-            foreach (var t in targets) par[t.Name] = ParallelSmallFiles(t, files, ParallelWorkers);
+            var spread = new Dictionary<string, (double Create, double Stat, double Ls)>();
+            foreach (var t in targets) par[t.Name] = ParallelSmallFiles(t, files, ParallelWorkers, dirPerWorker: false);
+            foreach (var t in targets) spread[t.Name] = ParallelSmallFiles(t, files, ParallelWorkers, dirPerWorker: true);
             Print(
             [
                 new($"small files, {ParallelWorkers} parallel creators: create {files} (4 KiB)", "files/s", par.ToDictionary(p => p.Key, p => p.Value.Create)),
                 new($"small files, {ParallelWorkers} parallel workers: stat {files}", "files/s", par.ToDictionary(p => p.Key, p => p.Value.Stat)),
                 new($"ls -l of a {files}-file directory", "s", par.ToDictionary(p => p.Key, p => p.Value.Ls)),
+                new($"same, a directory per worker: create {files} (4 KiB)", "files/s", spread.ToDictionary(p => p.Key, p => p.Value.Create)),
+                new($"same, a directory per worker: stat {files}", "files/s", spread.ToDictionary(p => p.Key, p => p.Value.Stat)),
             ], targets);
             return 0;
         }
@@ -220,15 +225,26 @@ public static class Program
     /// bricks side by side): creates, stats after dropping caches, and one <c>ls -l</c> of the
     /// whole directory after dropping caches again (seconds).
     /// </summary>
-    private static (double Create, double Stat, double LsSeconds) ParallelSmallFiles(Target t, int count, int workers)
+    /// <summary>
+    /// <paramref name="workers"/> threads create, then stat, <paramref name="count"/> files, all in
+    /// one directory or (<paramref name="dirPerWorker"/>) spread over one directory per worker.
+    /// The kernel holds a directory's lock for each O_CREAT open across its round trips, so in
+    /// one directory creates take turns whatever the bricks; in many they can run side by side.
+    /// ls -l times the one directory (0 when spread).
+    /// </summary>
+    private static (double Create, double Stat, double LsSeconds) ParallelSmallFiles(Target t, int count, int workers, bool dirPerWorker)
     {
-        var dir = Path.Combine(t.Dir, "bench-parallel");
+        var dir = Path.Combine(t.Dir, dirPerWorker ? "bench-parallel-dirs" : "bench-parallel");
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         Directory.CreateDirectory(dir);
+        if (dirPerWorker)
+        {
+            for (int w = 0; w < workers; w++) Directory.CreateDirectory(Path.Combine(dir, $"w{w}"));
+        }
         var data = new byte[4096];
         Random.Shared.NextBytes(data);
         var options = new ParallelOptions { MaxDegreeOfParallelism = workers };
-        string P(int i) => Path.Combine(dir, $"f{i:D6}");
+        string P(int i) => dirPerWorker ? Path.Combine(dir, $"w{i % workers}", $"f{i:D6}") : Path.Combine(dir, $"f{i:D6}");
         double Rate(Action<int> op)
         {
             var sw = Stopwatch.StartNew();
@@ -238,17 +254,22 @@ public static class Program
         double create = Rate(i => File.WriteAllBytes(P(i), data));
         DropCaches();
         double stat = Rate(i => _ = new FileInfo(P(i)).Length);
-        DropCaches();
-        var ls = Stopwatch.StartNew();
-        var (code, stdout, stderr) = Run("ls", ["-l", dir], TimeSpan.FromMinutes(10));
-        ls.Stop();
-        if (code != 0) throw new InvalidOperationException($"ls -l failed on {t.Name}: {stderr}");
-        int listed = stdout.Split('\n').Count(l => l.StartsWith('-'));
-        if (listed != count) throw new InvalidOperationException($"ls -l on {t.Name} listed {listed} files, expected {count}");
+        double lsSeconds = 0;
+        if (!dirPerWorker)
+        {
+            DropCaches();
+            var ls = Stopwatch.StartNew();
+            var (code, stdout, stderr) = Run("ls", ["-l", dir], TimeSpan.FromMinutes(10));
+            ls.Stop();
+            if (code != 0) throw new InvalidOperationException($"ls -l failed on {t.Name}: {stderr}");
+            int listed = stdout.Split('\n').Count(l => l.StartsWith('-'));
+            if (listed != count) throw new InvalidOperationException($"ls -l on {t.Name} listed {listed} files, expected {count}");
+            lsSeconds = ls.Elapsed.TotalSeconds;
+        }
         Parallel.For(0, count, options, i => File.Delete(P(i)));
-        Directory.Delete(dir);
-        Console.Error.WriteLine($"  parallel small files on {t.Name}: create {create:0} stat {stat:0} /s, ls -l {ls.Elapsed.TotalSeconds:0.00} s");
-        return (create, stat, ls.Elapsed.TotalSeconds);
+        Directory.Delete(dir, recursive: true);
+        Console.Error.WriteLine($"  parallel small files{(dirPerWorker ? " (a directory per worker)" : "")} on {t.Name}: create {create:0} stat {stat:0} /s, ls -l {lsSeconds:0.00} s");
+        return (create, stat, lsSeconds);
     }
 
     private static double Sqlite(Target t, int transactions)

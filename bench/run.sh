@@ -4,7 +4,7 @@
 # --locks: only the lock workloads (sqlite3 counter from 1 and 4 processes, fcntl lock round trip).
 # --distribute runs the distribute scaling figures instead: one brickd (brickfs-net1) against
 # cluster/distribute over three brickd processes (brickfs-dist3), small files from 8 parallel
-# workers and ls -l of a 10,000-file directory.
+# workers (all in one directory, then a directory per worker) and ls -l of a 10,000-file directory.
 # BRICKFS_BENCH_DIR (default /var/tmp/brickfs-bench) and BRICKFS_BENCH_PORT (default 24199; the
 # replica-3 bricks use the next three ports, the bitrot bricks the two before) let two runs on
 # one machine stay apart; BRICKFS_BENCH_TARGETS picks targets (see below);
