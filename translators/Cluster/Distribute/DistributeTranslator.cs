@@ -77,6 +77,8 @@ public sealed partial class DistributeTranslator : Translator
             "a miss on the hashed child of a directory whose layout carries the volume commit (complete since the last rebalance) is ENOENT without asking the other children"),
         new("layout-refresh", OptionType.Seconds, "1",
             "how long a directory's layout and the volume commit are reused before they are read again (in the background up to twice this; rebalance waits three times this before changing layouts)"),
+        new("dir-stat-cache", OptionType.Seconds, "1",
+            "how long each child's copy of a directory's attributes is reused for its stat: a stat asks only the children whose copy changed through this client or is older (another client's new entry on another child shows within this); 0 asks every child every time"),
     ];
 
     public static TranslatorType Type { get; } = new("cluster/distribute", OptionSpecs, 1, DirCookie.MaxChildren,
@@ -88,6 +90,7 @@ public sealed partial class DistributeTranslator : Translator
     private readonly long _statfsIntervalMs;
     private readonly bool _lookupOptimize;
     private readonly long _layoutRefreshMs;
+    private readonly long _dirStatCacheMs;
     private volatile HashSet<string> _decommissionedLive;
 
     /// <summary>The volume commit as last read from the children's root directories (with the root's layout).</summary>
@@ -122,6 +125,7 @@ public sealed partial class DistributeTranslator : Translator
         _statfsIntervalMs = (long)options.GetSeconds("statfs-interval").TotalMilliseconds;
         _lookupOptimize = options.GetBool("lookup-optimize");
         _layoutRefreshMs = (long)options.GetSeconds("layout-refresh").TotalMilliseconds;
+        _dirStatCacheMs = (long)options.GetSeconds("dir-stat-cache").TotalMilliseconds;
     }
 
     public DistributeTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
@@ -159,6 +163,7 @@ public sealed partial class DistributeTranslator : Translator
         Children = [.. children];
         _space.Clear();
         _layouts.Clear();
+        _dirCopies.Clear();
         return ValueTask.CompletedTask;
     }
 
@@ -380,6 +385,7 @@ public sealed partial class DistributeTranslator : Translator
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(value, commit);
         var written = await OnChildrenAsync(AllChildren, c => Plain(c.SetxattrAsync(Internal, Gfid.Root, CommitXattr, value, 0)));
         _volumeCommit = commit;
+        DirChanged(Gfid.Root);
         return written.FirstOrDefault(w => !w.Ok, true) is { Ok: false } bad ? bad.Error : FopResult.Success;
     }
 
@@ -479,6 +485,7 @@ public sealed partial class DistributeTranslator : Translator
             if (missing.Count > 0)
             {
                 await AllAsync(missing.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, DirLayout.EncodeEntry(layout.Commit, null), 0)));
+                DirChanged(dir);
             }
         }
         else
@@ -589,6 +596,7 @@ public sealed partial class DistributeTranslator : Translator
                 r = await op(Children[data]);
                 if (!r.Ok) await RemoveLinktoAsync(hashed, parent, name, gfid);
             }
+            DirChanged(parent, data);
             if (r.Ok)
             {
                 _dataChild[r.Value.Gfid] = data;
@@ -601,8 +609,11 @@ public sealed partial class DistributeTranslator : Translator
         }
     }
 
-    private async ValueTask WriteLayoutAsync(Gfid dir, DirLayout layout, IEnumerable<int> children) =>
+    private async ValueTask WriteLayoutAsync(Gfid dir, DirLayout layout, IEnumerable<int> children)
+    {
         await AllAsync(children.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+        DirChanged(dir);
+    }
 
     // ---- lookup ----------------------------------------------------------------------------
 
@@ -730,6 +741,7 @@ public sealed partial class DistributeTranslator : Translator
     {
         var c = Children[child];
         var m = await c.MkdirAsync(Internal, parent, name, model.Mode & ModeBits.PermMask, model.Gfid);
+        DirChanged(parent, child);
         if (!m.Ok) return m.Error == Errno.EEXIST && (await c.StatAsync(Internal, model.Gfid, null)).Ok;
         await c.SetattrAsync(Internal, model.Gfid, null, new SetattrRequest
         {
@@ -769,6 +781,7 @@ public sealed partial class DistributeTranslator : Translator
         var x = await c.SetxattrAsync(Internal, gfid, LinktoXattr, value, 0);
         var r = x.Ok ? await c.RenameAsync(Internal, parent, tmp, parent, name, replace ? RenameFlags.None : RenameFlags.NoReplace) : x;
         if (!r.Ok) await c.UnlinkAsync(Internal, parent, tmp);
+        DirChanged(parent, child);
         return r;
     }
 
@@ -778,7 +791,10 @@ public sealed partial class DistributeTranslator : Translator
         var c = Children[child];
         var r = await c.LookupAsync(InternalWithXattrs, parent, name);
         if (r.Ok && r.Value.Gfid == gfid && await LinktoTargetAsync(child, r.Value) is not null)
+        {
             await c.UnlinkAsync(Internal, parent, name);
+            DirChanged(parent, child);
+        }
     }
 
     // ---- GFID -> child ---------------------------------------------------------------------
