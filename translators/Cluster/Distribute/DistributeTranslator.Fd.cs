@@ -290,7 +290,7 @@ public sealed partial class DistributeTranslator
             }
         }
         else (child, cookie) = (c0, cc0);
-        var lctx = WithDhtXattrs(ctx);
+        var lctx = WithDhtXattrs(ctx, LinktoOnly);
         var result = new List<DirEntry>();
         // The same rough cost per entry as the bricks use, so a batch spans children up to the hint.
         int budget = Math.Max(sizeHint, 512);

@@ -112,6 +112,9 @@ public sealed partial class DistributeTranslator : Translator
     private readonly ConcurrentDictionary<Gfid, int> _writers = new();
 
     private static readonly string[] DhtXattrs = [LinktoXattr, LayoutXattr];
+
+    /// <summary>What a name's lookup or a listing needs to tell a link-to apart; a directory's layout is read by <see cref="LookupDirAsync"/>.</summary>
+    private static readonly string[] LinktoOnly = [LinktoXattr];
     private static readonly FopContext Internal = FopContext.Internal();
     private static readonly FopContext InternalWithXattrs = new() { ClientId = "internal", XattrRequest = DhtXattrs };
     private static readonly FopContext InternalWithRootXattrs = new() { ClientId = "internal", XattrRequest = [LayoutXattr, CommitXattr] };
@@ -178,14 +181,14 @@ public sealed partial class DistributeTranslator : Translator
         return -1;
     }
 
-    /// <summary>The caller's context also asking for the xattrs distribute needs to classify entries.</summary>
-    private static FopContext WithDhtXattrs(FopContext ctx)
+    /// <summary>The caller's context also asking for the xattrs <paramref name="keys"/> distribute needs.</summary>
+    private static FopContext WithDhtXattrs(FopContext ctx, string[] keys)
     {
         var c = new FopContext
         {
             Uid = ctx.Uid, Gid = ctx.Gid, Pid = ctx.Pid, Groups = ctx.Groups, LockOwner = ctx.LockOwner,
             ClientId = ctx.ClientId, RequestId = ctx.RequestId, Cancellation = ctx.Cancellation,
-            XattrRequest = ctx.XattrRequest is null ? DhtXattrs : [.. ctx.XattrRequest.Union(DhtXattrs)],
+            XattrRequest = ctx.XattrRequest is null ? keys : [.. ctx.XattrRequest.Union(keys)],
         };
         if (ctx.HasExtra)
         {
@@ -636,7 +639,7 @@ public sealed partial class DistributeTranslator : Translator
         if (!lr.Ok) return lr.Error;
         int hashed = lr.Value.ChildFor(name);
         if (hashed < 0) return Errno.EIO;
-        var lctx = WithDhtXattrs(ctx);
+        var lctx = WithDhtXattrs(ctx, LinktoOnly);
         var r = await Children[hashed].LookupAsync(lctx, parent, name);
         if (r.Ok)
         {
@@ -707,6 +710,7 @@ public sealed partial class DistributeTranslator : Translator
     /// </summary>
     private async ValueTask<FopResult<Located>> LookupDirAsync(FopContext lctx, Gfid parent, string name, (int Child, Iatt Attr) seen)
     {
+        lctx = WithDhtXattrs(lctx, DhtXattrs);
         var gfid = seen.Attr.Gfid;
         var results = await OnChildrenAsync(AllChildren, c => c.LookupAsync(lctx, parent, name));
         var holders = new List<(int Child, byte[]? Raw)>();
@@ -749,6 +753,7 @@ public sealed partial class DistributeTranslator : Translator
             Uid = model.Uid, Gid = model.Gid, Atime = model.Atime, Mtime = model.Mtime,
         });
         await c.SetattrAsync(Internal, model.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = model.Mode & ModeBits.PermMask });
+        DirChanged(model.Gfid, child);
         return true;
     }
 
