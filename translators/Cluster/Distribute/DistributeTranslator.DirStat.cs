@@ -94,7 +94,12 @@ public sealed partial class DistributeTranslator
     {
         int n = Children.Count;
         var e = _dirCopies.GetOrAdd(gfid, _ => new DirCopies(n));
-        if (e.Attr.Length != n) return null; // children appended since: the caller's full read starts over
+        if (e.Attr.Length != n)
+        {
+            // Made before children were appended: the caller's full read answers, the next stat starts over.
+            _dirCopies.TryRemove(new KeyValuePair<Gfid, DirCopies>(gfid, e));
+            return null;
+        }
         long now = Environment.TickCount64;
         var ask = new List<int>(n);
         var epochs = new long[n];
