@@ -5,6 +5,7 @@ using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
 using Brickfs.Translators.Graph;
 using Brickfs.Translators.Storage;
+using Brickfs.Tests.Support;
 
 namespace Brickfs.Tests.Distribute;
 
@@ -221,7 +222,8 @@ public sealed class LookupOptimizeTests
             brick.Attach(new MemoryStorageTranslator { Name = $"mem-{i}", TypeName = "storage/memory" });
             counters[i].Attach(brick);
         }
-        var dht = new DistributeTranslator(TranslatorOptions.From(DistributeTranslator.OptionSpecs, ("lookup-optimize", optimize ? "on" : "off")))
+        var dht = new DistributeTranslator(TranslatorOptions.From(DistributeTranslator.OptionSpecs, ("lookup-optimize", optimize ? "on" : "off"),
+            ("dir-stat-cache", "3600"))) // copies kept for the whole test, however slowly it runs
         {
             Name = "dht", TypeName = "cluster/distribute",
         };
@@ -229,6 +231,7 @@ public sealed class LookupOptimizeTests
         var d = await dht.MkdirAsync(Root, Gfid.Root, "d", 0x1ED, Gfid.NewRandom());
         Assert.That(d.Error, Is.EqualTo(Errno.None));
         await dht.LookupAsync(Root, d.Value.Gfid, "warm-up"); // layouts and sizes cached, as in a busy directory
+        await dht.StatAsync(Root, d.Value.Gfid, null); // and the directory's copies, as the stats after earlier creates keep them
 
         int Total() => counters.Sum(c => c.Calls.Values.Sum());
         int Of(Fop f) => counters.Sum(c => c.Calls.GetValueOrDefault(f));
@@ -240,9 +243,115 @@ public sealed class LookupOptimizeTests
         Assert.That((await dht.CreateAsync(Root, d.Value.Gfid, "new-file", 0x1A4, fd)).Error, Is.EqualTo(Errno.None));
         Assert.That(Total(), Is.EqualTo(createRequests), $"CREATE: lookups {Of(Fop.Lookup)}, inodelk {Of(Fop.Inodelk)}, create {Of(Fop.Create)}");
         foreach (var c in counters) c.Calls.Clear();
+        Assert.That((await dht.StatAsync(Root, d.Value.Gfid, null)).Error, Is.EqualTo(Errno.None));
+        Assert.That(Total(), Is.EqualTo(1), "the parent's GETATTR after the entry change: only the child that holds the new entry");
+        foreach (var c in counters) c.Calls.Clear();
         await dht.WriteAsync(Root, fd, 0, new byte[4096]);
         await dht.FlushAsync(Root, fd);
         await dht.ReleaseAsync(Root, fd);
-        TestContext.Out.WriteLine($"lookup-optimize {(optimize ? "on" : "off")}: LOOKUP {lookupRequests}, CREATE {createRequests}, WRITE+FLUSH+RELEASE {Total()} requests");
+        Assert.That(Total(), Is.EqualTo(4), $"WRITE, FLUSH, RELEASE and the guard's unlock: inodelk {Of(Fop.Inodelk)}");
+        TestContext.Out.WriteLine($"lookup-optimize {(optimize ? "on" : "off")}: LOOKUP {lookupRequests}, CREATE {createRequests}, GETATTR of the parent 1, WRITE+FLUSH+RELEASE {Total()} requests");
+    }
+
+    /// <summary>
+    /// The requests a stat of an existing file costs in a complete directory (the kernel's LOOKUP
+    /// after its caches were dropped) and a stat of the file and of its directory after that.
+    /// </summary>
+    [Test]
+    public async Task AnExistingFileCostsOneLookupRequestAndItsStatsOneEach()
+    {
+        var counters = Enumerable.Range(0, 3).Select(i => new Counting { Name = $"count-{i}", TypeName = "debug/count" }).ToList();
+        for (int i = 0; i < 3; i++) counters[i].Attach(new MemoryStorageTranslator { Name = $"mem-{i}", TypeName = "storage/memory" });
+        // Copies kept for an hour: the count below does not depend on how fast the test runs.
+        var dht = new DistributeTranslator(TranslatorOptions.From(DistributeTranslator.OptionSpecs, ("dir-stat-cache", "3600")))
+        {
+            Name = "dht", TypeName = "cluster/distribute",
+        };
+        dht.Attach([.. counters]);
+        var d = (await dht.MkdirAsync(Root, Gfid.Root, "d", 0x1ED, Gfid.NewRandom())).Value;
+        var files = new List<Gfid>();
+        for (int i = 0; i < 12; i++)
+        {
+            var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create | OpenFlags.Exclusive);
+            Assert.That((await dht.CreateAsync(Root, d.Gfid, $"f{i}", 0x1A4, fd)).Error, Is.EqualTo(Errno.None));
+            await dht.ReleaseAsync(Root, fd);
+            files.Add(fd.Gfid);
+        }
+        int Total() => counters.Sum(c => c.Calls.Values.Sum());
+        for (int i = 0; i < files.Count; i++)
+        {
+            foreach (var c in counters) c.Calls.Clear();
+            var l = await dht.LookupAsync(Root, d.Gfid, $"f{i}");
+            Assert.That(l.Error, Is.EqualTo(Errno.None));
+            Assert.That(l.Value.Gfid, Is.EqualTo(files[i]));
+            Assert.That(Total(), Is.EqualTo(1), $"lookup of f{i}: the hashed child alone");
+            foreach (var c in counters) c.Calls.Clear();
+            Assert.That((await dht.StatAsync(Root, files[i], null)).Error, Is.EqualTo(Errno.None));
+            Assert.That(Total(), Is.EqualTo(1), $"stat of f{i}: its data child alone");
+        }
+        foreach (var c in counters) c.Calls.Clear();
+        Assert.That((await dht.StatAsync(Root, d.Gfid, null)).Error, Is.EqualTo(Errno.None));
+        Assert.That(Total(), Is.EqualTo(3), "the directory's first stat: every copy");
+        foreach (var c in counters) c.Calls.Clear();
+        Assert.That((await dht.StatAsync(Root, d.Gfid, null)).Error, Is.EqualTo(Errno.None));
+        Assert.That(Total(), Is.EqualTo(1), "unchanged since: the first child's copy alone is read again");
+    }
+
+    /// <summary>The merged times of a directory's copies as the bricks hold them now.</summary>
+    private static async Task<(Timespec Mtime, Timespec Ctime)> NewestOnBricksAsync(DistributeVolume v, Gfid dir)
+    {
+        var copies = new List<Iatt>();
+        foreach (var b in v.Bricks) copies.Add((await b.StatAsync(Root, dir, null)).Value);
+        var m = copies.Max(c => (c.Mtime.Sec, c.Mtime.Nsec));
+        var t = copies.Max(c => (c.Ctime.Sec, c.Ctime.Nsec));
+        return (new Timespec(m.Sec, m.Nsec), new Timespec(t.Sec, t.Nsec));
+    }
+
+    [Test]
+    public async Task ADirectoryStatShowsThisClientsEntryChangesAtOnceOnWhicheverChildTheyLand()
+    {
+        await using var v = await DistributeVolume.StartAsync(3, dhtOptions: "    option dir-stat-cache 3600\n");
+        var d = await v.MkdirAsync(Gfid.Root, "d");
+        var seen = new HashSet<int>();
+        for (int i = 0; seen.Count < 3 || i < 6; i++)
+        {
+            Assert.That((await v.Dht.StatAsync(Root, d.Gfid, null)).Error, Is.EqualTo(Errno.None), "copies kept");
+            await Task.Delay(2); // a tick of the clock between changes, so each one moves the times
+            var f = await v.CreateAsync(d.Gfid, $"f{i}");
+            seen.Add((await v.DataBricksAsync(d.Gfid, $"f{i}")).Single());
+            var s = (await v.Dht.StatAsync(Root, d.Gfid, null)).Value;
+            Assert.That((s.Mtime, s.Ctime), Is.EqualTo(await NewestOnBricksAsync(v, d.Gfid)), $"after creating f{i}");
+            if (i % 2 == 1)
+            {
+                await Task.Delay(2);
+                Assert.That((await v.Dht.UnlinkAsync(Root, d.Gfid, $"f{i}")).Error, Is.EqualTo(Errno.None));
+                s = (await v.Dht.StatAsync(Root, d.Gfid, null)).Value;
+                Assert.That((s.Mtime, s.Ctime), Is.EqualTo(await NewestOnBricksAsync(v, d.Gfid)), $"after unlinking f{i}");
+            }
+        }
+        await Task.Delay(2);
+        Assert.That((await v.Dht.SetattrAsync(Root, d.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = 0x1C0 })).Error, Is.EqualTo(Errno.None));
+        var after = (await v.Dht.StatAsync(Root, d.Gfid, null)).Value;
+        Assert.That(after.Mode & ModeBits.PermMask, Is.EqualTo(0x1C0u), "chmod through this client");
+        Assert.That((after.Mtime, after.Ctime), Is.EqualTo(await NewestOnBricksAsync(v, d.Gfid)));
+    }
+
+    [TestCase("0")]
+    [TestCase("1")]
+    public async Task AnotherClientsEntryOnAnotherChildShowsInTheDirectoryStatWithinDirStatCache(string seconds)
+    {
+        await using var v = await DistributeVolume.StartAsync(3, dhtOptions: $"    option dir-stat-cache {seconds}\n");
+        var d = await v.MkdirAsync(Gfid.Root, "d");
+        await using var other = v.Remount();
+        for (int i = 0; i < 6; i++)
+        {
+            Assert.That((await v.Dht.StatAsync(Root, d.Gfid, null)).Error, Is.EqualTo(Errno.None), "copies kept by the first client");
+            await Task.Delay(2);
+            await other.CreateAsync(d.Gfid, $"f{i}");
+            var newest = await NewestOnBricksAsync(v, d.Gfid);
+            async Task<bool> Shows() => ((await v.Dht.StatAsync(Root, d.Gfid, null)).Value is var s) && (s.Mtime, s.Ctime) == newest;
+            if (seconds == "0") Assert.That(await Shows(), Is.True, $"f{i}: every child asked every time");
+            else await Eventually.HoldsAsync(TimeSpan.FromSeconds(10), Shows, $"f{i} made by another client shows in the directory's times");
+        }
     }
 }

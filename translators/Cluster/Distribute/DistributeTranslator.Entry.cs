@@ -96,6 +96,7 @@ public sealed partial class DistributeTranslator
                         {
                             await c.ReleaseAsync(ctx, fd);
                             if (made.Value.Gfid == expected) await c.UnlinkAsync(Internal, parent, name);
+                            DirChanged(parent, i);
                         }
                         return g.Error;
                     }
@@ -135,6 +136,7 @@ public sealed partial class DistributeTranslator
                     await Children[child].ReleaseAsync(ctx, fd);
                     if (owner != 0) await ReleaseGuardAsync(ctx, child, fd.Gfid, owner);
                     await Children[child].UnlinkAsync(Internal, parent, name);
+                    DirChanged(parent, child);
                     continue;
                 }
             }
@@ -190,6 +192,7 @@ public sealed partial class DistributeTranslator
         var root = await GetLayoutAsync(Gfid.Root);
         var layout = await NewLayoutAsync(holders, root.Ok ? _volumeCommit : InitialCommit);
         await WriteLayoutAsync(newGfid, layout, holders);
+        DirChanged(parent);
         CacheLayout(newGfid, layout);
         _dirs[newGfid] = 0;
         return ForCaller(ctx, MergeDirAttrs(copies));
@@ -203,6 +206,7 @@ public sealed partial class DistributeTranslator
         if (l.IsDir) return Errno.EISDIR;
         // Data first, then the pointer: a lookup in between finds a stale link-to and removes it.
         var r = await Children[l.DataChild].UnlinkAsync(ctx, parent, name);
+        DirChanged(parent, l.DataChild);
         if (!r.Ok) return r;
         if (l.Hashed != l.DataChild) await RemoveLinktoAsync(l.Hashed, parent, name, l.Attr.Gfid);
         return FopResult.Success;
@@ -220,6 +224,8 @@ public sealed partial class DistributeTranslator
         var first = await Children[loc.Value.Hashed].RmdirAsync(ctx, parent, name);
         if (!first.Ok && !IsAbsent(first.Error)) return first;
         await AllAsync(AllChildren.Where(i => i != loc.Value.Hashed).Select(i => Children[i].RmdirAsync(Internal, parent, name)));
+        DirChanged(parent);
+        DirGone(gfid);
         _layouts.TryRemove(gfid, out _);
         _dirs.TryRemove(gfid, out _);
         return FopResult.Success;
@@ -237,6 +243,7 @@ public sealed partial class DistributeTranslator
         {
             foreach (var name in scans[i].Linktos) await Children[i].UnlinkAsync(Internal, dir, name);
         }
+        DirChanged(dir);
         return FopResult.Success;
     }
 
@@ -297,11 +304,20 @@ public sealed partial class DistributeTranslator
             if (s.IsDir && !t.IsDir) return Errno.ENOTDIR;
             if (!s.IsDir && t.IsDir) return Errno.EISDIR;
         }
-        if (s.IsDir) return await RenameDirAsync(ctx, d, oldParent, oldName, newParent, newName, newHashed, flags);
+        if (s.IsDir)
+        {
+            var moved = await RenameDirAsync(ctx, d, oldParent, oldName, newParent, newName, newHashed, flags);
+            DirChanged(oldParent);
+            DirChanged(newParent);
+            DirChanged(s.Attr.Gfid); // its ".." and ctime
+            return moved;
+        }
 
         // A file: rename where the data is, point the new hashed child at it, then drop leftovers.
         int data = s.DataChild;
         var r = await Children[data].RenameAsync(ctx, oldParent, oldName, newParent, newName, flags & RenameFlags.NoReplace);
+        DirChanged(oldParent, data);
+        DirChanged(newParent, data);
         if (!r.Ok) return r;
         if (newHashed != data)
         {
@@ -313,6 +329,7 @@ public sealed partial class DistributeTranslator
             var victim = await Children[replaced.DataChild].LookupAsync(Internal, newParent, newName);
             if (victim.Ok && victim.Value.Gfid == replaced.Attr.Gfid)
                 await Children[replaced.DataChild].UnlinkAsync(Internal, newParent, newName);
+            DirChanged(newParent, replaced.DataChild);
         }
         if (s.Hashed != data && !(s.Hashed == newHashed && oldParent == newParent && oldName == newName))
             await RemoveLinktoAsync(s.Hashed, oldParent, oldName, s.Attr.Gfid);
@@ -335,6 +352,7 @@ public sealed partial class DistributeTranslator
         if (!first.Ok && rest.All(r => !r.Ok)) return first;
         if (target is { } gone)
         {
+            DirGone(gone.Attr.Gfid);
             _layouts.TryRemove(gone.Attr.Gfid, out _);
             _dirs.TryRemove(gone.Attr.Gfid, out _);
         }
@@ -370,6 +388,10 @@ public sealed partial class DistributeTranslator
             }
             any = true;
         }
+        DirChanged(oldParent);
+        DirChanged(newParent);
+        if (a.IsDir) DirChanged(a.Attr.Gfid);
+        if (b.IsDir) DirChanged(b.Attr.Gfid);
         // a now answers to newName (hashed b.Hashed); b to oldName (hashed a.Hashed).
         await RepointAsync(a, newParent, newName, newHashed: b.Hashed, oldHashed: a.Hashed);
         await RepointAsync(b, oldParent, oldName, newHashed: a.Hashed, oldHashed: b.Hashed);
@@ -400,6 +422,7 @@ public sealed partial class DistributeTranslator
             data = p.Value.Child;
             r = await Children[data].LinkAsync(ctx, gfid, newParent, newName);
         }
+        DirChanged(newParent, data);
         if (!r.Ok) return r.Error;
         if (h.Value != data) await PutLinktoAsync(h.Value, newParent, newName, gfid, data, replace: false);
         return ForCaller(ctx, r.Value);

@@ -55,17 +55,6 @@ public sealed partial class DistributeTranslator
         return r.Ok ? ForCaller(ctx, r.Value) : r.Error;
     }
 
-    private async ValueTask<FopResult<Iatt>> StatDirAsync(FopContext ctx, Gfid gfid)
-    {
-        var all = await OnChildrenAsync(AllChildren, c => c.StatAsync(ctx, gfid, null));
-        var copies = all.Where(r => r.Ok && r.Value.IsDirectory).Select(r => r.Value).ToList();
-        if (copies.Count > 0) return MergeDirAttrs(copies);
-        _dirs.TryRemove(gfid, out _);
-        _layouts.TryRemove(gfid, out _);
-        var err = all.FirstOrDefault(r => !IsAbsent(r.Error), all[0]).Error;
-        return err == Errno.None ? Errno.ESTALE : err;
-    }
-
     public override async ValueTask<FopResult<Iatt>> SetattrAsync(FopContext ctx, Gfid gfid, FileHandle? fd, SetattrRequest request)
     {
         FopResult<Iatt> r;
@@ -73,7 +62,7 @@ public sealed partial class DistributeTranslator
         else
         {
             r = await OnFileGuardedAsync(ctx, gfid, c => c.SetattrAsync(ctx, gfid, fd is not null && ChildOf(fd) == c ? fd : null, request),
-                () => OnDirAllAsync(c => c.SetattrAsync(ctx, gfid, fd, request)));
+                () => OnDirChangedAsync(gfid, c => c.SetattrAsync(ctx, gfid, fd, request)));
             // A file open here for reading that is gone from every child (unlinked, renamed over):
             // its descriptor still reaches it, and nothing can migrate a file without a name.
             if (IsAbsent(r.Error) && fd is not null && !fd.IsDirectory && ChildOf(fd) is { } reader) r = await reader.SetattrAsync(ctx, gfid, fd, request);
@@ -112,7 +101,7 @@ public sealed partial class DistributeTranslator
 
     public override async ValueTask<FopResult> SetxattrAsync(FopContext ctx, Gfid gfid, string name, ReadOnlyMemory<byte> value, int flags) =>
         name == CommitXattr ? Errno.EPERM : (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags)),
-            () => OnDirAllAsync(c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags))))).AsPlain();
+            () => OnDirChangedAsync(gfid, c => Plain(c.SetxattrAsync(ctx, gfid, name, value, flags))))).AsPlain();
 
     public override ValueTask<FopResult<byte[]>> GetxattrAsync(FopContext ctx, Gfid gfid, string name) =>
         name == CommitXattr ? ValueTask.FromResult(FopResult<byte[]>.Fail(Errno.ENODATA)) : OnGfidAsync(gfid, c => c.GetxattrAsync(ctx, gfid, name), () => OnDirFirstAsync(c => c.GetxattrAsync(ctx, gfid, name)));
@@ -127,14 +116,19 @@ public sealed partial class DistributeTranslator
 
     public override async ValueTask<FopResult> RemovexattrAsync(FopContext ctx, Gfid gfid, string name) =>
         name == CommitXattr ? Errno.EPERM : (await OnFileGuardedAsync(ctx, gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name)),
-            () => OnDirAllAsync(c => Plain(c.RemovexattrAsync(ctx, gfid, name))))).AsPlain();
+            () => OnDirChangedAsync(gfid, c => Plain(c.RemovexattrAsync(ctx, gfid, name))))).AsPlain();
 
     // ---- internal fops: a file's data child; directories on the first child -------------------
 
     public override ValueTask<FopResult<IReadOnlyDictionary<string, long[]>>> XattropAsync(FopContext ctx, Gfid gfid, FileHandle? fd, IReadOnlyDictionary<string, long[]> deltas)
     {
         if (fd is not null && !fd.IsDirectory && ChildOf(fd) is { } held) return held.XattropAsync(ctx, gfid, fd, deltas);
-        return OnGfidAsync(gfid, c => c.XattropAsync(ctx, gfid, fd, deltas), () => OnDirFirstAsync(c => c.XattropAsync(ctx, gfid, fd, deltas)));
+        return OnGfidAsync(gfid, c => c.XattropAsync(ctx, gfid, fd, deltas), async () =>
+        {
+            var r = await OnDirFirstAsync(c => c.XattropAsync(ctx, gfid, fd, deltas));
+            DirChanged(gfid);
+            return r;
+        });
     }
 
     public override ValueTask<FopResult<FileLock>> InodelkAsync(FopContext ctx, string domain, Gfid gfid, LockCommand command, FileLock lk) =>
@@ -220,9 +214,12 @@ public sealed partial class DistributeTranslator
         if (!fd.RemoveContext(this, out var state) || state is not FileState s) return Errno.EBADF;
         if (s.Writer) _writers.AddOrUpdate(s.Gfid, 0, (_, n) => n - 1);
         if (s.Writer && _writers.TryGetValue(s.Gfid, out int left) && left <= 0) _writers.TryRemove(new KeyValuePair<Gfid, int>(s.Gfid, left));
-        var r = await Children[s.Child].ReleaseAsync(ctx, fd);
+        // The guard goes with the release, not after it: the release is the handle's last fop, so
+        // every write through it was answered before; a migration granted from here copies the
+        // final content, and the old copy's descriptor is closed by the release either way.
+        var release = Children[s.Child].ReleaseAsync(ctx, fd);
         if (s.GuardOwner != 0) await ReleaseGuardAsync(new FopContext { ClientId = s.GuardClient }, s.Child, s.Gfid, s.GuardOwner);
-        return r;
+        return await release;
     }
 
     // ---- directories ----------------------------------------------------------------------------
@@ -293,7 +290,7 @@ public sealed partial class DistributeTranslator
             }
         }
         else (child, cookie) = (c0, cc0);
-        var lctx = WithDhtXattrs(ctx);
+        var lctx = WithDhtXattrs(ctx, LinktoOnly);
         var result = new List<DirEntry>();
         // The same rough cost per entry as the bricks use, so a batch spans children up to the hint.
         int budget = Math.Max(sizeHint, 512);
@@ -306,6 +303,7 @@ public sealed partial class DistributeTranslator
                 continue;
             }
             var r = await Children[child].ReaddirplusAsync(lctx, fd, cookie, budget);
+            DirChanged(fd.Gfid, child); // its atime
             if (!r.Ok)
             {
                 if (result.Count > 0) return result;

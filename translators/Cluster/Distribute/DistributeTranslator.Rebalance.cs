@@ -49,6 +49,7 @@ public sealed partial class DistributeTranslator
         }
         var layout = await NewLayoutAsync([.. AllChildren], commit + 1, new DirLayout(commit, ranges));
         var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+        DirChanged(dir);
         _dirs[dir] = 0;
         CacheLayout(dir, layout);
         return written.FirstOrDefault(w => !w.Ok, FopResult.Success) is { Ok: false } bad ? bad.Error : layout;
@@ -86,6 +87,7 @@ public sealed partial class DistributeTranslator
             if (!read.IsComplete) return Errno.EAGAIN;
             var layout = read.WithCommit(commit);
             var written = await AllAsync(AllChildren.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+            DirChanged(dir);
             var bad = written.FirstOrDefault(w => !w.Ok, FopResult.Success);
             if (bad.Ok) CacheLayout(dir, layout);
             else _layouts.TryRemove(dir, out _);
@@ -176,6 +178,7 @@ public sealed partial class DistributeTranslator
         await dst.RemovexattrAsync(Internal, gfid, LinktoXattr);
         _dataChild[gfid] = l.Hashed;
         await src.UnlinkAsync(Internal, parent, name);
+        DirChanged(parent, l.DataChild);
         return new MigrationResult(MigrationOutcome.Moved, a.Size);
     }
 

@@ -77,6 +77,8 @@ public sealed partial class DistributeTranslator : Translator
             "a miss on the hashed child of a directory whose layout carries the volume commit (complete since the last rebalance) is ENOENT without asking the other children"),
         new("layout-refresh", OptionType.Seconds, "1",
             "how long a directory's layout and the volume commit are reused before they are read again (in the background up to twice this; rebalance waits three times this before changing layouts)"),
+        new("dir-stat-cache", OptionType.Seconds, "1",
+            "how long each child's copy of a directory's attributes is reused for its stat: a stat asks only the children whose copy changed through this client or is older (another client's new entry on another child shows within this); 0 asks every child every time"),
     ];
 
     public static TranslatorType Type { get; } = new("cluster/distribute", OptionSpecs, 1, DirCookie.MaxChildren,
@@ -88,6 +90,7 @@ public sealed partial class DistributeTranslator : Translator
     private readonly long _statfsIntervalMs;
     private readonly bool _lookupOptimize;
     private readonly long _layoutRefreshMs;
+    private readonly long _dirStatCacheMs;
     private volatile HashSet<string> _decommissionedLive;
 
     /// <summary>The volume commit as last read from the children's root directories (with the root's layout).</summary>
@@ -109,6 +112,9 @@ public sealed partial class DistributeTranslator : Translator
     private readonly ConcurrentDictionary<Gfid, int> _writers = new();
 
     private static readonly string[] DhtXattrs = [LinktoXattr, LayoutXattr];
+
+    /// <summary>What a name's lookup or a listing needs to tell a link-to apart; a directory's layout is read by <see cref="LookupDirAsync"/>.</summary>
+    private static readonly string[] LinktoOnly = [LinktoXattr];
     private static readonly FopContext Internal = FopContext.Internal();
     private static readonly FopContext InternalWithXattrs = new() { ClientId = "internal", XattrRequest = DhtXattrs };
     private static readonly FopContext InternalWithRootXattrs = new() { ClientId = "internal", XattrRequest = [LayoutXattr, CommitXattr] };
@@ -122,6 +128,7 @@ public sealed partial class DistributeTranslator : Translator
         _statfsIntervalMs = (long)options.GetSeconds("statfs-interval").TotalMilliseconds;
         _lookupOptimize = options.GetBool("lookup-optimize");
         _layoutRefreshMs = (long)options.GetSeconds("layout-refresh").TotalMilliseconds;
+        _dirStatCacheMs = (long)options.GetSeconds("dir-stat-cache").TotalMilliseconds;
     }
 
     public DistributeTranslator() : this(TranslatorOptions.From(OptionSpecs)) { }
@@ -159,6 +166,7 @@ public sealed partial class DistributeTranslator : Translator
         Children = [.. children];
         _space.Clear();
         _layouts.Clear();
+        _dirCopies.Clear();
         return ValueTask.CompletedTask;
     }
 
@@ -173,14 +181,14 @@ public sealed partial class DistributeTranslator : Translator
         return -1;
     }
 
-    /// <summary>The caller's context also asking for the xattrs distribute needs to classify entries.</summary>
-    private static FopContext WithDhtXattrs(FopContext ctx)
+    /// <summary>The caller's context also asking for the xattrs <paramref name="keys"/> distribute needs.</summary>
+    private static FopContext WithDhtXattrs(FopContext ctx, string[] keys)
     {
         var c = new FopContext
         {
             Uid = ctx.Uid, Gid = ctx.Gid, Pid = ctx.Pid, Groups = ctx.Groups, LockOwner = ctx.LockOwner,
             ClientId = ctx.ClientId, RequestId = ctx.RequestId, Cancellation = ctx.Cancellation,
-            XattrRequest = ctx.XattrRequest is null ? DhtXattrs : [.. ctx.XattrRequest.Union(DhtXattrs)],
+            XattrRequest = ctx.XattrRequest is null ? keys : [.. ctx.XattrRequest.Union(keys)],
         };
         if (ctx.HasExtra)
         {
@@ -380,6 +388,7 @@ public sealed partial class DistributeTranslator : Translator
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(value, commit);
         var written = await OnChildrenAsync(AllChildren, c => Plain(c.SetxattrAsync(Internal, Gfid.Root, CommitXattr, value, 0)));
         _volumeCommit = commit;
+        DirChanged(Gfid.Root);
         return written.FirstOrDefault(w => !w.Ok, true) is { Ok: false } bad ? bad.Error : FopResult.Success;
     }
 
@@ -479,6 +488,7 @@ public sealed partial class DistributeTranslator : Translator
             if (missing.Count > 0)
             {
                 await AllAsync(missing.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, DirLayout.EncodeEntry(layout.Commit, null), 0)));
+                DirChanged(dir);
             }
         }
         else
@@ -589,6 +599,7 @@ public sealed partial class DistributeTranslator : Translator
                 r = await op(Children[data]);
                 if (!r.Ok) await RemoveLinktoAsync(hashed, parent, name, gfid);
             }
+            DirChanged(parent, data);
             if (r.Ok)
             {
                 _dataChild[r.Value.Gfid] = data;
@@ -601,8 +612,11 @@ public sealed partial class DistributeTranslator : Translator
         }
     }
 
-    private async ValueTask WriteLayoutAsync(Gfid dir, DirLayout layout, IEnumerable<int> children) =>
+    private async ValueTask WriteLayoutAsync(Gfid dir, DirLayout layout, IEnumerable<int> children)
+    {
         await AllAsync(children.Select(i => Children[i].SetxattrAsync(Internal, dir, LayoutXattr, layout.Encode(i), 0)));
+        DirChanged(dir);
+    }
 
     // ---- lookup ----------------------------------------------------------------------------
 
@@ -625,7 +639,7 @@ public sealed partial class DistributeTranslator : Translator
         if (!lr.Ok) return lr.Error;
         int hashed = lr.Value.ChildFor(name);
         if (hashed < 0) return Errno.EIO;
-        var lctx = WithDhtXattrs(ctx);
+        var lctx = WithDhtXattrs(ctx, LinktoOnly);
         var r = await Children[hashed].LookupAsync(lctx, parent, name);
         if (r.Ok)
         {
@@ -696,6 +710,7 @@ public sealed partial class DistributeTranslator : Translator
     /// </summary>
     private async ValueTask<FopResult<Located>> LookupDirAsync(FopContext lctx, Gfid parent, string name, (int Child, Iatt Attr) seen)
     {
+        lctx = WithDhtXattrs(lctx, DhtXattrs);
         var gfid = seen.Attr.Gfid;
         var results = await OnChildrenAsync(AllChildren, c => c.LookupAsync(lctx, parent, name));
         var holders = new List<(int Child, byte[]? Raw)>();
@@ -730,6 +745,7 @@ public sealed partial class DistributeTranslator : Translator
     {
         var c = Children[child];
         var m = await c.MkdirAsync(Internal, parent, name, model.Mode & ModeBits.PermMask, model.Gfid);
+        DirChanged(parent, child);
         if (!m.Ok) return m.Error == Errno.EEXIST && (await c.StatAsync(Internal, model.Gfid, null)).Ok;
         await c.SetattrAsync(Internal, model.Gfid, null, new SetattrRequest
         {
@@ -737,6 +753,7 @@ public sealed partial class DistributeTranslator : Translator
             Uid = model.Uid, Gid = model.Gid, Atime = model.Atime, Mtime = model.Mtime,
         });
         await c.SetattrAsync(Internal, model.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = model.Mode & ModeBits.PermMask });
+        DirChanged(model.Gfid, child);
         return true;
     }
 
@@ -769,6 +786,7 @@ public sealed partial class DistributeTranslator : Translator
         var x = await c.SetxattrAsync(Internal, gfid, LinktoXattr, value, 0);
         var r = x.Ok ? await c.RenameAsync(Internal, parent, tmp, parent, name, replace ? RenameFlags.None : RenameFlags.NoReplace) : x;
         if (!r.Ok) await c.UnlinkAsync(Internal, parent, tmp);
+        DirChanged(parent, child);
         return r;
     }
 
@@ -778,7 +796,10 @@ public sealed partial class DistributeTranslator : Translator
         var c = Children[child];
         var r = await c.LookupAsync(InternalWithXattrs, parent, name);
         if (r.Ok && r.Value.Gfid == gfid && await LinktoTargetAsync(child, r.Value) is not null)
+        {
             await c.UnlinkAsync(Internal, parent, name);
+            DirChanged(parent, child);
+        }
     }
 
     // ---- GFID -> child ---------------------------------------------------------------------
