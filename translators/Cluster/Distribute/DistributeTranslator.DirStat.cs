@@ -29,6 +29,9 @@ public sealed partial class DistributeTranslator
         public readonly long[] Epoch = new long[children];
     }
 
+    /// <summary>How many directories' copies are kept at most.</summary>
+    private const int MaxKeptDirectories = 65536;
+
     /// <summary>Directory GFID -> its copies per child (reused by <see cref="StatDirAsync"/> for dir-stat-cache).</summary>
     private readonly ConcurrentDictionary<Gfid, DirCopies> _dirCopies = new();
 
@@ -93,6 +96,8 @@ public sealed partial class DistributeTranslator
     private async ValueTask<FopResult<Iatt>?> StatDirKeptAsync(FopContext ctx, Gfid gfid)
     {
         int n = Children.Count;
+        // A cache, not a record: past its bound it starts over (the next stats ask every child).
+        if (_dirCopies.Count >= MaxKeptDirectories && !_dirCopies.ContainsKey(gfid)) _dirCopies.Clear();
         var e = _dirCopies.GetOrAdd(gfid, _ => new DirCopies(n));
         if (e.Attr.Length != n)
         {
