@@ -247,6 +247,7 @@ public static class Program
                 ReaderThreads = options.ReaderThreads,
                 Transport = options.Transport,
                 ReadaheadKiB = options.ReadaheadKiB,
+                StorageInProcess = bridgeOptions.SoleClient,
             }, bridgeOptions, log);
         }
         catch (FuseMountException e)

@@ -36,6 +36,12 @@ public sealed record FuseSessionOptions
     /// </summary>
     public int? ReadaheadKiB { get; init; } = DefaultReadaheadKiB;
     public const int DefaultReadaheadKiB = 4096;
+    /// <summary>
+    /// The graph's storage runs in this process (no protocol/client): its reads block their
+    /// thread on the disk instead of awaiting a brick, so big reads leave the io_uring queue
+    /// threads (<see cref="FuseUringQueue"/>).
+    /// </summary>
+    public bool StorageInProcess { get; init; }
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>
@@ -70,6 +76,8 @@ public sealed class FuseSession : IAsyncDisposable
         FuseConst.BigWrites | FuseConst.AutoInvalData | FuseConst.AsyncDio | FuseConst.MaxPages | FuseConst.HandleKillprivV2;
 
     private readonly FuseSessionOptions _options;
+
+    internal FuseSessionOptions Options => _options;
     private readonly IFuseRequestHandler _handler;
     private readonly Log _log;
     private readonly BufferPool _pool;

@@ -110,9 +110,13 @@ internal sealed class RecordingTranslator : Translator
         return base.WriteAsync(ctx, fd, offset, data);
     }
 
+    /// <summary>Runs on the thread that serves a read, before the read goes down (it may block, as a disk read would).</summary>
+    public Action<int>? BeforeRead { get; set; }
+
     public override async ValueTask<FopResult<DataBuffer>> ReadAsync(FopContext ctx, FileHandle fd, long offset, int size)
     {
         Interlocked.Increment(ref _readsStarted);
+        BeforeRead?.Invoke(size);
         var r = await base.ReadAsync(ctx, fd, offset, size);
         Finished.Enqueue((Fop.Read, ctx.Cancellation.IsCancellationRequested, r.Error));
         return r;

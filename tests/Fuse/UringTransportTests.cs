@@ -202,4 +202,34 @@ public class UringTransportTests
             FuseTest.ForceUnmount(dir);
         }
     }
+
+    /// <summary>
+    /// With the storage in this process a read blocks its thread on the disk. Two big reads made
+    /// on one CPU land on that CPU's queue; each waits (as on a disk) until the other has
+    /// started too. Served inline on the queue thread the second would wait behind the first.
+    /// </summary>
+    [Test, CancelAfter(60_000)]
+    public async Task BigReadsOfInProcessStorageAreServedSideBySide()
+    {
+        AssertUringEnabled();
+        await using var m = await InProcessMount.StartAsync(session: Uring with { StorageInProcess = true });
+        var data = new byte[4 << 20];
+        Random.Shared.NextBytes(data);
+        File.WriteAllBytes(m["big"], data);
+        using var bothStarted = new CountdownEvent(2);
+        int metTheOther = 0;
+        m.Recorder.BeforeRead = size =>
+        {
+            if (size < 1 << 20) return;
+            bothStarted.Signal();
+            if (bothStarted.Wait(TimeSpan.FromSeconds(10))) Interlocked.Increment(ref metTheOther);
+        };
+        int cpu = OnlineCpus()[0];
+        var readers = new[] { 0, 2 }.Select(mib => Task.Run(() => FuseTest.Run("taskset",
+            ["-c", cpu.ToString(), "dd", $"if={m["big"]}", "of=/dev/null", "bs=1M", "count=1", $"skip={mib}", "iflag=direct", "status=none"]))).ToArray();
+        var results = await Task.WhenAll(readers);
+        m.Recorder.BeforeRead = null;
+        foreach (var r in results) Assert.That(r.Exit, Is.Zero, r.Err);
+        Assert.That(metTheOther, Is.EqualTo(2), "each 1 MiB read found the other one started while it waited");
+    }
 }
