@@ -76,8 +76,6 @@ public sealed class FuseSession : IAsyncDisposable
         FuseConst.BigWrites | FuseConst.AutoInvalData | FuseConst.AsyncDio | FuseConst.MaxPages | FuseConst.HandleKillprivV2;
 
     private readonly FuseSessionOptions _options;
-
-    internal FuseSessionOptions Options => _options;
     private readonly IFuseRequestHandler _handler;
     private readonly Log _log;
     private readonly BufferPool _pool;
@@ -103,6 +101,9 @@ public sealed class FuseSession : IAsyncDisposable
     }
 
     public string MountPoint { get; }
+
+    /// <summary>What this session was started with.</summary>
+    internal FuseSessionOptions Options => _options;
 
     public FuseNegotiated? Negotiated { get; private set; }
 

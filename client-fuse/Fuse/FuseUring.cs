@@ -378,7 +378,7 @@ internal sealed class FuseUringQueue : IDisposable
     /// milliseconds. A big read of a volume whose storage is in this process (storage/posix
     /// reads synchronously) waits on the disk: read-ahead sends a file's next windows to the
     /// same CPU's queue, and inline they would be read one after another instead of together
-    /// (local volume, 1 GiB cold: 554-696 MiB/s inline, 923-1,215 MiB/s off the ring). A
+    /// (local volume, 1 GiB cold: 554-723 MiB/s inline, 923-1,215 MiB/s off the ring). A
     /// network volume's read awaits its brick at once, so there it stays inline.
     /// </summary>
     private bool LeavesTheRing(FuseRequest request) => request.Opcode switch
