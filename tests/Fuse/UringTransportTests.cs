@@ -200,6 +200,7 @@ public class UringTransportTests
             await mount.UnmountAsync();
             await mount.DisposeAsync();
             FuseTest.ForceUnmount(dir);
+            Directory.Delete(dir, recursive: true);
         }
     }
 
