@@ -31,15 +31,9 @@ grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null || true
 
 PREFIX=/opt/brickfs
 mkdir -p "$PREFIX/lib" /var/log/brickfs /var/lib/brickfs
-# Ahead-of-time compiled (ReadyToRun) for this machine's runtime: a mount or brick starts
-# serving at full speed instead of compiling its hot paths during its first seconds of work
-# (a fresh mount's first 2,000 creates: 2,045-3,154 files/s against 1,074-2,791 JIT-only).
-RID=$(dotnet --info | awk '$1 == "RID:" && r == "" { r = $2 } END { print r }')
-for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj \
-            mgmt/mgmtd/*.csproj mgmt/brickctl/*.csproj mgmt/shd/*.csproj; do
-  dotnet publish "$proj" -c Release -r "${RID:-linux-x64}" --self-contained false -p:PublishReadyToRun=true \
-    -o "$PREFIX/lib" --nologo -v q >/dev/null
-done
+# Built as every installed copy is (scripts/publish.sh: Release, ReadyToRun for this machine).
+scripts/publish.sh "$PREFIX/lib" client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj \
+  mgmt/mgmtd/*.csproj mgmt/brickctl/*.csproj mgmt/shd/*.csproj
 
 for prog in brickd brickfs-mgmtd brickctl brickfs-shd; do ln -sf "$PREFIX/lib/$prog" "/usr/local/bin/$prog"; done
 ln -sf "$PREFIX/lib/mount.brickfs" /usr/local/bin/mount.brickfs

@@ -22,12 +22,7 @@ done
 if [ -n "${BRICKFS_BENCH_PREFIX:-}" ]; then
   # Programs published privately (release build), so a shared /opt/brickfs that other runs
   # are using is left alone.
-  # Built as install.sh builds them (ReadyToRun).
-  RID=$(dotnet --info | awk '$1 == "RID:" && r == "" { r = $2 } END { print r }')
-  for proj in client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj; do
-    dotnet publish "$proj" -c Release -r "${RID:-linux-x64}" --self-contained false -p:PublishReadyToRun=true \
-      -o "$BRICKFS_BENCH_PREFIX" --nologo -v q >/dev/null
-  done
+  scripts/publish.sh "$BRICKFS_BENCH_PREFIX" client-fuse/Brickfs.ClientFuse.csproj brickd/Brickfs.Brickd.csproj
   export PATH="$BRICKFS_BENCH_PREFIX:$PATH"
 else
   ./install.sh >/dev/null

@@ -89,7 +89,16 @@ public sealed class FuseSession : IAsyncDisposable
     private int _fd = -1;
     private int _runningReaders;
     private int _unmounted;
-    private string? _connectionId;
+    /// <summary>The mount's device, "major:minor" (null if mountinfo did not show the mount).</summary>
+    private string? _device;
+
+    /// <summary>
+    /// The fusectl connection number: the device number as the kernel encodes it internally
+    /// ((major &lt;&lt; 20) | minor; FUSE mounts have major 0, so it is the minor).
+    /// </summary>
+    private uint? ConnectionId => _device?.Split(':') is [var major, var minor]
+        && uint.TryParse(major, CultureInfo.InvariantCulture, out uint ma) && uint.TryParse(minor, CultureInfo.InvariantCulture, out uint mi)
+        ? (ma << 20) | mi : null;
 
     private FuseSession(string mountPoint, FuseSessionOptions options, IFuseRequestHandler handler, Log log)
     {
@@ -161,8 +170,8 @@ public sealed class FuseSession : IAsyncDisposable
             _fd = -1;
             throw new FuseMountException($"mount {MountPoint}: {Native.Describe(e)}");
         }
-        _connectionId = FindConnectionId(MountPoint);
-        _log.Info("fuse.mounted", $"dir={MountPoint} conn={_connectionId} readers={_options.ReaderThreads}");
+        _device = FindDevice(MountPoint);
+        _log.Info("fuse.mounted", $"dir={MountPoint} dev={_device} conn={ConnectionId} readers={_options.ReaderThreads}");
         _runningReaders = _options.ReaderThreads;
         for (int i = 0; i < _options.ReaderThreads; i++)
         {
@@ -172,8 +181,11 @@ public sealed class FuseSession : IAsyncDisposable
         }
     }
 
-    /// <summary>The fusectl connection number (the mount's device minor) from /proc/self/mountinfo.</summary>
-    private static string? FindConnectionId(string mountPoint)
+    /// <summary>
+    /// The mount's device as mountinfo shows it ("major:minor", the name of its backing device
+    /// under /sys/class/bdi), from /proc/self/mountinfo.
+    /// </summary>
+    private static string? FindDevice(string mountPoint)
     {
         try
         {
@@ -182,7 +194,7 @@ public sealed class FuseSession : IAsyncDisposable
             {
                 var f = line.Split(' ');
                 if (f.Length > 4 && Unescape(f[4]) == mountPoint && line.Contains(" - fuse", StringComparison.Ordinal))
-                    found = f[2].Split(':')[1];
+                    found = f[2];
             }
             return found;
         }
@@ -405,14 +417,14 @@ public sealed class FuseSession : IAsyncDisposable
     }
 
     /// <summary>
-    /// Writes the read-ahead window into the mount's backing device (bdi 0:conn). The kernel
+    /// Writes the read-ahead window into the mount's backing device (bdi major:minor). The kernel
     /// applied our INIT reply while the reply was written, so this comes after it and stays.
     /// A failure costs speed only: logged, the mount goes on.
     /// </summary>
     private void SetReadahead()
     {
-        if (_options.ReadaheadKiB is not { } kib || _connectionId is null) return;
-        string path = $"/sys/class/bdi/0:{_connectionId}/read_ahead_kb";
+        if (_options.ReadaheadKiB is not { } kib || _device is null) return;
+        string path = $"/sys/class/bdi/{_device}/read_ahead_kb";
         try
         {
             File.WriteAllText(path, kib.ToString(CultureInfo.InvariantCulture));
@@ -546,12 +558,12 @@ public sealed class FuseSession : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _unmounted, 1) == 0 && !Completion.IsCompleted)
         {
-            string? shown = _connectionId is null ? null : FindConnectionId(MountPoint);
-            if (shown != _connectionId)
+            string? shown = _device is null ? null : FindDevice(MountPoint);
+            if (shown != _device)
             {
                 // umount(2) takes a path: it would end whatever mount is on top there now (one
                 // stacked over ours, or a newer one after ours was lazily detached). End ours instead.
-                _log.Warn("fuse.umount-skipped", $"dir={MountPoint} conn={_connectionId} shown={shown ?? "none"}; ending our connection only");
+                _log.Warn("fuse.umount-skipped", $"dir={MountPoint} dev={_device} shown={shown ?? "none"}; ending our connection only");
                 Abort();
             }
             else
@@ -572,14 +584,14 @@ public sealed class FuseSession : IAsyncDisposable
     /// <summary>Ends the connection at once: every pending and future request fails with ENOTCONN.</summary>
     public void Abort()
     {
-        if (_connectionId is null || Completion.IsCompleted) return;
+        if (ConnectionId is not { } connection || Completion.IsCompleted) return;
         const string fusectl = "/sys/fs/fuse/connections";
-        string path = $"{fusectl}/{_connectionId}/abort";
+        string path = $"{fusectl}/{connection}/abort";
         if (!File.Exists(path)) Native.Mount("fusectl", fusectl, "fusectl", 0, null);
         try
         {
             File.WriteAllText(path, "1");
-            _log.Warn("fuse.aborted", $"dir={MountPoint} conn={_connectionId}");
+            _log.Warn("fuse.aborted", $"dir={MountPoint} conn={connection}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
