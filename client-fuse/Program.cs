@@ -248,6 +248,7 @@ public static class Program
                 Transport = options.Transport,
                 ReadaheadKiB = options.ReadaheadKiB,
                 StorageInProcess = bridgeOptions.SoleClient,
+                Passthrough = options.Passthrough && bridgeOptions.SoleClient,
             }, bridgeOptions, log);
         }
         catch (FuseMountException e)

@@ -52,6 +52,8 @@ public sealed class FuseBridge : IFuseRequestHandler
     private readonly NodeTable _nodes = new();
     private readonly EntryTracker _entries;
     private readonly ConcurrentDictionary<ulong, FileHandle> _handles = new();
+    private readonly Dictionary<Gfid, Backing> _backings = [];
+    private readonly ConcurrentDictionary<ulong, Gfid> _backedHandles = new();
     private readonly GroupCache _groups = new(TimeSpan.FromSeconds(1));
     private long _nextFh;
     private FuseSession? _session;
@@ -484,11 +486,30 @@ public sealed class FuseBridge : IFuseRequestHandler
         };
         ulong owner = (a.Valid & FuseConst.FattrLockOwner) != 0 ? a.LockOwner : 0;
         var ctx = Context(r, owner);
+        if ((req.Valid & SetattrValid.Mode) != 0 && ctx.Uid != 0 && r.Session.PassthroughEnabled) req = await KernelKillAsync(ctx, gfid, fd, req);
         var res = await _top.SetattrAsync(ctx, gfid, fd, req);
         if (fd is null && IsGone(res.Error) && OpenFileOf(gfid) is { } held) res = await _top.SetattrAsync(ctx, gfid, held, req);
         _nodes.DirChanged(r.NodeId);
         if (res.Ok) ReplyAttr(r, res.Value);
         else Fail(r, res.Error);
+    }
+
+    /// <summary>
+    /// With passthrough, writes never reach us, so the kernel drops setuid/setgid after another
+    /// user's write or truncate itself: a SETATTR of the mode (with the size, for a truncate) from
+    /// that (non-owner) writer. The kernel (default_permissions) lets no non-owner change a mode
+    /// otherwise, so a mode change from a non-owner that only clears those bits is that drop, and
+    /// goes down as the drop that a writer may make (<see cref="SetattrValid.KillSuidGid"/>)
+    /// rather than a chmod the storage would refuse him.
+    /// </summary>
+    private async ValueTask<SetattrRequest> KernelKillAsync(FopContext ctx, Gfid gfid, FileHandle? fd, SetattrRequest chmod)
+    {
+        const uint SetId = ModeBits.SetUid | ModeBits.SetGid;
+        var st = await _top.StatAsync(ctx, gfid, fd);
+        if (!st.Ok || st.Value.Uid == ctx.Uid) return chmod;
+        uint now = st.Value.Mode & 0xFFF, wanted = chmod.Mode & 0xFFF;
+        bool onlyClears = (now & ~SetId) == (wanted & ~SetId) && (wanted & SetId & ~now) == 0 && wanted != now;
+        return onlyClears ? chmod with { Valid = (chmod.Valid & ~SetattrValid.Mode) | SetattrValid.KillSuidGid } : chmod;
     }
 
     private async ValueTask ReadlinkAsync(FuseRequest r)
@@ -630,7 +651,7 @@ public sealed class FuseBridge : IFuseRequestHandler
         }
         _handles[fh] = fd;
         // No FOPEN_KEEP_CACHE: the kernel drops this file's pages at open (close-to-open consistency).
-        r.Session.Reply(r, new FuseOpenOut { Fh = fh });
+        r.Session.Reply(r, OpenOut(r, fh, fd, dir));
     }
 
     private async ValueTask CreateAsync(FuseRequest r)
@@ -684,8 +705,67 @@ public sealed class FuseBridge : IFuseRequestHandler
         // first write (see GetxattrAsync) needs no round trip.
         if (!existed) _nodes.NoteNoCapability(node, AttributeDeadline());
         _nodes.DirChanged(r.NodeId);
-        r.Session.Reply(r, Entry(node, attr), new FuseOpenOut { Fh = fh });
+        r.Session.Reply(r, Entry(node, attr), OpenOut(r, fh, fd, dir: false));
         PrefetchDirStat(r, parent);
+    }
+
+    /// <summary>
+    /// The reply to an OPEN or CREATE. When the kernel agreed to passthrough and the graph says
+    /// reads and writes of this file are plain reads and writes of one local file
+    /// (<see cref="Translator.TryGetPassthroughFd"/>), the reply names that file as the backing
+    /// file and the kernel reads and writes it itself: no request, no copy through this process.
+    /// The kernel refuses two different backing files for one inode (EBUSY), so every open of a
+    /// file shares one backing id, registered at its first open and dropped at the RELEASE of
+    /// its last. A file the kernel cannot take is served through the graph as usual.
+    /// </summary>
+    private FuseOpenOut OpenOut(FuseRequest r, ulong fh, FileHandle fd, bool dir)
+    {
+        if (dir || !r.Session.PassthroughEnabled || !_top.TryGetPassthroughFd(fd, out int osFd)) return new FuseOpenOut { Fh = fh };
+        int id;
+        lock (_backings)
+        {
+            if (_backings.TryGetValue(fd.Gfid, out var shared))
+            {
+                shared.Opens++;
+                id = shared.Id;
+            }
+            else
+            {
+                id = r.Session.OpenBacking(osFd);
+                if (id < 0) return new FuseOpenOut { Fh = fh };
+                _backings[fd.Gfid] = new Backing { Id = id, Opens = 1 };
+            }
+        }
+        _backedHandles[fh] = fd.Gfid;
+        return new FuseOpenOut { Fh = fh, OpenFlags = FuseConst.FopenPassthrough, BackingId = id };
+    }
+
+    /// <summary>At RELEASE: the file's backing id goes with its last passthrough open.</summary>
+    private void ReleaseBacking(FuseRequest r, ulong fh)
+    {
+        if (!_backedHandles.TryRemove(fh, out var gfid)) return;
+        lock (_backings)
+        {
+            if (!_backings.TryGetValue(gfid, out var shared) || --shared.Opens > 0) return;
+            _backings.Remove(gfid);
+            r.Session.CloseBacking(shared.Id);
+        }
+    }
+
+    /// <summary>A backing id the kernel knows and how many open handles use it.</summary>
+    private sealed class Backing
+    {
+        public int Id;
+        public int Opens;
+    }
+
+    /// <summary>Files with a registered backing id (tests: none once every passthrough open is released).</summary>
+    public int PassthroughFiles
+    {
+        get
+        {
+            lock (_backings) return _backings.Count;
+        }
     }
 
     private async ValueTask ReadAsync(FuseRequest r)
@@ -791,7 +871,9 @@ public sealed class FuseBridge : IFuseRequestHandler
             };
             await _top.LkAsync(ctx, fd, LockCommand.Set, unlock); // the file goes away either way
         }
-        ReplyPlain(r, await _top.ReleaseAsync(ctx, fd));
+        var released = await _top.ReleaseAsync(ctx, fd);
+        ReleaseBacking(r, a.Fh);
+        ReplyPlain(r, released);
     }
 
     private async ValueTask FsyncAsync(FuseRequest r, bool dir)

@@ -42,6 +42,11 @@ public sealed record FuseSessionOptions
     /// threads (<see cref="FuseUringQueue"/>).
     /// </summary>
     public bool StorageInProcess { get; init; }
+    /// <summary>
+    /// Ask the kernel for passthrough (FUSE_PASSTHROUGH): opens may then hand it a backing file
+    /// (<see cref="FuseSession.OpenBacking"/>) whose reads and writes it does itself.
+    /// </summary>
+    public bool Passthrough { get; init; }
 }
 
 /// <summary>What the kernel and Brickfs agreed on at INIT.</summary>
@@ -379,6 +384,16 @@ public sealed class FuseSession : IAsyncDisposable
                 if (_uring is not null) flags |= FuseConst.OverIoUring;
             }
         }
+        // Backing files are Btrfs (not stacked themselves): depth 1 is all passthrough needs.
+        uint maxStackDepth = 0;
+        if (_options.Passthrough && (kernelFlags & FuseConst.Passthrough) != 0)
+        {
+            flags |= FuseConst.Passthrough;
+            maxStackDepth = 1;
+            // A passthrough write never reaches us, so we could not drop setuid/setgid on it as
+            // HANDLE_KILLPRIV_V2 promises; without it the kernel drops them itself (a SETATTR).
+            flags &= ~FuseConst.HandleKillprivV2;
+        }
         uint minor = Math.Min(init.Minor, FuseConst.KernelMinorVersion);
         ushort maxPages = (ushort)Math.Min(256, _options.MaxWrite / 4096);
         var reply = new FuseInitOut
@@ -393,11 +408,12 @@ public sealed class FuseSession : IAsyncDisposable
             MaxWrite = (uint)_options.MaxWrite,
             TimeGran = 1,
             MaxPages = maxPages,
+            MaxStackDepth = maxStackDepth,
         };
         Negotiated = new FuseNegotiated(FuseConst.KernelVersion, minor, kernelFlags, flags, reply.MaxWrite, maxPages, reply.MaxReadahead);
         Reply(request, 0, MemoryMarshal.AsBytes(new ReadOnlySpan<FuseInitOut>(in reply)));
         SetReadahead();
-        _log.Info("fuse.init", $"dir={MountPoint} kernel={init.Major}.{init.Minor} proto=7.{minor} flags=0x{flags:x} max_write={reply.MaxWrite} max_pages={maxPages}");
+        _log.Info("fuse.init", $"dir={MountPoint} kernel={init.Major}.{init.Minor} proto=7.{minor} flags=0x{flags:x} max_write={reply.MaxWrite} max_pages={maxPages} passthrough={(maxStackDepth > 0 ? "on" : "off")}");
         if (_uring is not null)
         {
             int e = _uring.Register(TimeSpan.FromSeconds(10));
@@ -414,6 +430,33 @@ public sealed class FuseSession : IAsyncDisposable
             return;
         }
         _ready.TrySetResult();
+    }
+
+    /// <summary>The kernel agreed to passthrough opens (<see cref="FuseSessionOptions.Passthrough"/>).</summary>
+    public bool PassthroughEnabled => Negotiated?.Has(FuseConst.Passthrough) == true;
+
+    /// <summary>
+    /// Registers an open file of this process as a backing file for passthrough opens: the
+    /// backing id to put in an OPEN or CREATE reply, or -errno (EPERM when passthrough was not
+    /// agreed). The id must stay registered until the kernel has taken the reply (until RELEASE of
+    /// that open is simplest); then <see cref="CloseBacking"/>. The first failure is logged.
+    /// </summary>
+    public int OpenBacking(int fileFd)
+    {
+        if (!PassthroughEnabled) return -1; // -EPERM
+        int id = Native.OpenBacking(_fd, fileFd);
+        if (id < 0 && Interlocked.Exchange(ref _backingFailureLogged, 1) == 0)
+            _log.Warn("fuse.backing-open", $"dir={MountPoint} errno={-id}; files the kernel cannot take are read and written through the graph");
+        return id;
+    }
+
+    private int _backingFailureLogged;
+
+    /// <summary>Drops a backing id from <see cref="OpenBacking"/>; opens made with it keep working.</summary>
+    public void CloseBacking(int backingId)
+    {
+        int e = Native.CloseBacking(_fd, backingId);
+        if (e != 0) _log.Warn("fuse.backing-close", $"dir={MountPoint} id={backingId} errno={e}");
     }
 
     /// <summary>

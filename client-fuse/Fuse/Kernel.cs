@@ -85,8 +85,16 @@ public static class FuseConst
     public const ulong MaxPages = 1 << 22;
     public const ulong SetxattrExt = 1 << 29;
     public const ulong InitExt = 1 << 30;
+    /// <summary>
+    /// FUSE_PASSTHROUGH (7.40): an OPEN or CREATE reply may name a backing file (registered with
+    /// FUSE_DEV_IOC_BACKING_OPEN); the kernel then reads and writes that file itself.
+    /// </summary>
+    public const ulong Passthrough = 1UL << 37;
     /// <summary>FUSE_OVER_IO_URING (7.42): requests may travel through per-CPU io_uring queues; offered only when the fuse module's enable_uring is Y.</summary>
     public const ulong OverIoUring = 1UL << 41;
+
+    /// <summary>FOPEN_PASSTHROUGH: reads and writes of this open go to the backing file named by the reply's backing id.</summary>
+    public const uint FopenPassthrough = 1 << 7;
 
     public const uint GetattrFh = 1 << 0;
     public const uint ReleaseFlush = 1 << 0;
@@ -227,7 +235,7 @@ public struct FuseOpenIn { public uint Flags; public uint OpenFlags; }
 public struct FuseCreateIn { public uint Flags; public uint Mode; public uint Umask; public uint OpenFlags; }
 
 [StructLayout(LayoutKind.Sequential)]
-public struct FuseOpenOut { public ulong Fh; public uint OpenFlags; public uint Padding; }
+public struct FuseOpenOut { public ulong Fh; public uint OpenFlags; public int BackingId; }
 
 [StructLayout(LayoutKind.Sequential)]
 public struct FuseReleaseIn { public ulong Fh; public uint Flags; public uint ReleaseFlags; public ulong LockOwner; }
@@ -327,7 +335,9 @@ public struct FuseInitOut
     public ushort MaxPages;
     public ushort MapAlignment;
     public uint Flags2;
-    public uint Unused0, Unused1, Unused2, Unused3, Unused4, Unused5, Unused6;
+    /// <summary>How deep the backing files of passthrough opens may be stacked (7.40; 0 = passthrough off).</summary>
+    public uint MaxStackDepth;
+    public uint Unused1, Unused2, Unused3, Unused4, Unused5, Unused6;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -30,6 +30,7 @@ public sealed record MountOptions
     public int ReaderThreads { get; init; } = 4;
     public FuseTransport Transport { get; init; } = FuseTransport.Auto;
     public int ReadaheadKiB { get; init; } = FuseSessionOptions.DefaultReadaheadKiB;
+    public bool Passthrough { get; init; } = true;
     public string FuseDevice { get; init; } = Environment.GetEnvironmentVariable("BRICKFS_FUSE_DEVICE") is { Length: > 0 } d ? d : "/dev/fuse";
     public IReadOnlyList<string> Ignored { get; init; } = [];
     /// <summary>The parsed SPEC when the volfile comes from brickfs-mgmtd (no --volfile given).</summary>
@@ -65,6 +66,10 @@ public sealed record MountOptions
                                        io_uring when the kernel offers it, else /dev/fuse
                readahead-kb=KIB        read-ahead window of sequential reads (default 4096, as
                                        Btrfs uses; 0 turns read-ahead off)
+               passthrough=on|off      on a volume whose graph has no protocol/client and
+                                       whose storage keeps each file as one local file, the
+                                       kernel reads and writes the files itself (FUSE
+                                       passthrough, kernel 6.9+; default on)
                ro                      mount read-only
              generic options (rw, defaults, _netdev, noauto, nofail, ...) are ignored
           -f                    stay in the foreground, log to stderr
@@ -171,6 +176,7 @@ public sealed record MountOptions
                 "reader-threads" => o with { ReaderThreads = Threads(Value()) },
                 "fuse-transport" => o with { Transport = ParseTransport(Value()) },
                 "readahead-kb" => o with { ReadaheadKiB = Kib(Value()) },
+                "passthrough" => o with { Passthrough = OnOff(key, Value()) },
                 "ro" => o with { ReadOnly = true },
                 "rw" => o with { ReadOnly = false },
                 "fuse-device" => o with { FuseDevice = Value() },
@@ -197,6 +203,13 @@ public sealed record MountOptions
         "dev" => FuseTransport.Dev,
         "uring" or "io_uring" => FuseTransport.Uring,
         _ => throw new UsageException($"option fuse-transport={v}: must be auto, dev or uring"),
+    };
+
+    private static bool OnOff(string key, string v) => v switch
+    {
+        "on" or "yes" or "true" or "1" => true,
+        "off" or "no" or "false" or "0" => false,
+        _ => throw new UsageException($"option {key}={v}: must be on or off"),
     };
 
     private static int Kib(string v) =>

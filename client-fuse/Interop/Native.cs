@@ -76,6 +76,41 @@ internal static unsafe partial class Native
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint GetEuid();
 
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int IoctlRaw(int fd, nuint request, void* arg);
+
+    /// <summary>struct fuse_backing_map (linux/fuse.h, 7.40): the descriptor the kernel reads and writes through.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct FuseBackingMap
+    {
+        public int Fd;
+        public uint Flags;
+        public ulong Padding;
+    }
+
+    /// <summary>FUSE_DEV_IOC_BACKING_OPEN = _IOW(229, 1, struct fuse_backing_map).</summary>
+    private const nuint FuseDevIocBackingOpen = (1u << 30) | (16u << 16) | (229u << 8) | 1;
+    /// <summary>FUSE_DEV_IOC_BACKING_CLOSE = _IOW(229, 2, uint32_t).</summary>
+    private const nuint FuseDevIocBackingClose = (1u << 30) | (4u << 16) | (229u << 8) | 2;
+
+    /// <summary>
+    /// Registers <paramref name="fileFd"/> with the FUSE connection on <paramref name="fuseFd"/> as
+    /// a passthrough backing file: the backing id (positive), or -errno.
+    /// </summary>
+    public static int OpenBacking(int fuseFd, int fileFd)
+    {
+        var map = new FuseBackingMap { Fd = fileFd };
+        int id = IoctlRaw(fuseFd, FuseDevIocBackingOpen, &map);
+        return id > 0 ? id : -Errno();
+    }
+
+    /// <summary>Drops a backing id (files opened with it keep their backing file); 0 or the errno.</summary>
+    public static int CloseBacking(int fuseFd, int backingId)
+    {
+        uint id = (uint)backingId;
+        return IoctlRaw(fuseFd, FuseDevIocBackingClose, &id) == 0 ? 0 : Errno();
+    }
+
     private static int Errno() => Marshal.GetLastPInvokeError();
 
     /// <summary>open(2); returns the descriptor, or -errno.</summary>

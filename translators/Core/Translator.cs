@@ -76,6 +76,21 @@ public abstract class Translator : IAsyncDisposable
     public virtual ValueTask ChangeSubvolumesAsync(IReadOnlyList<Translator> children) =>
         throw new NotSupportedException($"{this} cannot change its subvolumes while running");
 
+    /// <summary>
+    /// The OS descriptor of <paramref name="fd"/>'s data when reading and writing that
+    /// descriptor is exactly what this translator's read and write fops would do, so the FUSE
+    /// kernel may do them itself (passthrough) and this graph never sees them: nothing here or
+    /// below counts, checks, transforms, fences, replicates or tracks a read or write. Storage
+    /// that keeps a file as one local file says so; a translator that does not see reads or
+    /// writes may pass the question on. The default answers false, which keeps every read and
+    /// write in the graph.
+    /// </summary>
+    public virtual bool TryGetPassthroughFd(FileHandle fd, out int osFd)
+    {
+        osFd = -1;
+        return false;
+    }
+
     // ---- inode operations -------------------------------------------------------------
 
     /// <summary>Resolves <paramref name="name"/> in directory <paramref name="parent"/>.</summary>

@@ -47,6 +47,9 @@ public sealed class LocksTranslator : Translator, IClientAware
 
     private Stripe StripeOf(Gfid gfid) => _stripes[(uint)gfid.GetHashCode() % StripeCount];
 
+    /// <summary>Locks never look at reads or writes (fencing of late writes is protocol/server's): the child's answer.</summary>
+    public override bool TryGetPassthroughFd(FileHandle fd, out int osFd) => Child.TryGetPassthroughFd(fd, out osFd);
+
     // ---- fops -----------------------------------------------------------------------------
 
     public override ValueTask<FopResult<FileLock>> LkAsync(FopContext ctx, FileHandle fd, LockCommand command, FileLock lk)

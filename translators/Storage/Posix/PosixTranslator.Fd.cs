@@ -46,6 +46,17 @@ public sealed partial class PosixTranslator
     private Errno Handle(FileHandle fd, out OpenFile open) =>
         fd.TryGetContext(this, out open) ? Errno.None : Errno.EBADF;
 
+    /// <summary>
+    /// A regular file's open descriptor: reads and writes are plain pread/pwrite on it. (The
+    /// write tracking for pending-mark decrements matters only under replicate, which keeps
+    /// reads and writes in the graph.)
+    /// </summary>
+    public override bool TryGetPassthroughFd(FileHandle fd, out int osFd)
+    {
+        osFd = fd.TryGetContext<OpenFile>(this, out var open) && !open.IsDirectory ? open.Fd.Fd : -1;
+        return osFd >= 0;
+    }
+
     public override ValueTask<FopResult<DataBuffer>> ReadAsync(FopContext ctx, FileHandle fd, long offset, int size)
     {
         if (Handle(fd, out var open) is var e && e != Errno.None) return Done<DataBuffer>(e);
