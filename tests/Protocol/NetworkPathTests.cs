@@ -108,6 +108,13 @@ public class NetworkPathTests
         Assert.That((await net.Client.FlushAsync(Ctx, fd)).Ok, Is.True);
         Assert.That(net.Saw(Fop.Flush), Is.False, "no lock on the file: nothing for the brick to drop");
 
+        // A flock (what .NET takes on every FileStream open) goes with the release, not at close.
+        var flock = new FileLock { Type = LockType.Read, Start = 0, End = long.MaxValue, Pid = 42, Owner = 7, Kind = LockKind.Flock };
+        Assert.That((await net.Client.LkAsync(Ctx, fd, LockCommand.Set, flock)).Ok, Is.True);
+        Assert.That((await net.Client.FlushAsync(Ctx, fd)).Ok, Is.True);
+        Assert.That(net.Saw(Fop.Flush), Is.False, "a flock alone leaves the brick nothing to drop at close");
+        Assert.That((await net.Client.LkAsync(Ctx, fd, LockCommand.Set, flock with { Type = LockType.Unlock })).Ok, Is.True);
+
         var lk = new FileLock { Type = LockType.Read, Start = 0, End = 9, Pid = 42, Owner = 0, Kind = LockKind.Posix };
         Assert.That((await net.Client.LkAsync(Ctx, fd, LockCommand.Set, lk)).Ok, Is.True);
         Assert.That(net.Client.LockedFiles, Is.EqualTo(1));

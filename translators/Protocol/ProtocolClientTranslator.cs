@@ -516,15 +516,16 @@ public sealed class ProtocolClientTranslator : Translator
     /// <summary>
     /// close(2): the brick drops the caller's POSIX locks on the file, so they stop counting here.
     /// That is all a flush does on a brick (writes are acknowledged when they land, so there is
-    /// no error left to report at close): when this client holds no lock on the file and asks
-    /// for none right now, the flush is answered here without a round trip. A bad or fenced
-    /// handle still fails as it would on the brick.
+    /// no error left to report at close; flock and OFD locks go with the release): when this
+    /// client holds no POSIX lock on the file and asks for no lock right now, the flush is
+    /// answered here without a round trip. A bad or fenced handle still fails as it would on the
+    /// brick.
     /// </summary>
     public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd)
     {
         if (!fd.TryGetContext(this, out RemoteFd rfd)) return Errno.EBADF;
         if (rfd.Fenced) return FencedErrno;
-        if (!MayHoldLocks(fd.Gfid)) return Session is null ? Errno.ENOTCONN : rfd.Lost ? Errno.EBADF : FopResult.Success;
+        if (!MayHoldPosixLocks(fd.Gfid)) return Session is null ? Errno.ENOTCONN : rfd.Lost ? Errno.EBADF : FopResult.Success;
         var r = (await CallFdAsync<FlushReply>(Fop.Flush, fd, ctx, h => new FlushRequest { Handle = h })).AsPlain();
         if (r.Ok) NoteReleased(fd.Gfid, o => o == (ctx.LockOwner, LockKind.Posix));
         return r;
@@ -637,10 +638,10 @@ public sealed class ProtocolClientTranslator : Translator
     private int _lockCallsInFlight;
 
     /// <summary>Whether this client may hold a lock on the file on the brick: one recorded, or a lock request still on its way.</summary>
-    private bool MayHoldLocks(CoreGfid gfid)
+    private bool MayHoldPosixLocks(CoreGfid gfid)
     {
         if (Volatile.Read(ref _lockCallsInFlight) > 0) return true;
-        lock (_lockedSync) return _locked.ContainsKey(gfid);
+        lock (_lockedSync) return _locked.TryGetValue(gfid, out var l) && l.Owners.Any(o => o.Kind == LockKind.Posix);
     }
 
     private ulong LockEpochOf(CoreGfid gfid)
