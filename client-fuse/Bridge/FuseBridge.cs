@@ -149,12 +149,20 @@ public sealed class FuseBridge : IFuseRequestHandler
         {
             InvalidateInode(gfid, 0, -1);
             if (!_nodes.TryGetParent(gfid, out var parent)) return;
-            foreach (var name in _entries.NamesIn(parent)) InvalidateEntry(parent, name);
+            foreach (var name in _entries.LockPoint(parent))
+            {
+                InvalidateEntry(parent, name);
+                Interlocked.Increment(ref _lockPointNames);
+            }
         });
         Interlocked.Increment(ref _lockPoints);
     }
 
     private long _lockPoints;
+    private long _lockPointNames;
+
+    /// <summary>How many cached names lock points invalidated (diagnostics, tests).</summary>
+    public long LockPointNames => Interlocked.Read(ref _lockPointNames);
 
     /// <summary>How many granted locks invalidated the kernel's caches (diagnostics, tests).</summary>
     public long LockPoints => Interlocked.Read(ref _lockPoints);
@@ -308,10 +316,11 @@ public sealed class FuseBridge : IFuseRequestHandler
         BlkSize = a.BlockSize,
     };
 
-    private FuseEntryOut Entry(ulong nodeId, Iatt a)
+    /// <summary>An entry reply; <paramref name="cacheName"/> false: the kernel must not cache the name (a lock directory, see <see cref="EntryTracker"/>).</summary>
+    private FuseEntryOut Entry(ulong nodeId, Iatt a, bool cacheName = true)
     {
         _nodes.NoteMode(nodeId, a.Mode);
-        var (es, en) = Split(_options.EntryTimeout);
+        var (es, en) = cacheName ? Split(_options.EntryTimeout) : (0UL, 0U);
         var (s, n) = Split(_options.AttributeTimeout);
         return new FuseEntryOut
         {
@@ -322,14 +331,18 @@ public sealed class FuseBridge : IFuseRequestHandler
     /// <summary>Answers a new or found entry; the kernel's lookup count of its node grows by one.</summary>
     private void ReplyEntry(FuseRequest r, Iatt a, Gfid parent, string name)
     {
-        var e = Entry(Remember(a.Gfid, parent, name), a);
+        var e = Entry(Remember(a.Gfid, parent, name, out bool cacheName), a, cacheName);
         r.Session.Reply(r, e);
     }
 
-    /// <summary>Counts a kernel reference handed out as <paramref name="name"/> in <paramref name="parent"/> (tracked for lock-point invalidation).</summary>
-    private ulong Remember(Gfid gfid, Gfid parent, string name)
+    /// <summary>
+    /// Counts a kernel reference handed out as <paramref name="name"/> in <paramref name="parent"/>
+    /// (tracked for lock-point invalidation); <paramref name="cacheName"/> says whether the kernel
+    /// may cache the name.
+    /// </summary>
+    private ulong Remember(Gfid gfid, Gfid parent, string name, out bool cacheName)
     {
-        if (!_options.SoleClient) _entries.Handed(parent, name);
+        cacheName = _options.SoleClient || _entries.Handed(parent, name);
         return _nodes.Remember(gfid, parent);
     }
 
@@ -700,12 +713,12 @@ public sealed class FuseBridge : IFuseRequestHandler
             }
         }
         _handles[fh] = fd;
-        ulong node = Remember(attr.Gfid, parent, name);
+        ulong node = Remember(attr.Gfid, parent, name, out bool cacheName);
         // A file this create made has no file capability: the kernel's probe for one before the
         // first write (see GetxattrAsync) needs no round trip.
         if (!existed) _nodes.NoteNoCapability(node, AttributeDeadline());
         _nodes.DirChanged(r.NodeId);
-        r.Session.Reply(r, Entry(node, attr), OpenOut(r, fh, fd, dir: false));
+        r.Session.Reply(r, Entry(node, attr, cacheName), OpenOut(r, fh, fd, dir: false));
         PrefetchDirStat(r, parent);
     }
 
@@ -1092,7 +1105,7 @@ public sealed class FuseBridge : IFuseRequestHandler
             int nameLen = Encoding.UTF8.GetByteCount(e.Name);
             int rec = (EntryOutSize + DirentSize + nameLen + 7) & ~7;
             if (pos + rec > buf.Length) break;
-            var entry = e.Attr is { } attr && e.Gfid is not null ? Entry(Remember(attr.Gfid, dir.Gfid, e.Name), attr) : default;
+            var entry = e.Attr is { } attr && e.Gfid is not null ? Entry(Remember(attr.Gfid, dir.Gfid, e.Name, out bool cacheName), attr, cacheName) : default;
             MemoryMarshal.Write(buf[pos..], in entry);
             var d = new FuseDirent { Ino = DirentIno(dir, e), Off = (ulong)e.NextOffset, NameLen = (uint)nameLen, Type = e.Type };
             MemoryMarshal.Write(buf[(pos + EntryOutSize)..], in d);

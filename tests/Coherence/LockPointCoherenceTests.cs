@@ -1,6 +1,7 @@
 using System.Text;
 using Brickfs.Tests.Coherence.Interop;
 using Brickfs.Tests.Integration;
+using Brickfs.Tests.Support;
 using Microsoft.Win32.SafeHandles;
 
 namespace Brickfs.Tests.Coherence;
@@ -62,6 +63,35 @@ public class LockPointCoherenceTests
 
         Assert.That(Fcntl.Lock(a, Fcntl.ReadLock), Is.Zero);
         Assert.That(File.Exists(volume[0].PathOf("app.db-journal")), Is.False, "the -journal probe is answered by the bricks");
+    }
+
+    /// <summary>
+    /// A directory where locks are taken is one where names change under other clients' locks
+    /// (SQLite's journal): names handed out there right after a lock point are not cached at all,
+    /// so a lock point never has a directory full of them to drop. Names are cached for an hour
+    /// here, so only that rule keeps another client's removal from being served stale.
+    /// </summary>
+    [Test]
+    public void InADirectoryWhereLocksAreTakenNamesAreAskedForAgain()
+    {
+        using var volume = new SharedVolume(2, mountOptions: "entry-timeout=3600,attribute-timeout=3600");
+        var (a, b) = (volume[0], volume[1]);
+        Directory.CreateDirectory(a.PathOf("locks"));
+        Directory.CreateDirectory(a.PathOf("plain"));
+        File.WriteAllText(a.PathOf("locks/app.db"), "db");
+        using var db = Open(a.PathOf("locks/app.db"));
+
+        Assert.That(Fcntl.Lock(db, Fcntl.ReadLock), Is.Zero);
+        Assert.That(Fcntl.Lock(db, Fcntl.Unlock), Is.Zero);
+        using (File.OpenHandle(a.PathOf("locks/x"), FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite)) { }
+        Assert.That(Shell.Must($"echo made > '{a.PathOf("plain/x")}' && echo ok").Trim(), Is.EqualTo("ok"));
+        Assert.That(File.Exists(a.PathOf("locks/x")) && File.Exists(a.PathOf("plain/x")), Is.True, "A knows both (attributes fresh after the write)");
+
+        File.Delete(b.PathOf("locks/x"));
+        File.Delete(b.PathOf("plain/x"));
+
+        Assert.That(File.Exists(a.PathOf("locks/x")), Is.False, "a name in the lock directory is asked for again");
+        Assert.That(File.Exists(a.PathOf("plain/x")), Is.True, "elsewhere names keep the entry timeout the mount was given");
     }
 
     [Test]

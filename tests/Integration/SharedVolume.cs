@@ -20,7 +20,8 @@ public sealed class SharedVolume : IDisposable
 
     public IReadOnlyList<ClientMount> Mounts => _mounts;
 
-    public SharedVolume(int clients, double leaseSeconds = 10)
+    /// <param name="mountOptions">mount.brickfs -o options for every client ("" for none).</param>
+    public SharedVolume(int clients, double leaseSeconds = 10, string mountOptions = "")
     {
         Lease = TimeSpan.FromSeconds(leaseSeconds);
         WorkDir = Path.Combine("/var/tmp/brickfs-tests", $"shared-{Guid.NewGuid():N}"[..20]);
@@ -29,7 +30,7 @@ public sealed class SharedVolume : IDisposable
         try
         {
             Brick = new BrickProcess(WorkDir, "b1", _image.Subvolume("b1"), leaseTimeoutSeconds: leaseSeconds);
-            for (int i = 0; i < clients; i++) _mounts.Add(new ClientMount(this, i));
+            for (int i = 0; i < clients; i++) _mounts.Add(new ClientMount(this, i, mountOptions));
         }
         catch
         {
@@ -60,7 +61,7 @@ public sealed class ClientMount : MountedVolume
 {
     public int Index { get; }
 
-    internal ClientMount(SharedVolume volume, int index) : base($"client{index}")
+    internal ClientMount(SharedVolume volume, int index, string mountOptions) : base($"client{index}")
     {
         Index = index;
         Mount($"""
@@ -71,7 +72,7 @@ public sealed class ClientMount : MountedVolume
                 option remote-subvolume b1
                 option client-id client{index}-{Guid.NewGuid():N}
             end-volume
-            """);
+            """, mountOptions);
         Pid = ReadPid();
     }
 
