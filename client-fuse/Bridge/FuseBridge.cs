@@ -875,15 +875,9 @@ public sealed class FuseBridge : IFuseRequestHandler
             ReplyPlain(r, await _top.ReleasedirAsync(ctx, fd));
             return;
         }
-        if ((a.ReleaseFlags & FuseConst.ReleaseFlockUnlock) != 0)
-        {
-            var unlock = new FileLock
-            {
-                Type = LockType.Unlock, Start = 0, End = long.MaxValue, Owner = a.LockOwner, Pid = r.Header.Pid,
-                ClientId = _options.ClientId, Kind = LockKind.Flock,
-            };
-            await _top.LkAsync(ctx, fd, LockCommand.Set, unlock); // the file goes away either way
-        }
+        // FUSE_RELEASE_FLOCK_UNLOCK needs no unlock of its own: the release drops the flock (and
+        // OFD) locks of this open file where they are kept (Translator.ReleaseAsync), one request
+        // instead of two for every file a .NET program opens.
         var released = await _top.ReleaseAsync(ctx, fd);
         ReleaseBacking(r, a.Fh);
         ReplyPlain(r, released);

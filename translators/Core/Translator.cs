@@ -161,7 +161,11 @@ public abstract class Translator : IAsyncDisposable
     public virtual ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd) =>
         Child.FlushAsync(ctx, fd);
 
-    /// <summary>The last reference to the open file is gone; frees per-translator state.</summary>
+    /// <summary>
+    /// The last reference to the open file is gone; frees per-translator state. The flock and OFD
+    /// locks taken through this open file (owner <see cref="FileHandle.LockOwner"/>) go with it,
+    /// wherever locks are kept, as they go with the last close of an open file description.
+    /// </summary>
     public virtual ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd) =>
         Child.ReleaseAsync(ctx, fd);
 
