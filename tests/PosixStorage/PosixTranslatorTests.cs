@@ -235,6 +235,59 @@ public class PosixTranslatorTests
         Assert.That((await fresh.StatAsync(Root, f.Value.Gfid, null)).Value.Size, Is.EqualTo(1));
     }
 
+    /// <summary>
+    /// Another client's lookup of a name being made (a SQLite reader probing the `-journal` a
+    /// writer creates) must not give the new entry a GFID of its own: under replicate the copies
+    /// would then disagree and the name is EIO for good. Every way of making an entry, each
+    /// with a lookup of the same name running on another thread all along; the window between
+    /// making the entry and setting its GFID is a few syscalls wide, so it takes many rounds.
+    /// </summary>
+    [TestCase("create")]
+    [TestCase("mknod")]
+    [TestCase("mkdir")]
+    [TestCase("symlink")]
+    public async Task ALookupRacingTheMakingOfANameNeverGivesItAnotherGfid(string how)
+    {
+        const int Rounds = 1000;
+        var t = await Start();
+        string current = "";
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var foreign = new List<string>();
+        var prober = Task.Factory.StartNew(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var name = Volatile.Read(ref current);
+                if (name.Length > 0) _ = t.LookupAsync(Root, Gfid.Root, name).AsTask().GetAwaiter().GetResult();
+            }
+        }, TaskCreationOptions.LongRunning);
+        try
+        {
+            for (int i = 0; i < Rounds && !stop.IsCancellationRequested; i++)
+            {
+                var name = $"{how}-{i}";
+                var want = Gfid.NewRandom();
+                Volatile.Write(ref current, name);
+                var r = how switch
+                {
+                    "create" => await t.CreateAsync(Root, Gfid.Root, name, 0x1A4, new FileHandle(want, OpenFlags.ReadWrite | OpenFlags.Create)),
+                    "mknod" => await t.MknodAsync(Root, Gfid.Root, name, ModeBits.Regular | 0x1A4, 0, want),
+                    "mkdir" => await t.MkdirAsync(Root, Gfid.Root, name, 0x1ED, want),
+                    _ => await t.SymlinkAsync(Root, Gfid.Root, name, "target", want),
+                };
+                var onDisk = DiskGfid(Path.Combine(_brick, name));
+                if (!r.Ok || r.Value.Gfid != want || onDisk != want)
+                    foreign.Add($"{name}: {r.Error} answered {(r.Ok ? r.Value.Gfid : default)}, on disk {onDisk}, asked {want}");
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await prober;
+        }
+        Assert.That(foreign, Is.Empty, $"{foreign.Count} of {Rounds} entries did not get the GFID they were made with, first: {foreign.FirstOrDefault()}");
+    }
+
     // ---- .brickfs is invisible and protected --------------------------------------------------------
 
     [Test]

@@ -12,7 +12,8 @@ namespace Brickfs.Translators.Storage;
 /// <item>Every entry carries its GFID in <c>trusted.brickfs.gfid</c>; <c>.brickfs/gfid/</c>
 /// indexes them (hard links for non-directories, relative symlinks for directories), so any
 /// GFID resolves without a path, across restarts. Entries created behind the brick's back get
-/// a GFID on first lookup.</item>
+/// a GFID on first lookup; an entry this brick is still making never does: a lookup or
+/// readdirplus that meets it waits until the maker has set its GFID and answers that one.</item>
 /// <item>Nothing resolves outside the export: names are plain (no "/", no ".."), user symlinks
 /// are never followed, index symlinks are walked with RESOLVE_BENEATH.</item>
 /// <item>Permission checks, ownership of new entries, setgid inheritance and setuid dropping are
@@ -52,6 +53,10 @@ public sealed partial class PosixTranslator : Translator
     private readonly string _directory;
     private readonly DirFdCache _dirs;
     private readonly DirLinkCounter _links = new();
+
+    /// <summary>Striped by (parent, name): held while an entry is made and given its GFID, and by lookups that would repair a GFID (see EntryGfid).</summary>
+    private readonly Lock[] _making = [.. Enumerable.Range(0, MakingStripes).Select(_ => new Lock())];
+    private const int MakingStripes = 64;
     private PosixFd? _root;
     private PosixFd? _index;
     private PosixFd? _syncFd;
@@ -274,6 +279,9 @@ public sealed partial class PosixTranslator : Translator
         return e;
     }
 
+    /// <summary>The lock a name is made under; recursive, so a maker may look its new entry up while holding it.</summary>
+    private Lock MakingLock(Gfid parent, string name) => _making[(uint)HashCode.Combine(parent, name) % MakingStripes];
+
     /// <summary>Removes a non-directory's index link once no user-visible name is left (open descriptors keep the data).</summary>
     private void DropIndexIfOrphan(Gfid g)
     {
@@ -297,10 +305,45 @@ public sealed partial class PosixTranslator : Translator
     private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st) => EntryGfid(dirfd, name, parent, st, out _);
 
     /// <param name="changed">The GFID or index entry was (re)made: link counts may have changed.</param>
+    /// <remarks>
+    /// A repair runs under the name's <see cref="MakingLock"/>, which this brick's own create,
+    /// mknod, mkdir and symlink hold from making the entry until its GFID and index entry are
+    /// set. So a lookup or readdirplus that meets a name still being made waits for it and
+    /// answers the creator's GFID; giving the entry one of its own would leave the copies of a
+    /// replica set with different GFIDs for one name (EIO on every later lookup of it).
+    /// </remarks>
     private Gfid EntryGfid(int dirfd, string name, Gfid parent, in Libc.Statx st, out bool changed)
     {
-        changed = true;
         var path = EntryPath(dirfd, name);
+        if (ReadGfid(path, follow: false) is { } known && IsIndexed(known, st, parent, name))
+        {
+            changed = false;
+            return known;
+        }
+        lock (MakingLock(parent, name))
+        {
+            // Read again: the entry may have been finished (or replaced) while this waited.
+            var now = Sys.Stat(dirfd, name, out var fresh) == Errno.None ? fresh : st;
+            return RepairGfid(dirfd, name, parent, now, path, out changed);
+        }
+    }
+
+    /// <summary>The entry's GFID <paramref name="g"/> has its index entry (the common case, no repair needed).</summary>
+    private bool IsIndexed(Gfid g, in Libc.Statx st, Gfid parent, string name)
+    {
+        var rel = GfidIndex.RelPath(g);
+        if (ModeBits.IsDirectory(st.Mode))
+            return Sys.ReadLink(IndexFd, rel, out var have) == Errno.None && have == GfidIndex.DirTarget(parent, name);
+        // See RepairGfid for why a second link counts as indexed.
+        if (st.Nlink >= 2) return true;
+        return Sys.Stat(IndexFd, rel, out var ist) == Errno.None
+            && ist.Ino == st.Ino && ist.DevMajor == st.DevMajor && ist.DevMinor == st.DevMinor;
+    }
+
+    /// <summary>Under the name's making lock: gives the entry a GFID if it has none, and repairs a missing or stale index entry.</summary>
+    private Gfid RepairGfid(int dirfd, string name, Gfid parent, in Libc.Statx st, string path, out bool changed)
+    {
+        changed = true;
         bool isDir = ModeBits.IsDirectory(st.Mode);
         var g = ReadGfid(path, follow: false);
         if (g is null) return AssignGfid(dirfd, name, parent, isDir, path);

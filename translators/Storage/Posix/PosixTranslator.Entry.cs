@@ -5,7 +5,9 @@ using Brickfs.Translators.Storage.Posix;
 namespace Brickfs.Translators.Storage;
 
 // Namespace fops: mknod, mkdir, symlink, create, unlink, rmdir, rename, link. The entry itself is
-// made under the caller's credentials; the GFID xattr and index entry are added as root after.
+// made under the caller's credentials; the GFID xattr and index entry are added as root after,
+// under the name's making lock held from before the entry exists (see EntryGfid): no lookup
+// gives a name that is being made a GFID of its own.
 public sealed partial class PosixTranslator
 {
     /// <summary>Validates a new name and the caller's GFID, and leases the parent directory.</summary>
@@ -48,8 +50,11 @@ public sealed partial class PosixTranslator
         using (dir)
         {
             var mark = _links.Mark(parent, dir.Fd);
-            using (Creds.As(ctx)) e = Sys.MknodAt(dir.Fd, name, (mode & ModeBits.TypeMask) == 0 ? mode | ModeBits.Regular : mode, rdev);
-            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid, mark));
+            lock (MakingLock(parent, name))
+            {
+                using (Creds.As(ctx)) e = Sys.MknodAt(dir.Fd, name, (mode & ModeBits.TypeMask) == 0 ? mode | ModeBits.Regular : mode, rdev);
+                return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid, mark));
+            }
         }
     }
 
@@ -59,8 +64,11 @@ public sealed partial class PosixTranslator
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
-            using (Creds.As(ctx)) e = Sys.MkdirAt(dir.Fd, name, mode & ModeBits.PermMask);
-            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid));
+            lock (MakingLock(parent, name))
+            {
+                using (Creds.As(ctx)) e = Sys.MkdirAt(dir.Fd, name, mode & ModeBits.PermMask);
+                return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid));
+            }
         }
     }
 
@@ -73,8 +81,11 @@ public sealed partial class PosixTranslator
         {
             // Stored verbatim; the brick never follows it (absolute or escaping targets included).
             var mark = _links.Mark(parent, dir.Fd);
-            using (Creds.As(ctx)) e = Sys.SymlinkAt(target, dir.Fd, name);
-            return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid, mark));
+            lock (MakingLock(parent, name))
+            {
+                using (Creds.As(ctx)) e = Sys.SymlinkAt(target, dir.Fd, name);
+                return Done(e != Errno.None ? e : FinishNew(dir.Fd, name, parent, newGfid, mark));
+            }
         }
     }
 
@@ -96,46 +107,51 @@ public sealed partial class PosixTranslator
             PosixFd? file = null;
             bool created = false;
             var mark = _links.Mark(parent, dir.Fd);
-            if (!IndexExists(fd.Gfid))
-            {
-                using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_CREAT | Libc.O_EXCL, mode & ModeBits.PermMask, out file);
-                created = e == Errno.None;
-                if (e != Errno.None && (e != Errno.EEXIST || exclusive)) return Done<Iatt>(e);
-            }
-            else if (exclusive || Sys.Stat(dir.Fd, name, out _) != Errno.None)
-            {
-                return Done<Iatt>(Errno.EEXIST); // the GFID is taken by another entry
-            }
-            if (!created)
-            {
-                // Plain O_CREAT on an existing name opens it, like open(2).
-                using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_NONBLOCK, 0, out file);
-                if (e != Errno.None) return Done<Iatt>(e == Errno.ELOOP ? Errno.EEXIST : e);
-            }
-            var osFd = file!;
-            e = Sys.Stat(osFd.Fd, "", out var st);
-            if (e == Errno.None && !ModeBits.IsRegular(st.Mode)) e = ModeBits.IsDirectory(st.Mode) ? Errno.EISDIR : Errno.ENXIO;
+            PosixFd osFd;
+            Libc.Statx st;
             Gfid g = fd.Gfid;
-            if (e == Errno.None && created)
+            lock (MakingLock(parent, name))
             {
-                Span<byte> b = stackalloc byte[Gfid.Size];
-                g.WriteBytes(b);
-                e = Sys.FSetXattr(osFd.Fd, GfidIndex.Xattr, b, XattrFlags.Create);
-                if (e == Errno.EEXIST && ReadGfid(Sys.ProcPath(osFd.Fd), follow: true) is { } raced)
+                if (!IndexExists(fd.Gfid))
                 {
-                    // A concurrent lookup saw the new name before its GFID was set and gave it one:
-                    // keep that one (the caller learns it from the answer's Iatt).
-                    g = raced;
-                    e = Errno.None;
+                    using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_CREAT | Libc.O_EXCL, mode & ModeBits.PermMask, out file);
+                    created = e == Errno.None;
+                    if (e != Errno.None && (e != Errno.EEXIST || exclusive)) return Done<Iatt>(e);
                 }
-                if (e == Errno.None) e = AddIndexLink(osFd.Fd, "", Libc.AT_EMPTY_PATH, g);
-                if (e == Errno.None) e = Sys.Stat(osFd.Fd, "", out st);
-                if (e != Errno.None) Sys.UnlinkAt(dir.Fd, name);
-                else _links.Carry(parent, dir.Fd, mark);
-            }
-            else if (e == Errno.None)
-            {
-                g = EntryGfid(dir.Fd, name, parent, st);
+                else if (exclusive || Sys.Stat(dir.Fd, name, out _) != Errno.None)
+                {
+                    return Done<Iatt>(Errno.EEXIST); // the GFID is taken by another entry
+                }
+                if (!created)
+                {
+                    // Plain O_CREAT on an existing name opens it, like open(2).
+                    using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_NONBLOCK, 0, out file);
+                    if (e != Errno.None) return Done<Iatt>(e == Errno.ELOOP ? Errno.EEXIST : e);
+                }
+                osFd = file!;
+                e = Sys.Stat(osFd.Fd, "", out st);
+                if (e == Errno.None && !ModeBits.IsRegular(st.Mode)) e = ModeBits.IsDirectory(st.Mode) ? Errno.EISDIR : Errno.ENXIO;
+                if (e == Errno.None && created)
+                {
+                    Span<byte> b = stackalloc byte[Gfid.Size];
+                    g.WriteBytes(b);
+                    e = Sys.FSetXattr(osFd.Fd, GfidIndex.Xattr, b, XattrFlags.Create);
+                    if (e == Errno.EEXIST && ReadGfid(Sys.ProcPath(osFd.Fd), follow: true) is { } raced)
+                    {
+                        // Set behind the brick's back between our create and now (this brick's own
+                        // lookups wait for the making lock): keep it, the answer's Iatt tells the caller.
+                        g = raced;
+                        e = Errno.None;
+                    }
+                    if (e == Errno.None) e = AddIndexLink(osFd.Fd, "", Libc.AT_EMPTY_PATH, g);
+                    if (e == Errno.None) e = Sys.Stat(osFd.Fd, "", out st);
+                    if (e != Errno.None) Sys.UnlinkAt(dir.Fd, name);
+                    else _links.Carry(parent, dir.Fd, mark);
+                }
+                else if (e == Errno.None)
+                {
+                    g = EntryGfid(dir.Fd, name, parent, st);
+                }
             }
             if (e != Errno.None)
             {
