@@ -267,6 +267,34 @@ public class ReplicateTests
         }
     }
 
+    [Test]
+    public async Task ANameOnlyAReturnedChildStillHasIsNotAnsweredFromAParentVerdictMadeBeforeItLeft()
+    {
+        await using var v = await StartAsync(3);
+        var fd = await v.CreateAsync("j"); // a SQLite journal, say
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
+        await v.Replicate.FlushEagerAsync();
+
+        // A second client learns the directory's counters while every copy is good.
+        var other = new ReplicateTranslator();
+        other.Attach([.. Enumerable.Range(0, 3).Select(i => v.Fault(i))]);
+        SetName(other, "vol");
+        Assert.That((await other.StatAsync(Ctx("c2"), Gfid.Root, null)).Ok, Is.True);
+
+        v.Down(1);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "elsewhere")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(other.IsChildUp(1), Is.False);
+        Assert.That((await v.Top.UnlinkAsync(Ctx(), Gfid.Root, "j")).Ok, Is.True); // b1 misses it and is blamed for the directory
+        await v.Replicate.FlushEagerAsync();
+        v.Up(1);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "elsewhere")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(other.IsChildUp(1), Is.True);
+
+        Assert.That((await v.LookupOnAsync(1, Gfid.Root, "j")).Ok, Is.True, "b1 still has the removed name");
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "j")).Error, Is.EqualTo(Errno.ENOENT),
+            "the name b1 alone has is stale: the directory's counters blame b1 since it returned");
+    }
+
     private static void SetName(Translator t, string name) =>
         typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(t, name);
 
