@@ -222,6 +222,79 @@ public class ReplicateTests
         }
     }
 
+    [Test]
+    public async Task AClientThatSawAChildLeaveDoesNotReadItsCopyWhenItReturnsWithoutALookup()
+    {
+        await using var v = await StartAsync(3);
+        var files = new List<FileHandle>();
+        for (int n = 0; n < 12; n++) // enough files that the GFID spread picks b1 for some of them
+        {
+            var fd = await v.CreateAsync($"f{n}");
+            await v.MustWriteAsync(fd, 0, "old");
+            files.Add(fd);
+        }
+        await v.Replicate.FlushEagerAsync();
+
+        // A second client (another mount) finds every copy good and keeps the files open, as
+        // SQLite keeps its database open across transactions.
+        var other = new ReplicateTranslator();
+        other.Attach([.. Enumerable.Range(0, 3).Select(i => v.Fault(i))]);
+        SetName(other, "vol");
+        var opened = new List<FileHandle>();
+        for (int n = 0; n < files.Count; n++)
+        {
+            Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, $"f{n}")).Ok, Is.True);
+            opened.Add(await v.OpenAsync(files[n].Gfid, other));
+        }
+
+        // b1 goes away; the second client notices (a fop of its own gets ENOTCONN) but writes nothing.
+        v.Down(1);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "elsewhere")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(other.IsChildUp(1), Is.False);
+        foreach (var fd in files) await v.MustWriteAsync(fd, 0, "new"); // the first client writes; b1 misses it and is blamed
+        await v.Replicate.FlushEagerAsync();
+
+        // b1 returns; the second client sees it answer again, but not through these files.
+        v.Up(1);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "elsewhere")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(other.IsChildUp(1), Is.True);
+
+        for (int n = 0; n < files.Count; n++)
+        {
+            Assert.That(await v.TextAsync(1, files[n].Gfid), Is.EqualTo("old"), "b1 is stale");
+            Assert.That((await ReadTextAsync(other, opened[n])).Value, Is.EqualTo("new"), $"f{n} through the client that knew b1 as good before it left");
+            Assert.That((await other.StatAsync(Ctx("c2"), opened[n].Gfid, opened[n])).Value.Size, Is.EqualTo(3));
+        }
+    }
+
+    [Test]
+    public async Task ANameOnlyAReturnedChildStillHasIsNotAnsweredFromAParentVerdictMadeBeforeItLeft()
+    {
+        await using var v = await StartAsync(3);
+        var fd = await v.CreateAsync("j"); // a SQLite journal, say
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
+        await v.Replicate.FlushEagerAsync();
+
+        // A second client learns the directory's counters while every copy is good.
+        var other = new ReplicateTranslator();
+        other.Attach([.. Enumerable.Range(0, 3).Select(i => v.Fault(i))]);
+        SetName(other, "vol");
+        Assert.That((await other.StatAsync(Ctx("c2"), Gfid.Root, null)).Ok, Is.True);
+
+        v.Down(1);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "elsewhere")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(other.IsChildUp(1), Is.False);
+        Assert.That((await v.Top.UnlinkAsync(Ctx(), Gfid.Root, "j")).Ok, Is.True); // b1 misses it and is blamed for the directory
+        await v.Replicate.FlushEagerAsync();
+        v.Up(1);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "elsewhere")).Error, Is.EqualTo(Errno.ENOENT));
+        Assert.That(other.IsChildUp(1), Is.True);
+
+        Assert.That((await v.LookupOnAsync(1, Gfid.Root, "j")).Ok, Is.True, "b1 still has the removed name");
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "j")).Error, Is.EqualTo(Errno.ENOENT),
+            "the name b1 alone has is stale: the directory's counters blame b1 since it returned");
+    }
+
     private static void SetName(Translator t, string name) =>
         typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(t, name);
 

@@ -20,6 +20,7 @@ public sealed partial class ReplicateTranslator
     public async Task<HealResult> HealAsync(Gfid gfid, CancellationToken cancellation = default)
     {
         var ctx = HealContext(cancellation);
+        long generation = ReturnGeneration;
         return await UnderHealLocksAsync(ctx, gfid, async (attrs, locked) =>
         {
             var a = Assess(attrs);
@@ -70,7 +71,7 @@ public sealed partial class ReplicateTranslator
             }
 
             bool anyCounter = await ClearCountersAsync(ctx, gfid, attrs, locked, AllSlots);
-            Remember(gfid, new InodeState(locked & DataMask | (st.Data & ~locked), locked | (st.Metadata & ~locked), locked | (st.Entry & ~locked), 0, st.Mode));
+            Remember(gfid, new InodeState(locked & DataMask | (st.Data & ~locked), locked | (st.Metadata & ~locked), locked | (st.Entry & ~locked), 0, st.Mode), generation);
             _splitBrain.TryRemove(gfid, out _);
             _entryHealHints.TryRemove(gfid, out _);
             return new HealResult(gfid, healed == SplitBrainKind.None && !anyCounter ? HealOutcome.Clean : HealOutcome.Healed, healed, [.. sinkNames]);
@@ -88,6 +89,7 @@ public sealed partial class ReplicateTranslator
     public async Task<HealResult> ResolveSplitBrainAsync(Gfid gfid, SplitBrainPolicy policy, string? sourceChild = null, CancellationToken cancellation = default)
     {
         var ctx = HealContext(cancellation);
+        long generation = ReturnGeneration;
         return await UnderHealLocksAsync(ctx, gfid, async (attrs, locked) =>
         {
             int candidates = locked & DataMask;
@@ -125,7 +127,7 @@ public sealed partial class ReplicateTranslator
             }
             await HealMetadataAsync(ctx, gfid, src, source, sinks);
             await ClearCountersAsync(ctx, gfid, attrs, locked, AllSlots);
-            Remember(gfid, new InodeState(locked & DataMask, locked, locked, 0, src.Mode));
+            Remember(gfid, new InodeState(locked & DataMask, locked, locked, 0, src.Mode), generation);
             _splitBrain.TryRemove(gfid, out _);
             return new HealResult(gfid, HealOutcome.Healed, healed, [.. Bits(sinks).Select(i => Children[i].Name)], $"source {Children[source].Name}");
         });

@@ -30,6 +30,7 @@ public sealed partial class ReplicateTranslator
     /// </summary>
     private async ValueTask<(FopResult<InodeState> State, Iatt?[] Attrs)> RefreshAsync(FopContext ctx, Gfid gfid, FileHandle? fd)
     {
+        long generation = ReturnGeneration;
         var (attrs, errors) = await StatAllAsync(ctx, gfid, fd, AllMask);
         var a = Assess(attrs);
         if (a.Answered == 0) return (FirstError(errors, AllMask), attrs);
@@ -49,10 +50,10 @@ public sealed partial class ReplicateTranslator
                 await UnlockAsync(InternalCtx(ctx, owner, CancellationToken.None), owner, locked, [new LockTarget(gfid, null, Entry: false)]);
             }
         }
-        Remember(gfid, a.State);
-        if (a.State.Split != 0) RecordSplitBrain(gfid, a.State.Split, "every copy is blamed by another");
+        var state = Remember(gfid, a.State, generation);
+        if (state.Split != 0) RecordSplitBrain(gfid, state.Split, "every copy is blamed by another");
         else _splitBrain.TryRemove(gfid, out _);
-        return (a.State, attrs);
+        return (state, attrs);
     }
 
     private static Errno FirstError(Errno[] errors, int mask)
@@ -66,7 +67,7 @@ public sealed partial class ReplicateTranslator
 
     private async ValueTask<FopResult<InodeState>> StateAsync(FopContext ctx, Gfid gfid, FileHandle? fd)
     {
-        if (_inodes.TryGetValue(gfid, out var st)) return st;
+        if (TryCurrent(gfid, out var st)) return st;
         return (await RefreshAsync(ctx, gfid, fd)).State;
     }
 
@@ -108,7 +109,9 @@ public sealed partial class ReplicateTranslator
             int candidates = readable(st) & ~tried;
             if (needFd && fd is not null) candidates &= Opened(fd);
             int i = Pick(gfid, candidates);
-            if (i < 0)
+            // A child that returned after the verdict was made (between its check and this pick)
+            // may have missed other clients' changes while it was away: read the counters first.
+            if (i < 0 || (!refreshed && st.Generation != ReturnGeneration))
             {
                 if (refreshed) return Errno.ENOTCONN;
                 refreshed = true;
@@ -131,7 +134,7 @@ public sealed partial class ReplicateTranslator
     /// <summary>The parent directory's readability, read from the children when this client has not seen it yet.</summary>
     private async ValueTask<InodeState?> ParentStateAsync(FopContext ctx, Gfid parent)
     {
-        if (_inodes.TryGetValue(parent, out var p)) return p;
+        if (TryCurrent(parent, out var p)) return p;
         var (s, _) = await RefreshAsync(ctx, parent, null);
         return s.Ok ? s.Value : null;
     }
@@ -145,6 +148,7 @@ public sealed partial class ReplicateTranslator
     /// </summary>
     public override async ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, Gfid parent, string name)
     {
+        long generation = ReturnGeneration;
         var pctx = WithPendingKeys(ctx);
         var results = new FopResult<Iatt>[N];
         await Task.WhenAll(Enumerable.Range(0, N).Select(async i =>
@@ -204,7 +208,7 @@ public sealed partial class ReplicateTranslator
         }
         else
         {
-            Remember(gfid, st);
+            st = Remember(gfid, st, generation);
             _splitBrain.TryRemove(gfid, out _);
         }
         int from = Pick(gfid, StatMask(st) & found);
@@ -235,7 +239,7 @@ public sealed partial class ReplicateTranslator
 
     public override async ValueTask<FopResult<Iatt>> StatAsync(FopContext ctx, Gfid gfid, FileHandle? fd)
     {
-        if (!_inodes.ContainsKey(gfid))
+        if (!TryCurrent(gfid, out _))
         {
             // Nothing cached: one round to every child gives both the counters and the answer.
             var (s, attrs) = await RefreshAsync(ctx, gfid, fd);
@@ -335,7 +339,7 @@ public sealed partial class ReplicateTranslator
         {
             if (e.Attr is { } a)
             {
-                bool stale = _inodes.TryGetValue(a.Gfid, out var st) && ((st.IsRegular ? st.Data : st.Metadata) & (1 << child)) == 0;
+                bool stale = _inodes.TryGetValue(a.Gfid, out var st) && (st.Generation != ReturnGeneration || ((st.IsRegular ? st.Data : st.Metadata) & (1 << child)) == 0);
                 list.Add(stale ? e with { Attr = null } : e with { Attr = Present(a, ctx) });
             }
             else list.Add(e);

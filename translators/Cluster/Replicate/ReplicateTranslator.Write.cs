@@ -50,8 +50,9 @@ public sealed partial class ReplicateTranslator
     /// <summary>A new inode is readable exactly where it was created.</summary>
     private async ValueTask<FopResult<Iatt>> CreateEntryAsync(FopContext ctx, Gfid parent, string name, Gfid newGfid, Func<int, ValueTask<FopResult<Iatt>>> fop)
     {
+        long generation = ReturnGeneration;
         var (r, ok) = await TransactAsync(ctx, EntryTxn(parent, name), fop);
-        if (ok != 0 && r.Ok && r.Value.Gfid == newGfid) Remember(newGfid, new InodeState(ok & DataMask, ok, ok, 0, r.Value.Mode));
+        if (ok != 0 && r.Ok && r.Value.Gfid == newGfid) Remember(newGfid, new InodeState(ok & DataMask, ok, ok, 0, r.Value.Mode), generation);
         return r.Ok ? Present(r.Value, ctx) : r;
     }
 
@@ -131,6 +132,7 @@ public sealed partial class ReplicateTranslator
     public override async ValueTask<FopResult<Iatt>> CreateAsync(FopContext ctx, Gfid parent, string name, uint mode, FileHandle fd)
     {
         var st = StateOf(fd);
+        long generation = ReturnGeneration;
         var (r, ok) = await TransactAsync(ctx, EntryTxn(parent, name), i => CreateOnAsync(ctx, i, parent, name, mode, fd));
         Interlocked.Or(ref st.Opened, ok);
         if (!r.Ok)
@@ -138,7 +140,7 @@ public sealed partial class ReplicateTranslator
             if (ok != 0) await ReleaseOnAsync(ctx, fd, ok, directory: false);
             return r;
         }
-        if (r.Value.Gfid == fd.Gfid) Remember(fd.Gfid, new InodeState(ok & DataMask, ok, ok, 0, r.Value.Mode));
+        if (r.Value.Gfid == fd.Gfid) Remember(fd.Gfid, new InodeState(ok & DataMask, ok, ok, 0, r.Value.Mode), generation);
         NoteWriterOpened(fd);
         return Present(r.Value, ctx);
     }

@@ -143,12 +143,26 @@ public sealed partial class ReplicateTranslator : Translator
 
     public bool IsChildUp(int child) => (UpMask & (1 << child)) != 0;
 
-    /// <summary>Records what a child's answer says about its reachability.</summary>
+    /// <summary>
+    /// Records what a child's answer says about its reachability. A child that answers again
+    /// after being down starts a new <see cref="ReturnGeneration"/> first, so no read picks it by
+    /// a readability verdict made before it left: while it was away other clients' writes may
+    /// have made its copy stale, which only a fresh look at the counters shows.
+    /// </summary>
     private void Observe(int i, Errno e)
     {
         if (e == Errno.ENOTCONN) Interlocked.Or(ref _downMask, 1 << i);
-        else if ((Interlocked.And(ref _downMask, ~(1 << i)) & (1 << i)) != 0 && !_owedUnlocks.IsEmpty) _ = PayOwedUnlocksAsync();
+        else if ((Volatile.Read(ref _downMask) & (1 << i)) != 0)
+        {
+            Interlocked.Increment(ref _returnGeneration);
+            if ((Interlocked.And(ref _downMask, ~(1 << i)) & (1 << i)) != 0 && !_owedUnlocks.IsEmpty) _ = PayOwedUnlocksAsync();
+        }
     }
+
+    private long _returnGeneration;
+
+    /// <summary>Counts the returns of children seen down; a cached verdict made in an older generation is not trusted for reads.</summary>
+    private long ReturnGeneration => Interlocked.Read(ref _returnGeneration);
 
     /// <summary>True when the children in <paramref name="mask"/> are enough to change the volume.</summary>
     public bool HasQuorum(int mask)
@@ -185,6 +199,9 @@ public sealed partial class ReplicateTranslator : Translator
     /// </summary>
     private sealed record InodeState(int Data, int Metadata, int Entry, int Split, uint Mode)
     {
+        /// <summary>The <see cref="ReturnGeneration"/> in which the counters behind this verdict were read.</summary>
+        public long Generation { get; init; }
+
         public bool IsRegular => ModeBits.IsRegular(Mode);
         public bool IsDirectory => ModeBits.IsDirectory(Mode);
         public int Of(int slot) => slot switch { DataSlot => Data, MetadataSlot => Metadata, _ => Entry };
@@ -256,22 +273,41 @@ public sealed partial class ReplicateTranslator : Translator
 
     private static long Counter(long[] v, int slot) => slot < v.Length ? v[slot] : 0;
 
-    private void Remember(Gfid gfid, InodeState state)
+    /// <summary>
+    /// Caches a verdict made from counters read in <paramref name="generation"/> (read it before
+    /// asking the children: a child returning meanwhile must make the verdict outdated).
+    /// </summary>
+    private InodeState Remember(Gfid gfid, InodeState state, long generation)
     {
         if (_inodes.Count >= MaxCachedInodes) _inodes.Clear(); // a refresh rebuilds any entry on demand
-        _inodes[gfid] = state;
+        return _inodes[gfid] = state with { Generation = generation };
+    }
+
+    /// <summary>
+    /// The cached verdict when no child has returned since it was made. An older one may name a
+    /// child readable that missed other clients' changes while it was away: callers refresh.
+    /// </summary>
+    private bool TryCurrent(Gfid gfid, out InodeState state)
+    {
+        if (_inodes.TryGetValue(gfid, out var st) && st.Generation == ReturnGeneration)
+        {
+            state = st;
+            return true;
+        }
+        state = null!;
+        return false;
     }
 
     /// <summary>After a transaction: children outside <paramref name="consistent"/> are no longer readable for the changed slots.</summary>
     private void Demote(Gfid gfid, int slots, int consistent)
     {
         if (!_inodes.TryGetValue(gfid, out var st)) return;
-        Remember(gfid, st with
+        _ = Remember(gfid, st with
         {
             Data = (slots & DataBit) != 0 ? st.Data & consistent : st.Data,
             Metadata = (slots & MetadataBit) != 0 ? st.Metadata & consistent : st.Metadata,
             Entry = (slots & EntryBit) != 0 ? st.Entry & consistent : st.Entry,
-        });
+        }, st.Generation);
     }
 
     // ---- per-fd state ------------------------------------------------------------------------
