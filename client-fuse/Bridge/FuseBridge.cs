@@ -149,20 +149,12 @@ public sealed class FuseBridge : IFuseRequestHandler
         {
             InvalidateInode(gfid, 0, -1);
             if (!_nodes.TryGetParent(gfid, out var parent)) return;
-            foreach (var name in _entries.LockPoint(parent))
-            {
-                InvalidateEntry(parent, name);
-                Interlocked.Increment(ref _lockPointNames);
-            }
+            foreach (var name in _entries.LockPoint(parent)) InvalidateEntry(parent, name);
         });
         Interlocked.Increment(ref _lockPoints);
     }
 
     private long _lockPoints;
-    private long _lockPointNames;
-
-    /// <summary>How many cached names lock points invalidated (diagnostics, tests).</summary>
-    public long LockPointNames => Interlocked.Read(ref _lockPointNames);
 
     /// <summary>How many granted locks invalidated the kernel's caches (diagnostics, tests).</summary>
     public long LockPoints => Interlocked.Read(ref _lockPoints);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Brickfs.ClientFuse.Bridge;
 using Brickfs.ClientFuse.Fuse;
+using Brickfs.Translators.Core;
 
 namespace Brickfs.ClientFuse.Host;
 
@@ -205,12 +206,9 @@ public sealed record MountOptions
         _ => throw new UsageException($"option fuse-transport={v}: must be auto, dev or uring"),
     };
 
-    private static bool OnOff(string key, string v) => v switch
-    {
-        "on" or "yes" or "true" or "1" => true,
-        "off" or "no" or "false" or "0" => false,
-        _ => throw new UsageException($"option {key}={v}: must be on or off"),
-    };
+    /// <summary>The on/off words volfile options take (<see cref="TranslatorOptions.TryParseBool"/>).</summary>
+    private static bool OnOff(string key, string v) =>
+        TranslatorOptions.TryParseBool(v, out bool on) ? on : throw new UsageException($"option {key}={v}: must be on or off");
 
     private static int Kib(string v) =>
         int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n is >= 0 and <= 1 << 20

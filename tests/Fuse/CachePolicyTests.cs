@@ -46,6 +46,17 @@ public class CachePolicyTests
         }
     }
 
+    /// <summary>Passthrough is on unless the mount says off, in the on/off words volfile options take.</summary>
+    [Test]
+    public void PassthroughIsOnUnlessTheMountSaysOff()
+    {
+        Assert.That(Parse("--volfile", "v.vol").Passthrough, Is.True);
+        Assert.That(Parse("--volfile", "v.vol", "-o", "passthrough=off").Passthrough, Is.False);
+        Assert.That(Parse("--volfile", "v.vol", "-o", "passthrough=on").Passthrough, Is.True);
+        var e = Assert.Throws<UsageException>(() => Parse("--volfile", "v.vol", "-o", "passthrough=maybe"));
+        Assert.That(e!.Message, Is.EqualTo("option passthrough=maybe: must be on or off"));
+    }
+
     [Test]
     public async Task OnlyAGraphWithoutProtocolClientIsASoleClient()
     {
