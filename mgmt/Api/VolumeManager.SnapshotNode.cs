@@ -64,6 +64,9 @@ public sealed partial class VolumeManager
         var attempt = new SnapshotAttempt(snap, bricks, pids);
         if (!_attempts.TryAdd(r.Attempt, attempt)) return MgmtError.Conflict($"snapshot attempt {r.Attempt} is known already");
         foreach (var pid in pids) Native.Signal(pid, Native.SIGSTOP);
+        // kill(2) returns before the target has stopped: the pause is answered once every brick
+        // process shows stopped, so a take never snaps a brick still running (bounded wait).
+        foreach (var pid in pids) WaitStopped(pid, TimeSpan.FromMilliseconds(500));
         var lease = TimeSpan.FromMilliseconds(Math.Clamp(r.LeaseMilliseconds, 1, (int)SnapshotPauseLimit.TotalMilliseconds));
         attempt.Lease = new Timer(_ =>
         {
@@ -76,6 +79,26 @@ public sealed partial class VolumeManager
             logger.LogWarning(1026, "snapshot {Snapshot}: the take did not come within {Lease} ms; bricks of volume {Volume} resumed", snap, lease.TotalMilliseconds, r.Volume);
         }, null, lease, Timeout.InfiniteTimeSpan);
         return new SnapshotPauseResponse([.. bricks.Select(b => new SnapshotBrick(b.Brick.Number, b.Brick.Host, b.Brick.Path, b.Target))]);
+    }
+
+    /// <summary>Waits until process <paramref name="pid"/> is stopped ('T' in /proc/PID/stat) or gone, at most <paramref name="limit"/>.</summary>
+    private static void WaitStopped(int pid, TimeSpan limit)
+    {
+        var deadline = Environment.TickCount64 + (long)limit.TotalMilliseconds;
+        while (Environment.TickCount64 < deadline)
+        {
+            string stat;
+            try
+            {
+                stat = File.ReadAllText($"/proc/{pid}/stat");
+            }
+            catch (IOException)
+            {
+                return;
+            }
+            if (stat[stat.LastIndexOf(')') + 2] is 'T' or 't' or 'Z' or 'X') return;
+            Thread.Sleep(1);
+        }
     }
 
     /// <summary>

@@ -125,8 +125,7 @@ public class MgmtDataCommandsTests
 
         // The coordinator is lost after the pause: the brick resumes by itself after the lease, and the take is refused.
         var lost = Guid.NewGuid();
-        // A lease long enough that a loaded machine still sees the pause before it ends.
-        var paused = volumes.PauseSnapshotBricks("s", new SnapshotPauseRequest(lost, "v", true, bricks, 3000));
+        var paused = volumes.PauseSnapshotBricks("s", new SnapshotPauseRequest(lost, "v", true, bricks, 300));
         Assert.That(paused.Ok, Is.True, paused.Error?.Message);
         Assert.That(paused.Value.Bricks.Single().Target, Is.EqualTo(target));
         Assert.That(ProcessState(pid), Is.EqualTo('T'), "paused");
