@@ -295,6 +295,32 @@ public class ReplicateTests
             "the name b1 alone has is stale: the directory's counters blame b1 since it returned");
     }
 
+    [Test]
+    public async Task ANameAReturnedChildMissedIsHealedThereAtLookupSoTheFileKeepsAWriteQuorumWhenAnotherChildLeaves()
+    {
+        await using var v = await StartAsync(3);
+        v.Down(0);
+        var fd = await v.CreateAsync("j"); // a SQLite journal made while b0 was away
+        await v.MustWriteAsync(fd, 0, "journal");
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
+        await v.Replicate.FlushEagerAsync();
+        v.Up(0);
+        v.Down(2);
+
+        var found = await v.Top.LookupAsync(Ctx(), Gfid.Root, "j");
+        Assert.That(found.Ok, Is.True);
+        var onB0 = await v.LookupOnAsync(0, Gfid.Root, "j");
+        Assert.That(onB0.Error, Is.EqualTo(Errno.None), "the lookup healed the name onto b0");
+        Assert.That(onB0.Value.Gfid, Is.EqualTo(fd.Gfid));
+        Assert.That(await v.TextAsync(0, fd.Gfid), Is.EqualTo("journal"), "with its data");
+
+        // Only b1 had the file: without the heal, b1 alone is below quorum for every change of it.
+        var again = await v.OpenAsync(fd.Gfid);
+        Assert.That((await v.Top.FsyncAsync(Ctx(), again, dataOnly: true)).Error, Is.EqualTo(Errno.None));
+        await v.MustWriteAsync(again, 0, "rolled back");
+        Assert.That((await v.ReadTextAsync(again)).Value, Is.EqualTo("rolled back"));
+    }
+
     private static void SetName(Translator t, string name) =>
         typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(t, name);
 
@@ -341,7 +367,7 @@ public class ReplicateTests
     [Test]
     public async Task EntryHealCreatesMissedNamesWithTheirGfidsAndRemovesDeletedOnes()
     {
-        await using var v = await StartAsync(3);
+        await using var v = await StartAsync(3, "entry-self-heal off"); // the heal under test, not the one a lookup starts
         var dir = Gfid.NewRandom();
         Assert.That((await v.Top.MkdirAsync(Ctx(), Gfid.Root, "d", 0x1ED, dir)).Ok, Is.True);
         var doomed = await v.CreateAsync("doomed", dir);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Brickfs.Translators.Core;
 
 namespace Brickfs.Translators.Cluster.Replicate;
@@ -76,6 +77,59 @@ public sealed partial class ReplicateTranslator
             _entryHealHints.TryRemove(gfid, out _);
             return new HealResult(gfid, healed == SplitBrainKind.None && !anyCounter ? HealOutcome.Clean : HealOutcome.Healed, healed, [.. sinkNames]);
         });
+    }
+
+    /// <summary>How long a lookup waits for the entry heal it started; the heal goes on after that.</summary>
+    private static readonly TimeSpan LookupHealWait = TimeSpan.FromSeconds(2);
+
+    private static readonly TimeSpan LookupHealRetry = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<Gfid, Task<HealResult>> _lookupHeals = new();
+
+    /// <summary>
+    /// Heals the entries of <paramref name="dir"/> because a lookup found a name there that an up
+    /// child lacks. A stale data copy still takes every write, but a missing name takes none:
+    /// a file made while a child was away (a SQLite journal) has fewer copies in its quorum, and
+    /// once another child leaves it cannot be changed at all, though enough children are up. So
+    /// the name is healed on the lookup's path, as AFR's client-side entry self-heal does, not
+    /// left to the self-heal daemon. One heal per directory at a time (concurrent lookups wait
+    /// for the same one), waited for at most <see cref="LookupHealWait"/>; after one that healed
+    /// nothing, the next waits <see cref="LookupHealRetry"/>. True when it healed something in
+    /// time, so the lookup is worth asking again.
+    /// </summary>
+    private async Task<bool> HealForLookupAsync(Gfid dir, CancellationToken cancellation)
+    {
+        var heal = _lookupHeals.GetOrAdd(dir, static (g, self) =>
+        {
+            var started = new TaskCompletionSource<HealResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _ = Task.Run(async () =>
+            {
+                HealResult result;
+                try
+                {
+                    result = await self.HealAsync(g);
+                }
+                catch (Exception e)
+                {
+                    result = new HealResult(g, HealOutcome.Unavailable, SplitBrainKind.None, [], e.Message);
+                }
+                started.SetResult(result);
+                // A heal that found nothing to do (or could not run) is not retried by every
+                // lookup of the directory: the next attempt waits a second.
+                if (result.Outcome != HealOutcome.Healed) await Task.Delay(LookupHealRetry);
+                self._lookupHeals.TryRemove(new KeyValuePair<Gfid, Task<HealResult>>(g, started.Task));
+            });
+            return started.Task;
+        }, this);
+        try
+        {
+            await heal.WaitAsync(LookupHealWait, cancellation);
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            return false;
+        }
+        return heal.Result.Outcome == HealOutcome.Healed;
     }
 
     private const int AllSlots = DataBit | MetadataBit | EntryBit;

@@ -144,9 +144,21 @@ public sealed partial class ReplicateTranslator
     /// children that have it, unless the parent's entry counters say which copies are stale
     /// (see <see cref="TrustedNameAsync"/>); else EIO, listed as split-brain. A name missing on
     /// some children is a pending entry heal of the parent, and the answer comes from the
-    /// children the parent's counters trust.
+    /// children the parent's counters trust; when that answer is that the name exists, the
+    /// parent's entries are healed first (entry-self-heal, see <see cref="HealForLookupAsync"/>).
     /// </summary>
     public override async ValueTask<FopResult<Iatt>> LookupAsync(FopContext ctx, Gfid parent, string name)
+    {
+        var (r, lacking) = await LookupOnceAsync(ctx, parent, name);
+        if (lacking == 0 || !_entrySelfHeal || !await HealForLookupAsync(parent, ctx.Cancellation)) return r;
+        return (await LookupOnceAsync(ctx, parent, name)).Result;
+    }
+
+    /// <summary>
+    /// One lookup round. Lacking: the up children the parent's entry counters blame that miss the
+    /// name or hold a stale one, while the answer (from the children they trust) is that it exists.
+    /// </summary>
+    private async ValueTask<(FopResult<Iatt> Result, int Lacking)> LookupOnceAsync(FopContext ctx, Gfid parent, string name)
     {
         long generation = ReturnGeneration;
         var pctx = WithPendingKeys(ctx);
@@ -157,7 +169,7 @@ public sealed partial class ReplicateTranslator
             Observe(i, results[i].Error);
         }));
 
-        int found = 0, missing = 0;
+        int found = 0, missing = 0, lacking = 0;
         for (int i = 0; i < N; i++)
         {
             if (results[i].Ok) found |= 1 << i;
@@ -165,15 +177,18 @@ public sealed partial class ReplicateTranslator
         }
         if (found == 0)
         {
-            if (missing != 0) return Errno.ENOENT;
-            return FirstError([.. results.Select(r => r.Error)], AllMask);
+            if (missing != 0) return (Errno.ENOENT, 0);
+            return (FirstError([.. results.Select(r => r.Error)], AllMask), 0);
         }
         if (missing != 0)
         {
             _entryHealHints.TryAdd(parent, 0);
             // The parent's counters say which side is right: a create or an unlink that some children missed.
             var p = await ParentStateAsync(ctx, parent);
-            if (p is not null && (p.Entry & missing) != 0 && (p.Entry & found) == 0) return Errno.ENOENT;
+            if (p is not null && (p.Entry & missing) != 0 && (p.Entry & found) == 0) return (Errno.ENOENT, 0);
+            // Only children the counters blame lack the name for good: with nobody blamed, it may be
+            // another client's create or unlink still on its way to the rest.
+            lacking = p is null ? 0 : missing & ~p.Entry;
         }
 
         var gfid = results[Lowest(found)].Value.Gfid;
@@ -185,10 +200,11 @@ public sealed partial class ReplicateTranslator
             {
                 _entrySplitBrain[(parent, name)] = new SplitBrainRecord(gfid, SplitBrainKind.GfidMismatch, parent, name,
                     $"'{name}' has GFID {gfid} on {Children[Lowest(found)].Name} but {results[other].Value.Gfid} on {Children[other].Name}");
-                return Errno.EIO;
+                return (Errno.EIO, 0);
             }
             _entryHealHints.TryAdd(parent, 0);
-            if (t.Found == 0) return Errno.ENOENT;
+            if (t.Found == 0) return (Errno.ENOENT, 0);
+            lacking |= found & ~t.Found; // untrusted names that point at another file
             (gfid, found) = t;
         }
         _entrySplitBrain.TryRemove((parent, name), out _);
@@ -213,7 +229,7 @@ public sealed partial class ReplicateTranslator
         }
         int from = Pick(gfid, StatMask(st) & found);
         if (from < 0) from = Lowest(found & DataMask) is var d && d >= 0 ? d : Lowest(found);
-        return Present(attrs[from] ?? results[from].Value, ctx);
+        return (Present(attrs[from] ?? results[from].Value, ctx), lacking);
     }
 
     /// <summary>

@@ -60,6 +60,7 @@ public sealed partial class ReplicateTranslator : Translator
         new("arbiter-count", OptionType.Int, "0", "1: the last child is an arbiter (names and metadata, no data)") { Min = 0, Max = 1 },
         new("eager-lock", OptionType.Bool, "on", "keep a file's lock (and a directory's shared lock) and its pending marks across fops; the marks are cleared post-op-delay-secs after the last fop, or at fsync, close or unlock"),
         new("post-op-delay-secs", OptionType.Seconds, "1", "how long an idle eager lock and its pending marks are kept (0: post-op after every fop, no eager lock)") { Min = 0, Max = 20 },
+        new("entry-self-heal", OptionType.Bool, "on", "a lookup that finds a name missing (or stale) on a child that is up, while the parent's counters say the name exists, heals the parent's entries there first (waiting at most 2 s), so the file keeps every copy it can have in its write quorum"),
         new("read-subvolume-index", OptionType.Int, "-1", "the child that serves reads whenever its copy is readable and up; -1: spread files over the children by GFID") { Min = -1, Max = 4 },
     ];
 
@@ -73,6 +74,7 @@ public sealed partial class ReplicateTranslator : Translator
     private readonly bool _arbiter;
     private readonly int _readChild;
     private readonly TimeSpan _postOpDelay;
+    private readonly bool _entrySelfHeal;
     private int _downMask;
     private long _lockOwners = Random.Shared.NextInt64(1, 1L << 40) << 20;
     private string[]? _keys;
@@ -91,6 +93,7 @@ public sealed partial class ReplicateTranslator : Translator
         _arbiter = options.GetInt("arbiter-count") == 1;
         _readChild = (int)options.GetInt("read-subvolume-index");
         _postOpDelay = options.GetBool("eager-lock") ? options.GetSeconds("post-op-delay-secs") : TimeSpan.Zero;
+        _entrySelfHeal = options.GetBool("entry-self-heal");
     }
 
     private static QuorumRule QuorumOf(TranslatorOptions options)
