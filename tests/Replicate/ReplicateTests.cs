@@ -222,6 +222,48 @@ public class ReplicateTests
         }
     }
 
+    /// <summary>A child's connection, which can be lost as protocol/client's is when its brick restarts.</summary>
+    private sealed class Link : Translator
+    {
+        public void Lose() => RaiseConnectionLost();
+    }
+
+    [Test]
+    public async Task ABrickThatRestartsWhileAClientIsIdleIsNotReadFromAVerdictMadeBeforeIt()
+    {
+        await using var v = await StartAsync(3);
+        var fd = await v.CreateAsync("f");
+        await v.MustWriteAsync(fd, 0, "old");
+        await v.Replicate.FlushEagerAsync();
+
+        // A second client that reads b1's copy whenever it is good finds every copy good and keeps the file open.
+        var links = Enumerable.Range(0, 3).Select(i =>
+        {
+            var link = new Link();
+            link.Attach(v.Fault(i));
+            SetName(link, $"b{i}");
+            return link;
+        }).ToArray();
+        var other = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, ("read-subvolume-index", "1")));
+        other.Attach(links);
+        SetName(other, "vol");
+        await other.InitAsync(CancellationToken.None);
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "f")).Ok, Is.True);
+        var opened = await v.OpenAsync(fd.Gfid, other);
+        Assert.That((await ReadTextAsync(other, opened)).Value, Is.EqualTo("old"));
+
+        // b1 restarts while the second client does nothing: its connection drops, the first
+        // client's write misses b1, and b1 is back before the second client's next fop.
+        links[1].Lose();
+        v.Down(1);
+        await v.MustWriteAsync(fd, 0, "new");
+        await v.Replicate.FlushEagerAsync();
+        v.Up(1);
+
+        Assert.That(await v.TextAsync(1, fd.Gfid), Is.EqualTo("old"), "b1 is stale");
+        Assert.That((await ReadTextAsync(other, opened)).Value, Is.EqualTo("new"), "read through the client that knew b1 as good before it restarted");
+    }
+
     [Test]
     public async Task AClientThatSawAChildLeaveDoesNotReadItsCopyWhenItReturnsWithoutALookup()
     {

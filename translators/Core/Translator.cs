@@ -43,6 +43,21 @@ public abstract class Translator : IAsyncDisposable
     public override string ToString() => $"{TypeName} '{Name}'";
 
     /// <summary>
+    /// Raised by a translator that reaches its storage over a connection (protocol/client) when
+    /// that connection is lost, before any reconnect: what a translator above cached about this
+    /// child (GlusterFS's CHILD_DOWN) may have changed meanwhile. Handlers must be quick.
+    /// </summary>
+    public event Action? ConnectionLost;
+
+    protected void RaiseConnectionLost() => ConnectionLost?.Invoke();
+
+    /// <summary>This translator and, down through translators with one child, those below it: where a <see cref="ConnectionLost"/> of this child comes from.</summary>
+    public IEnumerable<Translator> ChainBelow()
+    {
+        for (Translator? t = this; t is not null; t = t.Children.Count == 1 ? t.Children[0] : null) yield return t;
+    }
+
+    /// <summary>
     /// Whether this running translator can take new values of the options in
     /// <paramref name="changed"/> without being rebuilt (a <c>volume set</c> reaching a mounted
     /// client, GlusterFS's reconfigure): null when it can, else why not. The default takes

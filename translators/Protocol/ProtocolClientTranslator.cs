@@ -215,6 +215,7 @@ public sealed class ProtocolClientTranslator : Translator
                 LastError = reason;
                 if (ReferenceEquals(_session, session)) _session = null;
                 FenceLocked(reason); // before the next session can re-open anything
+                RaiseConnectionLost(); // before the next session can answer anything
                 if (stop.IsCancellationRequested) return;
                 Log.Write('W', Name, $"disconnected from brick '{_remoteSubvolume}' at {_host}:{_port}: {reason}");
                 continue; // reconnect at once after a working connection; back off on repeated failure
