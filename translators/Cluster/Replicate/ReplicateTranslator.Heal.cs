@@ -99,28 +99,9 @@ public sealed partial class ReplicateTranslator
     /// </summary>
     private async Task<bool> HealForLookupAsync(Gfid dir, CancellationToken cancellation)
     {
-        var heal = _lookupHeals.GetOrAdd(dir, static (g, self) =>
-        {
-            var started = new TaskCompletionSource<HealResult>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _ = Task.Run(async () =>
-            {
-                HealResult result;
-                try
-                {
-                    result = await self.HealAsync(g);
-                }
-                catch (Exception e)
-                {
-                    result = new HealResult(g, HealOutcome.Unavailable, SplitBrainKind.None, [], e.Message);
-                }
-                started.SetResult(result);
-                // A heal that found nothing to do (or could not run) is not retried by every
-                // lookup of the directory: the next attempt waits a second.
-                if (result.Outcome != HealOutcome.Healed) await Task.Delay(LookupHealRetry);
-                self._lookupHeals.TryRemove(new KeyValuePair<Gfid, Task<HealResult>>(g, started.Task));
-            });
-            return started.Task;
-        }, this);
+        var mine = new TaskCompletionSource<HealResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var heal = _lookupHeals.GetOrAdd(dir, mine.Task);
+        if (heal == mine.Task) _ = Task.Run(() => RunLookupHealAsync(dir, mine)); // only the registered heal runs
         try
         {
             await heal.WaitAsync(LookupHealWait, cancellation);
@@ -130,6 +111,25 @@ public sealed partial class ReplicateTranslator
             return false;
         }
         return heal.Result.Outcome == HealOutcome.Healed;
+    }
+
+    /// <summary>The heal <see cref="HealForLookupAsync"/> registered as <paramref name="done"/>'s task: runs it, answers it, then unregisters it.</summary>
+    private async Task RunLookupHealAsync(Gfid dir, TaskCompletionSource<HealResult> done)
+    {
+        HealResult result;
+        try
+        {
+            result = await HealAsync(dir);
+        }
+        catch (Exception e)
+        {
+            result = new HealResult(dir, HealOutcome.Unavailable, SplitBrainKind.None, [], e.Message);
+        }
+        done.SetResult(result);
+        // A heal that found nothing to do (or could not run) is not retried by every lookup of
+        // the directory: the next attempt waits a second.
+        if (result.Outcome != HealOutcome.Healed) await Task.Delay(LookupHealRetry);
+        _lookupHeals.TryRemove(new KeyValuePair<Gfid, Task<HealResult>>(dir, done.Task));
     }
 
     private const int AllSlots = DataBit | MetadataBit | EntryBit;
