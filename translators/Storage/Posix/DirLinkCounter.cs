@@ -40,10 +40,10 @@ internal sealed class DirLinkCounter
 
     /// <summary>
     /// Before a fop of ours that adds or removes only non-directories in <paramref name="g"/>:
-    /// the directory's stamp now, when a count is cached (null otherwise, at no cost).
+    /// the directory's stamp from <paramref name="st"/>, a stat of it taken just before (the one
+    /// that resolved it), when a count is cached; null otherwise.
     /// </summary>
-    public Stamp? Mark(Gfid g, int dirfd) =>
-        _cache.ContainsKey(g) && Sys.Stat(dirfd, "", out var st) == Errno.None ? Stamp.Of(st) : null;
+    public Stamp? Mark(Gfid g, in Libc.Statx st) => _cache.ContainsKey(g) ? Stamp.Of(st) : null;
 
     /// <summary>
     /// After such a fop: the subdirectory count is unchanged, so the cached count moves to the

@@ -11,14 +11,15 @@ namespace Brickfs.Translators.Storage;
 public sealed partial class PosixTranslator
 {
     /// <summary>Validates a new name and the caller's GFID, and leases the parent directory.</summary>
-    private Errno PrepareNew(FopContext ctx, Gfid parent, string name, Gfid newGfid, out FdLease dir)
+    private Errno PrepareNew(FopContext ctx, Gfid parent, string name, Gfid newGfid, out FdLease dir, out Libc.Statx dirSt)
     {
         dir = default;
+        dirSt = default;
         var e = CheckNew(ctx, parent, name);
         if (e != Errno.None) return e;
         if (newGfid.IsNull || newGfid == Gfid.Root) return Errno.EINVAL;
         if (IndexExists(newGfid)) return Errno.EEXIST;
-        return ResolveDir(parent, out dir, out _);
+        return ResolveDir(parent, out dir, out dirSt);
     }
 
     /// <summary>
@@ -45,11 +46,11 @@ public sealed partial class PosixTranslator
     public override ValueTask<FopResult<Iatt>> MknodAsync(FopContext ctx, Gfid parent, string name, uint mode, ulong rdev, Gfid newGfid)
     {
         if (ModeBits.IsDirectory(mode) || ModeBits.IsSymlink(mode)) return Done<Iatt>(Errno.EINVAL);
-        var e = PrepareNew(ctx, parent, name, newGfid, out var dir);
+        var e = PrepareNew(ctx, parent, name, newGfid, out var dir, out var dirSt);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
-            var mark = _links.Mark(parent, dir.Fd);
+            var mark = _links.Mark(parent, dirSt);
             lock (MakingLock(parent, name))
             {
                 using (Creds.As(ctx)) e = Sys.MknodAt(dir.Fd, name, (mode & ModeBits.TypeMask) == 0 ? mode | ModeBits.Regular : mode, rdev);
@@ -60,7 +61,7 @@ public sealed partial class PosixTranslator
 
     public override ValueTask<FopResult<Iatt>> MkdirAsync(FopContext ctx, Gfid parent, string name, uint mode, Gfid newGfid)
     {
-        var e = PrepareNew(ctx, parent, name, newGfid, out var dir);
+        var e = PrepareNew(ctx, parent, name, newGfid, out var dir, out _);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
@@ -75,12 +76,12 @@ public sealed partial class PosixTranslator
     public override ValueTask<FopResult<Iatt>> SymlinkAsync(FopContext ctx, Gfid parent, string name, string target, Gfid newGfid)
     {
         if (target.Length == 0 || target.Contains('\0')) return Done<Iatt>(target.Length == 0 ? Errno.ENOENT : Errno.EINVAL);
-        var e = PrepareNew(ctx, parent, name, newGfid, out var dir);
+        var e = PrepareNew(ctx, parent, name, newGfid, out var dir, out var dirSt);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
             // Stored verbatim; the brick never follows it (absolute or escaping targets included).
-            var mark = _links.Mark(parent, dir.Fd);
+            var mark = _links.Mark(parent, dirSt);
             lock (MakingLock(parent, name))
             {
                 using (Creds.As(ctx)) e = Sys.SymlinkAt(target, dir.Fd, name);
@@ -98,59 +99,54 @@ public sealed partial class PosixTranslator
         var e = CheckNew(ctx, parent, name);
         if (e != Errno.None) return Done<Iatt>(e);
         if (fd.Gfid.IsNull || fd.Gfid == Gfid.Root) return Done<Iatt>(Errno.EINVAL);
-        e = ResolveDir(parent, out var dir, out _);
+        e = ResolveDir(parent, out var dir, out var dirSt);
         if (e != Errno.None) return Done<Iatt>(e);
         using (dir)
         {
             int flags = OsOpenFlags(fd.Flags);
             bool exclusive = (fd.Flags & OpenFlags.Exclusive) != 0;
             PosixFd? file = null;
-            bool created = false;
-            var mark = _links.Mark(parent, dir.Fd);
+            var mark = _links.Mark(parent, dirSt);
             PosixFd osFd;
             Libc.Statx st;
             Gfid g = fd.Gfid;
             lock (MakingLock(parent, name))
             {
-                if (!IndexExists(fd.Gfid))
+                using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_CREAT | Libc.O_EXCL, mode & ModeBits.PermMask, out file);
+                bool created = e == Errno.None;
+                if (e != Errno.None && (e != Errno.EEXIST || exclusive)) return Done<Iatt>(e);
+                if (created)
                 {
-                    using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_CREAT | Libc.O_EXCL, mode & ModeBits.PermMask, out file);
-                    created = e == Errno.None;
-                    if (e != Errno.None && (e != Errno.EEXIST || exclusive)) return Done<Iatt>(e);
-                }
-                else if (exclusive || Sys.Stat(dir.Fd, name, out _) != Errno.None)
-                {
-                    return Done<Iatt>(Errno.EEXIST); // the GFID is taken by another entry
-                }
-                if (!created)
-                {
-                    // Plain O_CREAT on an existing name opens it, like open(2).
-                    using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_NONBLOCK, 0, out file);
-                    if (e != Errno.None) return Done<Iatt>(e == Errno.ELOOP ? Errno.EEXIST : e);
-                }
-                osFd = file!;
-                e = Sys.Stat(osFd.Fd, "", out st);
-                if (e == Errno.None && !ModeBits.IsRegular(st.Mode)) e = ModeBits.IsDirectory(st.Mode) ? Errno.EISDIR : Errno.ENXIO;
-                if (e == Errno.None && created)
-                {
+                    // O_EXCL made a regular file. Its GFID goes on before the index link, which
+                    // also refuses a GFID that another inode already has (EEXIST, as if the name
+                    // had been there: this brick's own lookups wait for the making lock).
+                    osFd = file!;
                     Span<byte> b = stackalloc byte[Gfid.Size];
                     g.WriteBytes(b);
                     e = Sys.FSetXattr(osFd.Fd, GfidIndex.Xattr, b, XattrFlags.Create);
                     if (e == Errno.EEXIST && ReadGfid(Sys.ProcPath(osFd.Fd), follow: true) is { } raced)
                     {
-                        // Set behind the brick's back between our create and now (this brick's own
-                        // lookups wait for the making lock): keep it, the answer's Iatt tells the caller.
+                        // Set behind the brick's back between our create and now: keep it, the
+                        // answer's Iatt tells the caller.
                         g = raced;
                         e = Errno.None;
                     }
                     if (e == Errno.None) e = AddIndexLink(osFd.Fd, "", Libc.AT_EMPTY_PATH, g);
+                    st = default;
                     if (e == Errno.None) e = Sys.Stat(osFd.Fd, "", out st);
                     if (e != Errno.None) Sys.UnlinkAt(dir.Fd, name);
                     else _links.Carry(parent, dir.Fd, mark);
                 }
-                else if (e == Errno.None)
+                else
                 {
-                    g = EntryGfid(dir.Fd, name, parent, st);
+                    // Plain O_CREAT on an existing name opens it, like open(2).
+                    using (Creds.As(ctx)) e = Sys.OpenAt(dir.Fd, name, flags | Libc.O_NONBLOCK, 0, out file);
+                    if (e != Errno.None) return Done<Iatt>(e == Errno.ELOOP ? Errno.EEXIST : e);
+                    osFd = file!;
+                    e = Sys.Stat(osFd.Fd, "", out st);
+                    if (e == Errno.None && !ModeBits.IsRegular(st.Mode)) e = ModeBits.IsDirectory(st.Mode) ? Errno.EISDIR : Errno.ENXIO;
+                    if (e == Errno.None) g = EntryGfid(dir.Fd, name, parent, st);
+                    if (e == Errno.None) Sys.SetFlags(osFd.Fd, flags & ~Libc.O_NOFOLLOW);
                 }
             }
             if (e != Errno.None)
@@ -158,7 +154,6 @@ public sealed partial class PosixTranslator
                 osFd.Dispose();
                 return Done<Iatt>(e);
             }
-            if (!created) Sys.SetFlags(osFd.Fd, flags & ~Libc.O_NOFOLLOW);
             fd.SetContext(this, new OpenFile(osFd, false, (st.Mode & (ModeBits.SetUid | ModeBits.SetGid)) != 0));
             return Done(FopResult<Iatt>.Success(ToIatt(g, st, -1)));
         }
@@ -168,12 +163,12 @@ public sealed partial class PosixTranslator
     {
         var e = CheckRemovable(ctx, parent, name);
         if (e != Errno.None) return Done(e);
-        e = ResolveDir(parent, out var dir, out _);
+        e = ResolveDir(parent, out var dir, out var dirSt);
         if (e != Errno.None) return Done(e);
         using (dir)
         {
             var g = ReadGfid(EntryPath(dir.Fd, name), follow: false);
-            var mark = _links.Mark(parent, dir.Fd);
+            var mark = _links.Mark(parent, dirSt);
             using (Creds.As(ctx)) e = Sys.UnlinkAt(dir.Fd, name);
             if (e != Errno.None) return Done(e);
             _links.Carry(parent, dir.Fd, mark);
