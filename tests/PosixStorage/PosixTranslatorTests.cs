@@ -121,6 +121,36 @@ public class PosixTranslatorTests
     }
 
     [Test]
+    public async Task ACreateWithAGfidAnotherFileHasIsRefusedAndLeavesNoName()
+    {
+        var t = await Start();
+        var (f, _) = await Create(t, Gfid.Root, "f");
+        var fd = new FileHandle(f.Gfid, OpenFlags.ReadWrite | OpenFlags.Create);
+        var r = await t.CreateAsync(Root, Gfid.Root, "g", 0x1A4, fd);
+        Assert.That(r.Error, Is.EqualTo(Errno.EEXIST));
+        Assert.That(File.Exists(Path.Combine(_brick, "g")), Is.False, "the name made for the attempt is gone");
+        Assert.That(DiskStat(IndexPath(f.Gfid)).Ino, Is.EqualTo(DiskStat(Path.Combine(_brick, "f")).Ino), "the index still leads to f");
+    }
+
+    [Test]
+    public async Task CreateWithoutExclusiveOpensAnExistingNameAndAnswersItsGfid()
+    {
+        var t = await Start();
+        var (f, first) = await Create(t, Gfid.Root, "f");
+        await t.WriteAsync(Root, first, 0, "abc"u8.ToArray());
+        var again = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+        var r = await t.CreateAsync(Root, Gfid.Root, "f", 0x1A4, again);
+        Assert.That(r.Error, Is.EqualTo(Errno.None));
+        Assert.That(r.Value.Gfid, Is.EqualTo(f.Gfid));
+        Assert.That(r.Value.Size, Is.EqualTo(3UL), "opened, not truncated");
+        var excl = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create | OpenFlags.Exclusive);
+        Assert.That((await t.CreateAsync(Root, Gfid.Root, "f", 0x1A4, excl)).Error, Is.EqualTo(Errno.EEXIST));
+        Assert.That((await t.MkdirAsync(Root, Gfid.Root, "d", 0x1ED, Gfid.NewRandom())).Error, Is.EqualTo(Errno.None));
+        var onDir = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+        Assert.That((await t.CreateAsync(Root, Gfid.Root, "d", 0x1A4, onDir)).Error, Is.AnyOf(Errno.EISDIR, Errno.EEXIST));
+    }
+
+    [Test]
     public async Task UnlinkOfTheLastNameRemovesTheIndexLink()
     {
         var t = await Start();
