@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using Brickfs.Translators.Core;
 using Brickfs.Translators.Debug;
@@ -194,6 +195,27 @@ public class ProtocolBehaviourTests
         Assert.That((await client.FlushAsync(Ctx, fd)).Ok, Is.True);
         // The creating open had O_CREAT (no O_EXCL here); the re-open must not have truncated.
         Assert.That((fd.Flags & OpenFlags.Create) != 0, Is.True);
+    }
+
+    [Test]
+    public async Task TheClientAnnouncesALostConnectionBeforeReconnectingAndItsReturnOnceConnected()
+    {
+        await using var brick = await TcpBrick.StartAsync();
+        int port = brick.Port;
+        await using var client = await Kit.TcpClientAsync(brick.Log, port, ("ping-timeout", "2"));
+        var fd = await Kit.CreateAsync(client, "f", "hello"u8.ToArray());
+        var events = new ConcurrentQueue<string>();
+        client.ConnectionLost += () => events.Enqueue(client.IsConnected ? "lost while connected" : "lost");
+        client.ConnectionUp += () => events.Enqueue(client.IsConnected ? "up" : "up before connected");
+
+        await brick.Server.DisposeAsync();
+        await Kit.Eventually(() => !events.IsEmpty, "the loss is announced");
+        await brick.RestartServerAsync(port);
+        await Kit.Eventually(() => events.Count >= 2, "the return is announced");
+
+        Assert.That(events, Is.EqualTo(new[] { "lost", "up" }));
+        using var data = (await client.ReadAsync(Ctx, fd, 0, 100)).Value;
+        Assert.That(data.Span.ToArray(), Is.EqualTo("hello"u8.ToArray()), "the file opened before is open again");
     }
 
     [Test]

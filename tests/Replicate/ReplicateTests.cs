@@ -226,6 +226,55 @@ public class ReplicateTests
     private sealed class Link : Translator
     {
         public void Lose() => RaiseConnectionLost();
+        public void Return() => RaiseConnectionUp();
+    }
+
+    /// <summary>Another client of <paramref name="v"/>'s bricks, each reached through a <see cref="Link"/> that can say its connection went or came back.</summary>
+    private static async Task<(ReplicateTranslator Client, Link[] Links)> SecondClientOverLinksAsync(ReplicaBench v, params (string, string)[] options)
+    {
+        var links = Enumerable.Range(0, v.Count).Select(i =>
+        {
+            var link = new Link();
+            link.Attach(v.Fault(i));
+            SetName(link, $"b{i}");
+            return link;
+        }).ToArray();
+        var other = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, options));
+        other.Attach(links);
+        SetName(other, "vol");
+        await other.InitAsync(CancellationToken.None);
+        return (other, links);
+    }
+
+    [Test]
+    public async Task AFileKeptOpenIsWrittenOnABrickAgainAsSoonAsItsConnectionIsBack()
+    {
+        await using var v = await StartAsync(3);
+        var fd = await v.CreateAsync("f");
+        await v.MustWriteAsync(fd, 0, "aaaa");
+        await v.Replicate.FlushEagerAsync();
+
+        // A second client keeps the file open and only writes to it, as SQLite does with its database.
+        var (other, links) = await SecondClientOverLinksAsync(v);
+        await using var _ = other;
+        Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "f")).Ok, Is.True);
+        var opened = await v.OpenAsync(fd.Gfid, other);
+
+        // b1 restarts: its connection drops and a write goes on without it; then the connection
+        // is back (protocol/client re-opened the file) and nothing has asked every child since.
+        links[1].Lose();
+        v.Down(1);
+        Assert.That((await other.WriteAsync(Ctx("c2"), opened, 4, "bbbb"u8.ToArray())).Ok, Is.True);
+        v.Up(1);
+        links[1].Return();
+        Assert.That((await other.WriteAsync(Ctx("c2"), opened, 8, "cccc"u8.ToArray())).Ok, Is.True);
+        await other.FlushEagerAsync();
+
+        Assert.That(await v.TextAsync(1, fd.Gfid), Is.EqualTo("aaaa\0\0\0\0cccc"), "the write after the return reached b1");
+        Assert.That(await v.TextAsync(0, fd.Gfid), Is.EqualTo("aaaabbbbcccc"));
+        for (int i = 0; i < 3; i += 2)
+            Assert.That((await v.RawPendingAsync(i, fd.Gfid, 1))[0], Is.GreaterThan(0), $"b{i} still blames b1 for the write it missed");
+        Assert.That((await ReadTextAsync(other, opened)).Value, Is.EqualTo("aaaabbbbcccc"), "and reads stay off b1 until it is healed");
     }
 
     [Test]
@@ -237,17 +286,8 @@ public class ReplicateTests
         await v.Replicate.FlushEagerAsync();
 
         // A second client that reads b1's copy whenever it is good finds every copy good and keeps the file open.
-        var links = Enumerable.Range(0, 3).Select(i =>
-        {
-            var link = new Link();
-            link.Attach(v.Fault(i));
-            SetName(link, $"b{i}");
-            return link;
-        }).ToArray();
-        var other = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, ("read-subvolume-index", "1")));
-        other.Attach(links);
-        SetName(other, "vol");
-        await other.InitAsync(CancellationToken.None);
+        var (other, links) = await SecondClientOverLinksAsync(v, ("read-subvolume-index", "1"));
+        await using var _ = other;
         Assert.That((await other.LookupAsync(Ctx("c2"), Gfid.Root, "f")).Ok, Is.True);
         var opened = await v.OpenAsync(fd.Gfid, other);
         Assert.That((await ReadTextAsync(other, opened)).Value, Is.EqualTo("old"));

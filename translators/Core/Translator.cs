@@ -51,7 +51,17 @@ public abstract class Translator : IAsyncDisposable
 
     protected void RaiseConnectionLost() => ConnectionLost?.Invoke();
 
-    /// <summary>This translator and, down through translators with one child, those below it: where a <see cref="ConnectionLost"/> of this child comes from.</summary>
+    /// <summary>
+    /// Raised by such a translator when a connection is established again and the files open
+    /// through it are open again (GlusterFS's CHILD_UP): a translator above that saw the child
+    /// leave may take it back at once instead of at the next fop that asks every child. Handlers
+    /// must be quick.
+    /// </summary>
+    public event Action? ConnectionUp;
+
+    protected void RaiseConnectionUp() => ConnectionUp?.Invoke();
+
+    /// <summary>This translator and, down through translators with one child, those below it: where a <see cref="ConnectionLost"/> or <see cref="ConnectionUp"/> of this child comes from.</summary>
     public IEnumerable<Translator> ChainBelow()
     {
         for (Translator? t = this; t is not null; t = t.Children.Count == 1 ? t.Children[0] : null) yield return t;

@@ -211,6 +211,7 @@ public sealed class ProtocolClientTranslator : Translator
             if (session is not null)
             {
                 backoff = MinBackoff;
+                RaiseConnectionUp(); // its files are open again: writes can go there at once
                 string reason = await session.Closed;
                 LastError = reason;
                 if (ReferenceEquals(_session, session)) _session = null;

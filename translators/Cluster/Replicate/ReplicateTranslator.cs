@@ -125,13 +125,19 @@ public sealed partial class ReplicateTranslator : Translator
         if (_readChild >= Children.Count) throw new InvalidOperationException($"{this}: read-subvolume-index {_readChild} is not a child (it has {Children.Count})");
         if (_arbiter && Children.Count < 3) throw new InvalidOperationException($"{this}: an arbiter needs at least 3 children");
         // A brick that restarts between two fops of this client is reconnected before the next
-        // one, which then finds it answering: without this, no ENOTCONN ever marks it down, no
-        // return generation starts, and verdicts cached before it left still call its copy
-        // readable though other clients' writes missed it meanwhile.
+        // one, which then finds it answering: without the lost notice, no ENOTCONN ever marks it
+        // down, no return generation starts, and verdicts cached before it left still call its
+        // copy readable though other clients' writes missed it meanwhile. The up notice takes it
+        // back as soon as it is reachable (its files re-opened): without it, a file that stays
+        // open (a database) went on writing without that copy until a fop asked every child.
         for (int i = 0; i < N; i++)
         {
             int child = i;
-            foreach (var t in Children[i].ChainBelow()) t.ConnectionLost += () => Observe(child, Errno.ENOTCONN);
+            foreach (var t in Children[i].ChainBelow())
+            {
+                t.ConnectionLost += () => Observe(child, Errno.ENOTCONN);
+                t.ConnectionUp += () => Observe(child, Errno.None);
+            }
         }
         return ValueTask.CompletedTask;
     }
