@@ -1,6 +1,7 @@
 using System.Text;
 using Brickfs.Translators.Cluster.Replicate;
 using Brickfs.Translators.Core;
+using Brickfs.Translators.Debug;
 using Brickfs.Tests.Support;
 using static Brickfs.Tests.Replicate.ReplicaBench;
 
@@ -214,15 +215,115 @@ public class EagerLockTests
             }
         }
         Assert.That((await v.Top.FlushAsync(Ctx(), fd)).Ok, Is.True);
+        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
         for (int i = 0; i < 3; i++)
         {
-            for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(i, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"b{i} key b{k}: close ends the batch");
+            for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(i, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"b{i} key b{k}: close ended the batch by the time the handle is released");
         }
-        Assert.That((await v.Top.ReleaseAsync(Ctx(), fd)).Ok, Is.True);
 
         // Once no handle is open for writing, a by-GFID change is a transaction of its own again.
         Assert.That((await v.Top.SetattrAsync(Ctx(), fd.Gfid, null, new SetattrRequest { Valid = SetattrValid.Mode, Mode = 0x1A4 })).Ok, Is.True);
         for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"key b{k}: no batch left open");
+    }
+
+    /// <summary>Holds every xattrop (pre-op, post-op) passing through while <see cref="Holding"/>, until <see cref="Open"/>.</summary>
+    private sealed class HeldXattrops : FopHookTranslator
+    {
+        private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public volatile bool Holding;
+        public int Held;
+
+        public void Open() => _open.TrySetResult();
+
+        protected override async ValueTask<Errno> BeforeFopAsync(Fop fop, FopContext ctx)
+        {
+            if (fop != Fop.Xattrop || !Holding) return Errno.None;
+            Interlocked.Increment(ref Held);
+            await _open.Task;
+            return Errno.None;
+        }
+    }
+
+    private static async Task<(ReplicateTranslator Client, HeldXattrops[] Gates)> ClientWithHeldXattropsAsync(ReplicaBench v)
+    {
+        var gates = Enumerable.Range(0, v.Count).Select(i =>
+        {
+            var g = new HeldXattrops();
+            g.Attach(v.Fault(i));
+            typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(g, $"b{i}");
+            return g;
+        }).ToArray();
+        var client = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, ("post-op-delay-secs", "20")));
+        client.Attach(gates);
+        typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(client, "vol");
+        await client.InitAsync(CancellationToken.None);
+        return (client, gates);
+    }
+
+    [Test]
+    public async Task CloseIsAnsweredWhileTheBatchEndsAndTheReleaseOfTheHandleWaitsForTheEnd()
+    {
+        await using var v = await StartAsync(3);
+        var (client, gates) = await ClientWithHeldXattropsAsync(v);
+        await using var _ = client;
+        try
+        {
+            var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+            Assert.That((await client.CreateAsync(Ctx(), Gfid.Root, "f", ReplicaBench.FileMode, fd)).Ok, Is.True);
+            Assert.That((await client.WriteAsync(Ctx(), fd, 0, "data"u8.ToArray())).Ok, Is.True);
+
+            foreach (var g in gates) g.Holding = true;
+            var flush = client.FlushAsync(Ctx(), fd).AsTask();
+            Assert.That(await Task.WhenAny(flush, Task.Delay(TimeSpan.FromSeconds(10))), Is.SameAs(flush), "close does not wait for the post-op");
+            Assert.That(flush.Result.Ok, Is.True);
+            await Eventually.HoldsAsync(TimeSpan.FromSeconds(10), () => gates.Sum(g => g.Held) >= 3, "the post-op is under way");
+            var release = client.ReleaseAsync(Ctx(), fd).AsTask();
+            await Task.Delay(200);
+            Assert.That(release.IsCompleted, Is.False, "the handle's release waits for the post-op, which may use it");
+
+            foreach (var g in gates) g.Open();
+            Assert.That((await release.WaitAsync(TimeSpan.FromSeconds(10))).Ok, Is.True);
+            for (int i = 0; i < 3; i++)
+            {
+                for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(i, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"b{i} key b{k}");
+            }
+            Assert.That(await v.TextAsync(2, fd.Gfid), Is.EqualTo("data"));
+        }
+        finally
+        {
+            foreach (var g in gates) g.Open(); // a failed check must not leave the disposal waiting
+        }
+    }
+
+    [Test]
+    public async Task CloseOfAFileThisClientLockedWaitsForTheEndOfItsBatch()
+    {
+        await using var v = await StartAsync(3);
+        var (client, gates) = await ClientWithHeldXattropsAsync(v);
+        await using var _ = client;
+        try
+        {
+            var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
+            Assert.That((await client.CreateAsync(Ctx(lockOwner: 7), Gfid.Root, "f", ReplicaBench.FileMode, fd)).Ok, Is.True);
+            var whole = new FileLock { Type = LockType.Write, Start = 0, End = long.MaxValue, Owner = 7, Pid = 1, Kind = LockKind.Posix };
+            Assert.That((await client.LkAsync(Ctx(lockOwner: 7), fd, LockCommand.Set, whole)).Ok, Is.True);
+            Assert.That((await client.WriteAsync(Ctx(lockOwner: 7), fd, 0, "data"u8.ToArray())).Ok, Is.True);
+
+            // close(2) drops the lock: another client that then takes it must find the counters settled.
+            foreach (var g in gates) g.Holding = true;
+            var flush = client.FlushAsync(Ctx(lockOwner: 7), fd).AsTask();
+            await Eventually.HoldsAsync(TimeSpan.FromSeconds(10), () => gates.Sum(g => g.Held) >= 3, "the post-op is under way");
+            await Task.Delay(200);
+            Assert.That(flush.IsCompleted, Is.False, "close waits for the post-op");
+            foreach (var g in gates) g.Open();
+            Assert.That((await flush.WaitAsync(TimeSpan.FromSeconds(10))).Ok, Is.True);
+            for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(0, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), $"key b{k}: settled when close returned");
+            await client.ReleaseAsync(Ctx(lockOwner: 7), fd);
+        }
+        finally
+        {
+            foreach (var g in gates) g.Open(); // a failed check must not leave the disposal waiting
+        }
     }
 
     [Test]

@@ -57,6 +57,9 @@ public sealed partial class ReplicateTranslator
 
     private readonly ConcurrentDictionary<Gfid, EagerState> _eager = new();
 
+    /// <summary>States whose end (post-op, unlock) is under way, after they left <see cref="_eager"/>: unmount waits for them.</summary>
+    private readonly ConcurrentDictionary<EagerState, byte> _closing = new();
+
     /// <summary>Whether this transaction can use (or must join) an eager lock, and which kind.</summary>
     private EagerKind EagerKindOf(TxnSpec spec)
     {
@@ -90,7 +93,12 @@ public sealed partial class ReplicateTranslator
         if (!fd.CanWrite || fd.IsDirectory) return;
         while (_writers.TryGetValue(fd.Gfid, out int n))
         {
-            if (n <= 1 ? _writers.TryRemove(new KeyValuePair<Gfid, int>(fd.Gfid, n)) : _writers.TryUpdate(fd.Gfid, n - 1, n)) return;
+            if (n <= 1 && _writers.TryRemove(new KeyValuePair<Gfid, int>(fd.Gfid, n)))
+            {
+                _appLocked.TryRemove(fd.Gfid, out _);
+                return;
+            }
+            if (n > 1 && _writers.TryUpdate(fd.Gfid, n - 1, n)) return;
         }
     }
 
@@ -313,6 +321,7 @@ public sealed partial class ReplicateTranslator
     private async ValueTask CloseEagerAsync(EagerState el, FileHandle? fd, Func<Task>? alongside = null)
     {
         el.Closing = true;
+        _closing.TryAdd(el, 0);
         _eager.TryRemove(new KeyValuePair<Gfid, EagerState>(el.Gfid, el));
         el.Timer?.Dispose();
         try
@@ -337,6 +346,7 @@ public sealed partial class ReplicateTranslator
         finally
         {
             el.Finished.TrySetResult();
+            _closing.TryRemove(el, out _);
             if (alongside is not null) await alongside();
         }
     }
@@ -476,6 +486,7 @@ public sealed partial class ReplicateTranslator
     public async Task FlushEagerAsync()
     {
         foreach (var gfid in _eager.Keys.ToArray()) await ReleaseEagerAsync(gfid, null);
+        await Task.WhenAll(_closing.Keys.Select(el => el.Finished.Task));
     }
 
     public override async ValueTask DisposeAsync()

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using Brickfs.Translators.Core;
 
 namespace Brickfs.Translators.Cluster.Replicate;
@@ -172,10 +174,23 @@ public sealed partial class ReplicateTranslator
         }));
     }
 
-    /// <summary>close(2): every child that has the file open drops the caller's POSIX locks.</summary>
+    /// <summary>
+    /// close(2): the file's batch ends and its lock goes, and every child that has the file open
+    /// drops the caller's POSIX locks. The answer waits for the batch's end (post-op, unlock)
+    /// only on a file this client took application locks on, where the unlock close implies is a
+    /// coherence point (LEASES.md). Elsewhere each write in the batch was answered on a quorum
+    /// already, so its end goes on behind the answer: RELEASE of the handle waits for it, and
+    /// this client's next fop on the file finds the batch closing and waits too.
+    /// </summary>
     public override async ValueTask<FopResult> FlushAsync(FopContext ctx, FileHandle fd)
     {
-        await ReleaseEagerAsync(fd.Gfid, fd);
+        var ending = ReleaseEagerAsync(fd.Gfid, fd);
+        if (_appLocked.ContainsKey(fd.Gfid)) await ending;
+        else
+        {
+            var state = StateOf(fd);
+            state.Ending = EndInBackground(ending.AsTask(), state.Ending, fd);
+        }
         int opened = Opened(fd) & UpMask;
         var results = new FopResult[N];
         await Task.WhenAll(Bits(opened).Select(async i =>
@@ -190,9 +205,22 @@ public sealed partial class ReplicateTranslator
         return FirstError([.. results.Select(r => r.Error)], opened);
     }
 
+    private async Task EndInBackground(Task ending, Task earlier, FileHandle fd)
+    {
+        try
+        {
+            await Task.WhenAll(ending, earlier);
+        }
+        catch (Exception e)
+        {
+            Trace.TraceError($"{Name}: ending the batch of {fd} after close failed: {e}");
+        }
+    }
+
     public override async ValueTask<FopResult> ReleaseAsync(FopContext ctx, FileHandle fd)
     {
         NoteWriterReleased(fd);
+        if (fd.TryGetContext(this, out FdState s)) await s.Ending; // its post-op may use this handle
         await ReleaseEagerAsync(fd.Gfid, fd);
         await ReleaseOnAsync(ctx, fd, Opened(fd), directory: false);
         fd.RemoveContext(this, out _);
@@ -268,7 +296,7 @@ public sealed partial class ReplicateTranslator
             if (first[i].Ok) granted |= 1 << i;
             else if (!Absent(first[i].Error) && conflict == Errno.None) conflict = first[i].Error;
         }
-        if (conflict == Errno.None && HasQuorum(granted)) return lk;
+        if (conflict == Errno.None && HasQuorum(granted)) return NoteAppLock(fd, lk);
         await UnlockOnAsync(ctx, fd, lk, granted);
         if (conflict == Errno.None) return QuorumLost(Bits(mask).Select(i => first[i].Error));
         if (command == LockCommand.Set || conflict != Errno.EAGAIN) return conflict;
@@ -288,9 +316,22 @@ public sealed partial class ReplicateTranslator
                 return r.Error;
             }
         }
-        if (HasQuorum(granted)) return lk;
+        if (HasQuorum(granted)) return NoteAppLock(fd, lk);
         await UnlockOnAsync(ctx, fd, lk, granted);
         return QuorumLost(waited);
+    }
+
+    /// <summary>
+    /// Files on which this client took an application lock while it had them open: their close
+    /// waits for the end of the batch (FlushAsync). Forgotten with the last handle open for
+    /// writing (NoteWriterReleased).
+    /// </summary>
+    private readonly ConcurrentDictionary<Gfid, byte> _appLocked = new();
+
+    private FileLock NoteAppLock(FileHandle fd, FileLock lk)
+    {
+        _appLocked.TryAdd(fd.Gfid, 0);
+        return lk;
     }
 
     /// <summary>

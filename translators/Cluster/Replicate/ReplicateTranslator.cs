@@ -335,6 +335,8 @@ public sealed partial class ReplicateTranslator : Translator
     {
         public int Opened;
         public int ReaddirChild = -1;
+        /// <summary>The end of the file's batch that its close left under way (FlushAsync); RELEASE waits for it.</summary>
+        public Task Ending = Task.CompletedTask;
     }
 
     private FdState StateOf(FileHandle fd)
