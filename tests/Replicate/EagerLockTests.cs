@@ -13,15 +13,6 @@ namespace Brickfs.Tests.Replicate;
 /// </summary>
 public class EagerLockTests
 {
-    /// <summary>A second client over the same bricks (its own replicate translator, client id c2).</summary>
-    private static ReplicateTranslator SecondClient(ReplicaBench v, params (string, string)[] options)
-    {
-        var other = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, options));
-        other.Attach([.. Enumerable.Range(0, v.Count).Select(i => v.Fault(i))]);
-        typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(other, "vol");
-        return other;
-    }
-
     [Test]
     public async Task AStreamOfWritesPaysOnePreOpAndTheBatchEndsClean()
     {
@@ -99,7 +90,7 @@ public class EagerLockTests
     {
         await using var v = await StartAsync(3, "post-op-delay-secs 0.2");
         var fd = await v.CreateAsync("f");
-        var other = SecondClient(v, ("post-op-delay-secs", "0.2"));
+        var other = await v.SecondClientAsync(options: ("post-op-delay-secs", "0.2"));
         await using var _ = other;
         var fd2 = await v.OpenAsync(fd.Gfid, other);
 
@@ -124,7 +115,7 @@ public class EagerLockTests
     public async Task AClientThatDiesMidBatchLeavesCountersThatMakeHealPickAGoodCopy()
     {
         await using var v = await StartAsync(3, "post-op-delay-secs 20");
-        var writer = SecondClient(v, ("post-op-delay-secs", "20"));
+        var writer = await v.SecondClientAsync(options: ("post-op-delay-secs", "20"));
         var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
         Assert.That((await writer.CreateAsync(Ctx("c2"), Gfid.Root, "f", ReplicaBench.FileMode, fd)).Ok, Is.True);
         Assert.That((await writer.WriteAsync(Ctx("c2"), fd, 0, "first"u8.ToArray())).Ok, Is.True);
@@ -150,7 +141,7 @@ public class EagerLockTests
     public async Task AClientThatDiesAfterAPreOpWithoutFailuresLeavesAllCopiesUsable()
     {
         await using var v = await StartAsync(3, "post-op-delay-secs 20");
-        var writer = SecondClient(v, ("post-op-delay-secs", "20"));
+        var writer = await v.SecondClientAsync(options: ("post-op-delay-secs", "20"));
         var fd = new FileHandle(Gfid.NewRandom(), OpenFlags.ReadWrite | OpenFlags.Create);
         Assert.That((await writer.CreateAsync(Ctx("c2"), Gfid.Root, "f", ReplicaBench.FileMode, fd)).Ok, Is.True);
         Assert.That((await writer.WriteAsync(Ctx("c2"), fd, 0, "data"u8.ToArray())).Ok, Is.True);
@@ -189,7 +180,7 @@ public class EagerLockTests
         Assert.That((await v.Top.FsyncAsync(Ctx(), fd, false)).Ok, Is.True);
         for (int k = 0; k < 3; k++) Assert.That(await v.RawPendingAsync(1, fd.Gfid, k), Is.EqualTo(new long[] { 0, 0, 0 }), "fsync settled the counters");
 
-        var other = SecondClient(v);
+        var other = await v.SecondClientAsync();
         await using var _ = other;
         var fd2 = await v.OpenAsync(fd.Gfid, other);
         Assert.That((await v.Top.FlushAsync(Ctx(), fd)).Ok, Is.True);
@@ -246,17 +237,8 @@ public class EagerLockTests
 
     private static async Task<(ReplicateTranslator Client, HeldXattrops[] Gates)> ClientWithHeldXattropsAsync(ReplicaBench v)
     {
-        var gates = Enumerable.Range(0, v.Count).Select(i =>
-        {
-            var g = new HeldXattrops();
-            g.Attach(v.Fault(i));
-            typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(g, $"b{i}");
-            return g;
-        }).ToArray();
-        var client = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, ("post-op-delay-secs", "20")));
-        client.Attach(gates);
-        typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(client, "vol");
-        await client.InitAsync(CancellationToken.None);
+        var gates = new HeldXattrops[v.Count];
+        var client = await v.SecondClientAsync(i => gates[i] = new HeldXattrops(), ("post-op-delay-secs", "20"));
         return (client, gates);
     }
 

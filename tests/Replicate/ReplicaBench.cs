@@ -54,6 +54,28 @@ internal sealed class ReplicaBench : IAsyncDisposable
     public void Down(params int[] bricks) { foreach (var i in bricks) Fault(i).Active = true; }
     public void Up(params int[] bricks) { foreach (var i in bricks) Fault(i).Active = false; }
 
+    /// <summary>
+    /// Another client of these bricks (another mount): its own cluster/replicate, named like the
+    /// volume's, over each brick's fault injector, or over <paramref name="between"/>(i) put on
+    /// top of brick i's injector and named like it (a translator between that client and the brick).
+    /// </summary>
+    public async Task<ReplicateTranslator> SecondClientAsync(Func<int, Translator>? between = null, params (string, string)[] options)
+    {
+        var children = Enumerable.Range(0, Count).Select(i =>
+        {
+            if (between is null) return Fault(i);
+            var t = between(i);
+            t.Attach(Fault(i));
+            t.Name = $"b{i}";
+            return t;
+        }).ToArray();
+        var client = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, options));
+        client.Attach(children);
+        client.Name = "vol";
+        await client.InitAsync(CancellationToken.None);
+        return client;
+    }
+
     /// <summary>The brick below its fault injector: what the brick really holds.</summary>
     public Translator Brick(int i) => Graph[$"b{i}-locks"];
     public LocksTranslator Locks(int i) => (LocksTranslator)Graph[$"b{i}-locks"];

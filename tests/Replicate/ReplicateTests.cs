@@ -209,9 +209,7 @@ public class ReplicateTests
         }
 
         // A second client learns who is stale from the pending counters that lookup returns.
-        var other = new ReplicateTranslator();
-        other.Attach([.. Enumerable.Range(0, 3).Select(i => v.Fault(i))]);
-        SetName(other, "vol");
+        var other = await v.SecondClientAsync();
         for (int n = 0; n < files.Count; n++)
         {
             var found = await other.LookupAsync(Ctx("c2"), Gfid.Root, $"f{n}");
@@ -232,17 +230,8 @@ public class ReplicateTests
     /// <summary>Another client of <paramref name="v"/>'s bricks, each reached through a <see cref="Link"/> that can say its connection went or came back.</summary>
     private static async Task<(ReplicateTranslator Client, Link[] Links)> SecondClientOverLinksAsync(ReplicaBench v, params (string, string)[] options)
     {
-        var links = Enumerable.Range(0, v.Count).Select(i =>
-        {
-            var link = new Link();
-            link.Attach(v.Fault(i));
-            SetName(link, $"b{i}");
-            return link;
-        }).ToArray();
-        var other = new ReplicateTranslator(TranslatorOptions.From(ReplicateTranslator.OptionSpecs, options));
-        other.Attach(links);
-        SetName(other, "vol");
-        await other.InitAsync(CancellationToken.None);
+        var links = new Link[v.Count];
+        var other = await v.SecondClientAsync(i => links[i] = new Link(), options);
         return (other, links);
     }
 
@@ -319,9 +308,7 @@ public class ReplicateTests
 
         // A second client (another mount) finds every copy good and keeps the files open, as
         // SQLite keeps its database open across transactions.
-        var other = new ReplicateTranslator();
-        other.Attach([.. Enumerable.Range(0, 3).Select(i => v.Fault(i))]);
-        SetName(other, "vol");
+        var other = await v.SecondClientAsync();
         var opened = new List<FileHandle>();
         for (int n = 0; n < files.Count; n++)
         {
@@ -358,9 +345,7 @@ public class ReplicateTests
         await v.Replicate.FlushEagerAsync();
 
         // A second client learns the directory's counters while every copy is good.
-        var other = new ReplicateTranslator();
-        other.Attach([.. Enumerable.Range(0, 3).Select(i => v.Fault(i))]);
-        SetName(other, "vol");
+        var other = await v.SecondClientAsync();
         Assert.That((await other.StatAsync(Ctx("c2"), Gfid.Root, null)).Ok, Is.True);
 
         v.Down(1);
@@ -402,9 +387,6 @@ public class ReplicateTests
         await v.MustWriteAsync(again, 0, "rolled back");
         Assert.That((await v.ReadTextAsync(again)).Value, Is.EqualTo("rolled back"));
     }
-
-    private static void SetName(Translator t, string name) =>
-        typeof(Translator).GetProperty(nameof(Translator.Name))!.SetValue(t, name);
 
     [Test]
     public async Task ReadsMoveToAnotherGoodChildWhenOneIsUnreachable()
